@@ -1,0 +1,45 @@
+"""townlet — policy training for a small-town life simulation.
+
+Behaviour cloning from demonstrations, PPO on replay data and on fresh rollouts, an anneal
+schedule from BC to PPO with guardrails, and a promotion gate for candidate policies, built
+as pure step functions over immutable ``attrs`` records.
+
+Importing ``townlet`` never imports torch: the public names below are resolved lazily, and
+only the ones that compute with torch need it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it. Resolved on first attribute access so that
+# ``import townlet`` stays cheap and torch-free.
+_EXPORTS: dict[str, str] = {
+    "TownletError": "townlet.errors",
+    "TownletInputError": "townlet.errors",
+    "ConfigError": "townlet.errors",
+    "DTOValidationError": "townlet.errors",
+    "ReplayDataError": "townlet.errors",
+    "TelemetryError": "townlet.errors",
+    "CheckpointError": "townlet.errors",
+    "TorchNotAvailableError": "townlet.errors",
+    "TrainingFailedError": "townlet.errors",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'townlet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

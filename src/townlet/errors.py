@@ -1,0 +1,50 @@
+"""The error types townlet raises.
+
+Every error caused by bad input is a ``ValueError`` subclass whose message names the file
+(when there is one), the field, and what was expected; the CLI turns these into a one-line
+message and exit status 2.
+"""
+
+from __future__ import annotations
+
+
+class TownletError(Exception):
+    """Base class of every townlet-specific error."""
+
+
+class TownletInputError(TownletError, ValueError):
+    """Bad input: a file, a field or an argument that does not meet its contract."""
+
+
+class ConfigError(TownletInputError):
+    """A configuration file or record is invalid (the message names the key path)."""
+
+
+class DTOValidationError(TownletInputError):
+    """A result record (DTO) was given a value outside its bounds or an unknown key."""
+
+
+class ReplayDataError(TownletInputError):
+    """A replay sample, sidecar or manifest is missing, malformed or inconsistent."""
+
+
+class TelemetryError(TownletInputError):
+    """A telemetry line is malformed (the message starts with ``path:line:``)."""
+
+
+class CheckpointError(TownletInputError):
+    """A checkpoint file is unreadable or does not match the requested network spec."""
+
+
+class TorchNotAvailableError(TownletError, ImportError):
+    """A strategy that computes with torch was called where torch is not installed."""
+
+    def __init__(self, feature: str = "this feature") -> None:
+        super().__init__(
+            f"{feature} needs PyTorch, which is not installed; "
+            "install it with: pip install 'townlet[torch]'"
+        )
+
+
+class TrainingFailedError(TownletError, RuntimeError):
+    """A training run failed (non-finite values, a guardrail the user asked to fail on)."""
