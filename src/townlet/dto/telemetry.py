@@ -14,8 +14,9 @@ health, 1.1, social, anneal, baseline, extensions, dynamic extras):
   ``conflict.*``/``*_events`` keys.
 
 So a line read at its own version is written back to the same JSON object, and down-conversion
-drops the newer keys. Files are replaced atomically (temp file + ``os.replace``); appends write
-all new lines with one ``write`` and ``fsync`` and undo a failed write (see :func:`write_telemetry`).
+drops the newer keys. Files are replaced atomically (temp file + ``os.replace``); appends
+write all new lines with one ``write`` and ``fsync``, and undo a failed write
+(see :func:`write_telemetry`).
 """
 
 from __future__ import annotations

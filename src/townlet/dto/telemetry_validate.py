@@ -22,7 +22,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 
@@ -107,7 +107,7 @@ class TelemetryValidation:
         return not self.errors
 
 
-def is_numeric(value: Any) -> bool:
+def is_numeric(value: Any) -> TypeGuard[float]:
     """An int or float (bool counts, as in the reference) that is finite."""
     return isinstance(value, int | float) and math.isfinite(value)
 
@@ -214,18 +214,20 @@ def _load_objects(
     source: str | Path | Sequence[PPOTrainingResult] | Sequence[Mapping[str, Any]],
 ) -> tuple[str, list[tuple[str, Mapping[str, Any]]]]:
     if isinstance(source, str | Path):
-        objs = [(f"{source}:{n}", obj) for n, obj in iter_json_lines(Path(source))]
+        objs: list[tuple[str, Mapping[str, Any]]] = [
+            (f"{source}:{n}", obj) for n, obj in iter_json_lines(Path(source))
+        ]
         if not objs:
             raise TelemetryError(f"{source}: no telemetry records found")
         return str(source), objs
     items: list[tuple[str, Mapping[str, Any]]] = []
     for index, item in enumerate(source):
-        obj = (
-            telemetry_line(item, item.telemetry_version)
-            if isinstance(item, PPOTrainingResult)
-            else item
-        )
-        items.append((f"record {index}", obj))
+        if isinstance(item, PPOTrainingResult):
+            items.append((f"record {index}", telemetry_line(item, item.telemetry_version)))
+        elif isinstance(item, Mapping):
+            items.append((f"record {index}", item))
+        else:
+            raise TelemetryError(f"record {index}: expected a PPOTrainingResult or a mapping")
     return "<records>", items
 
 
@@ -252,9 +254,8 @@ def validate_telemetry(
     if drift_threshold is not None:
         breaches = [f"{k}={v:+.6f}" for k, v in worst.items() if abs(v) > drift_threshold]
         if breaches:
-            errors.append(
-                f"{label}: Baseline drift exceeds threshold {drift_threshold}: {', '.join(breaches)}"
-            )
+            joined = ", ".join(breaches)
+            errors.append(f"{label}: Baseline drift exceeds threshold {drift_threshold}: {joined}")
     return TelemetryValidation(
         source=label,
         records=len(objs),
