@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from townlet.errors import ConfigError, DTOValidationError
+
+if TYPE_CHECKING:
+    AttrsField = attrs.Attribute[Any]
+else:  # attrs.Attribute is not subscriptable at run time (typeguard evaluates annotations)
+    AttrsField = attrs.Attribute
 
 
 class FieldValueError(ValueError):
@@ -91,7 +96,7 @@ class Bounds:
     lt: float | None = None
     style: str = "side"
 
-    def __call__(self, instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    def __call__(self, instance: object, attribute: AttrsField, value: Any) -> None:
         if value is None:
             return
         violated = self._violated(value)
@@ -132,7 +137,7 @@ class OneOf:
     error: ErrorFactory
     options: Collection[object]
 
-    def __call__(self, instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    def __call__(self, instance: object, attribute: AttrsField, value: Any) -> None:
         if value is None or value in self.options:
             return
         allowed = ", ".join(repr(o) for o in self.options)
@@ -143,10 +148,10 @@ def _describe(value: object) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def number_converter(error: ErrorFactory, *, optional: bool = False) -> attrs.Converter[Any, Any]:
+def number_converter(error: ErrorFactory, *, optional: bool = False) -> Any:
     """attrs converter: int/float → float; bool, str and other types are rejected."""
 
-    def convert(value: Any, instance: Any, field: attrs.Attribute[Any]) -> float | None:
+    def convert(value: Any, instance: Any, field: AttrsField) -> float | None:
         if value is None and optional:
             return None
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -156,10 +161,10 @@ def number_converter(error: ErrorFactory, *, optional: bool = False) -> attrs.Co
     return attrs.Converter(convert, takes_self=True, takes_field=True)
 
 
-def int_converter(error: ErrorFactory, *, optional: bool = False) -> attrs.Converter[Any, Any]:
+def int_converter(error: ErrorFactory, *, optional: bool = False) -> Any:
     """attrs converter: int, or a float with an integral value → int; others are rejected."""
 
-    def convert(value: Any, instance: Any, field: attrs.Attribute[Any]) -> int | None:
+    def convert(value: Any, instance: Any, field: AttrsField) -> int | None:
         if value is None and optional:
             return None
         if isinstance(value, int) and not isinstance(value, bool):
@@ -180,7 +185,7 @@ class InstanceOf:
     expected: str
     optional: bool = False
 
-    def __call__(self, instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    def __call__(self, instance: object, attribute: AttrsField, value: Any) -> None:
         if value is None and self.optional:
             return
         if isinstance(value, self.kind) and not (

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import attrs
 
 from townlet._validators import (
+    AttrsField,
     Bounds,
     InstanceOf,
     OneOf,
@@ -148,7 +149,7 @@ def _extras_converter(value: Mapping[str, float]) -> dict[str, float]:
     return dict(value)
 
 
-def _check_extras(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _check_extras(instance: object, attribute: AttrsField, value: Any) -> None:
     for key, item in value.items():
         if not isinstance(key, str) or not is_extra_key(key):
             raise dto_error(instance, "extras", unknown_field_message(type(instance).__name__, key))
