@@ -1,4 +1,4 @@
-"""Telemetry JSONL: every real reference log reads and round-trips; versions convert; writes are atomic."""
+"""Telemetry JSONL: real reference logs read and round-trip; versions convert; atomic writes."""
 
 from __future__ import annotations
 
@@ -180,16 +180,16 @@ def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(TelemetryError, match=r"bad.jsonl:1: invalid JSON"):
         read_telemetry(tmp_path / "bad.jsonl")
     (tmp_path / "list.jsonl").write_text("[1]\n")
-    with pytest.raises(TelemetryError, match="list.jsonl:1: expected JSON object, got list"):
+    with pytest.raises(TelemetryError, match=r"list\.jsonl:1: expected JSON object, got list"):
         read_telemetry(tmp_path / "list.jsonl")
     (tmp_path / "empty.jsonl").write_text("\n")
-    with pytest.raises(TelemetryError, match="empty.jsonl: no telemetry records found"):
+    with pytest.raises(TelemetryError, match=r"empty\.jsonl: no telemetry records found"):
         read_telemetry(tmp_path / "empty.jsonl")
 
 
 def test_parse_version() -> None:
     assert parse_version("1.1") == 1.1 and parse_version(1) == 1.0 and parse_version(1.2) == 1.2
-    with pytest.raises(TelemetryError, match="expected 1.0, 1.1 or 1.2"):
+    with pytest.raises(TelemetryError, match=r"expected 1\.0, 1\.1 or 1\.2"):
         parse_version("v1")
 
 

@@ -45,10 +45,11 @@ def test_generated_logs_and_golden_pass() -> None:
 def test_pre_health_logs_fail_like_the_reference() -> None:
     report = validate_telemetry(_reference() / "docs" / "samples" / "ppo_epoch_log.jsonl")
     assert not report.ok
-    assert report.errors == (
-        f"{_reference() / 'docs/samples/ppo_epoch_log.jsonl'}:1: missing required telemetry keys: "
-        "['adv_min_std', 'adv_zero_std_batches', 'clip_fraction_max', 'clip_triggered_minibatches']",
+    health = (
+        "['adv_min_std', 'adv_zero_std_batches', 'clip_fraction_max', 'clip_triggered_minibatches']"
     )
+    log = _reference() / "docs" / "samples" / "ppo_epoch_log.jsonl"
+    assert report.errors == (f"{log}:1: missing required telemetry keys: {health}",)
 
 
 def test_rules_and_messages() -> None:
