@@ -27,6 +27,23 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "townlet.errors",
     "TorchNotAvailableError": "townlet.errors",
     "TrainingFailedError": "townlet.errors",
+    # replay data (townlet.policy.replay)
+    "InMemoryReplayDataset": "townlet.policy.replay",
+    "ManifestEntry": "townlet.policy.replay",
+    "ReplayBatch": "townlet.policy.replay",
+    "ReplayDataset": "townlet.policy.replay",
+    "ReplayDatasetConfig": "townlet.policy.replay",
+    "ReplayEventCounts": "townlet.policy.replay",
+    "ReplaySample": "townlet.policy.replay",
+    "aggregate_metrics": "townlet.policy.replay",
+    "build_batch": "townlet.policy.replay",
+    "compute_sample_metrics": "townlet.policy.replay",
+    "flatten_bc_frames": "townlet.policy.replay",
+    "load_bc_samples": "townlet.policy.replay",
+    "load_replay_sample": "townlet.policy.replay",
+    "read_manifest": "townlet.policy.replay",
+    "record_events": "townlet.policy.replay",
+    "save_replay_sample": "townlet.policy.replay",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

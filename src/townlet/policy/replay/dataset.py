@@ -33,7 +33,7 @@ from townlet.policy.replay.manifest import (
     read_manifest,
 )
 from townlet.policy.replay.metrics import ReplayEventCounts, aggregate_metrics
-from townlet.policy.replay.sample import ReplaySample, sample_signature
+from townlet.policy.replay.sample import ReplaySample, Signature, sample_signature
 
 
 def _entries(value: Sequence[Any]) -> tuple[ManifestEntry, ...]:
@@ -141,6 +141,7 @@ class _BucketedDataset:
     """Batch planning shared by both dataset kinds; subclasses provide ``_load_batch``."""
 
     _buckets: tuple[Bucket, ...]
+    _signatures: tuple[Signature, ...]
     batch_size: int
     drop_last: bool
     shuffle: bool
@@ -151,6 +152,11 @@ class _BucketedDataset:
     def buckets(self) -> tuple[Bucket, ...]:
         """Sample indices grouped by shape signature, in iteration order."""
         return self._buckets
+
+    @property
+    def bucket_signatures(self) -> tuple[Signature, ...]:
+        """The shape signature of each bucket, in bucket order."""
+        return tuple(self._signatures[bucket[0]] for bucket in self._buckets)
 
     def __len__(self) -> int:
         return count_batches(self._buckets, self.batch_size, drop_last=self.drop_last)
@@ -223,6 +229,7 @@ class ReplayDataset(_BucketedDataset):
             self._samples = tuple(self.load_sample(i) for i in range(len(config.entries)))
             signatures = [sample_signature(sample) for sample in self._samples]
             sidecar = [_sidecar_metrics(sample.metadata) for sample in self._samples]
+        self._signatures = tuple(signatures)
         self._buckets = group_by_signature(signatures)
         sources = list(self.metrics_map.values()) or [m for m in sidecar if m]
         self.baseline_metrics = aggregate_metrics(sources)
@@ -308,7 +315,8 @@ class InMemoryReplayDataset(_BucketedDataset):
             found = [_sidecar_metrics(sample.metadata) for sample in self.samples]
             baseline_metrics = aggregate_metrics([m for m in found if m])
         self.baseline_metrics = dict(baseline_metrics)
-        self._buckets = group_by_signature([sample_signature(s) for s in self.samples])
+        self._signatures = tuple(sample_signature(s) for s in self.samples)
+        self._buckets = group_by_signature(self._signatures)
 
     @property
     def num_samples(self) -> int:
