@@ -54,12 +54,12 @@ def _entries(value: Sequence[Any]) -> tuple[ManifestEntry, ...]:
     return tuple(out)
 
 
-def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+def _positive(_: object, attribute: Any, value: int) -> None:
     if value <= 0:
         raise ConfigError(f"{attribute.name} must be positive, got {value}")
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+def _non_negative(_: object, attribute: Any, value: int) -> None:
     if value < 0:
         raise ConfigError(f"{attribute.name} must be >= 0, got {value}")
 
