@@ -50,6 +50,23 @@ _EXPORTS: dict[str, str] = {
     "to_dict": "townlet.dto.convert",
     "validate_telemetry": "townlet.dto.telemetry_validate",
     "write_telemetry": "townlet.dto.telemetry",
+    # replay data (townlet.policy.replay)
+    "InMemoryReplayDataset": "townlet.policy.replay",
+    "ManifestEntry": "townlet.policy.replay",
+    "ReplayBatch": "townlet.policy.replay",
+    "ReplayDataset": "townlet.policy.replay",
+    "ReplayDatasetConfig": "townlet.policy.replay",
+    "ReplayEventCounts": "townlet.policy.replay",
+    "ReplaySample": "townlet.policy.replay",
+    "aggregate_metrics": "townlet.policy.replay",
+    "build_batch": "townlet.policy.replay",
+    "compute_sample_metrics": "townlet.policy.replay",
+    "flatten_bc_frames": "townlet.policy.replay",
+    "load_bc_samples": "townlet.policy.replay",
+    "load_replay_sample": "townlet.policy.replay",
+    "read_manifest": "townlet.policy.replay",
+    "record_events": "townlet.policy.replay",
+    "save_replay_sample": "townlet.policy.replay",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
