@@ -54,9 +54,9 @@ def _modules() -> list[str]:
         "townlet.policy.training",
         "townlet.cli",
         "townlet.cli.telemetry_cmd",
+        "townlet.cli.replay_cmd",
+        "townlet.policy.replay",
     ]
-    if (SRC / "policy" / "replay.py").exists():
-        names.append("townlet.policy.replay")
     return names
 
 
