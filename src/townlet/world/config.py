@@ -11,7 +11,7 @@ config file structures into it directly.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 from attrs import validators as v
@@ -22,12 +22,12 @@ WorldSocialStage = Literal["OFF", "C1", "C2", "C3"]
 WORLD_SOCIAL_STAGES: tuple[str, ...] = ("OFF", "C1", "C2", "C3")
 
 
-def _unit() -> list[v._ValidatorType[float]]:  # type: ignore[name-defined]
+def _unit() -> list[Any]:
     return [v.ge(0.0), v.le(1.0)]
 
 
-def _to_pair(value: object) -> tuple[int, int]:
-    x, y = value  # type: ignore[misc]
+def _to_pair(value: Any) -> tuple[int, int]:
+    x, y = value
     return (int(x), int(y))
 
 
@@ -52,7 +52,7 @@ DEFAULT_OBJECTS: tuple[ObjectSpec, ...] = (
 )
 
 
-def _check_objects(inst: WorldConfig, attribute: attrs.Attribute[object], value: object) -> None:
+def _check_objects(inst: WorldConfig, attribute: Any, value: Any) -> None:
     objects: tuple[ObjectSpec, ...] = inst.objects
     if not objects:
         raise ValueError("world.objects: expected at least one object")
@@ -71,7 +71,7 @@ def _check_objects(inst: WorldConfig, attribute: attrs.Attribute[object], value:
         seen.add(obj.position)
 
 
-def _check_shifts(inst: WorldConfig, attribute: attrs.Attribute[object], value: object) -> None:
+def _check_shifts(inst: WorldConfig, attribute: Any, value: Any) -> None:
     if not inst.shift_starts:
         raise ValueError("world.shift_starts: expected at least one shift start")
     for start in inst.shift_starts:
@@ -157,4 +157,11 @@ def scaled_world_config(num_agents: int, *, base: WorldConfig | None = None) -> 
         for bx in range(blocks)
         for obj in base.objects
     )
-    return attrs.evolve(base, size=base.size * blocks, num_agents=num_agents, objects=objects)
+    return WorldConfig(
+        **{
+            **attrs.asdict(base, recurse=False),
+            "size": base.size * blocks,
+            "num_agents": num_agents,
+            "objects": objects,
+        }
+    )

@@ -58,7 +58,7 @@ def check_actions(actions: object, count: int) -> IntArray:
     return acts.astype(np.int64)
 
 
-def _release(state: WorldState, leave: BoolArray) -> dict[str, IntArray]:
+def _release(state: WorldState, leave: BoolArray) -> dict[str, Any]:
     """Arrays after agents in ``leave`` drop what they hold and leave their queue."""
     occupant = state.occupant.copy()
     occupant[state.using[leave & (state.using >= 0)]] = -1
@@ -78,8 +78,8 @@ def move_and_yield(state: WorldState, acts: IntArray) -> tuple[WorldState, Parts
     yields = acts == YIELD
     rival, strength = strongest_rival(state.rival_ids, state.rival_vals)
     diff = state.position - state.position[np.maximum(rival, 0)]
-    near = yields & (rival >= 0) & (strength >= cfg.rival_threshold)
-    near &= np.abs(diff).max(axis=1) <= 2
+    close = np.abs(diff).max(axis=1) <= 2
+    near = np.asarray(yields & (rival >= 0) & (strength >= cfg.rival_threshold) & close)
     sign = np.sign(diff)
     along_x = np.abs(diff[:, 0]) >= np.abs(diff[:, 1])
     away = np.where(
@@ -89,7 +89,7 @@ def move_and_yield(state: WorldState, acts: IntArray) -> tuple[WorldState, Parts
     )
     delta = ACTION_DELTAS[acts] + np.where(near[:, None], away, 0)
     target = state.position + delta
-    inside = ((target >= 0) & (target < cfg.size)).all(axis=1)
+    inside = np.asarray(((target >= 0) & (target < cfg.size)).all(axis=1), dtype=np.bool_)
     new = attrs.evolve(
         state,
         position=np.where(inside[:, None], target, state.position),

@@ -18,7 +18,7 @@ FORGET_BELOW = 0.01  # a tie this weak is forgotten, freeing its slot
 def rivalry_between(ids: IntArray, vals: FloatArray, a: IntArray, b: IntArray) -> FloatArray:
     """Rivalry agent ``a[i]`` feels towards ``b[i]`` (0 when ``b[i]`` is not in a's slots)."""
     match = ids[a] == b[:, None]
-    return (vals[a] * match).sum(axis=1).astype(np.float32)
+    return np.asarray((vals[a] * match).sum(axis=1), dtype=np.float32)
 
 
 def strongest_rival(ids: IntArray, vals: FloatArray) -> tuple[IntArray, FloatArray]:

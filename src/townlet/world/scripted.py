@@ -108,4 +108,4 @@ def scripted_actions(
 
 def random_actions(state: WorldState, rng: np.random.Generator) -> IntArray:
     """Uniformly random action ids (N,): the baseline the scripted policy must beat."""
-    return rng.integers(0, NUM_ACTIONS, size=state.needs.shape[0], dtype=np.int64)
+    return np.asarray(rng.integers(0, NUM_ACTIONS, size=state.needs.shape[0]), dtype=np.int64)

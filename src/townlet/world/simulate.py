@@ -57,7 +57,7 @@ def _rewards(state: WorldState, parts: dict[str, np.ndarray]) -> FloatArray:
         reward += np.where(calm, chat, 0.0)
     if level >= 2:
         reward += np.float32(cfg.avoid_conflict_reward) * parts["avoided"]
-    return np.clip(reward, -cfg.reward_clip, cfg.reward_clip).astype(np.float32)
+    return np.asarray(np.clip(reward, -cfg.reward_clip, cfg.reward_clip), dtype=np.float32)
 
 
 def _respawn(state: WorldState, fainted: BoolArray, rng: np.random.Generator) -> WorldState:
@@ -121,7 +121,7 @@ def step(
     st, work = advance_work(st)
     parts = {**moved, **used, **chats, **work, "wages": wages}
     rewards = _rewards(st, parts)
-    fainted = (st.needs <= 0.0).any(axis=1)
+    fainted = np.asarray((st.needs <= 0.0).any(axis=1), dtype=np.bool_)
     rewards = np.where(
         fainted, np.minimum(rewards, 0.0) + np.float32(st.config.faint_penalty), rewards
     ).astype(np.float32)

@@ -232,7 +232,7 @@ def adjacent_partner(position: IntArray, size: int) -> IntArray:
         cands.append(np.where(inside, low[tile], -1))
     stack = np.stack(cands, axis=1)
     first = np.argmax(stack >= 0, axis=1)
-    return stack[ids, first]
+    return np.asarray(stack[ids, first], dtype=np.int64)
 
 
 def object_in_reach(state: WorldState) -> IntArray:
@@ -253,4 +253,4 @@ def object_in_reach(state: WorldState) -> IntArray:
     same = lay.obj_category[safe] == lay.obj_category[np.maximum(first, 0)][:, None]
     free = (cands >= 0) & same & (state.occupant[safe] < 0)
     alt = cands[rows, np.argmax(free, axis=1)]
-    return np.where(free.any(axis=1), alt, first)
+    return np.asarray(np.where(free.any(axis=1), alt, first), dtype=np.int64)
