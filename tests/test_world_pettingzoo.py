@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pettingzoo")
-from pettingzoo.test import parallel_api_test  # noqa: E402
+from pettingzoo.test import parallel_api_test
 
-from townlet.envs.pettingzoo_town import make_town_env  # noqa: E402
-from townlet.world import WorldConfig  # noqa: E402
+from townlet.envs.pettingzoo_town import make_town_env
+from townlet.world import WorldConfig
 
 
 def test_parallel_api_test_passes() -> None:
@@ -24,8 +24,8 @@ def test_spaces_observations_and_truncation() -> None:
     assert space["map"].shape == (4, 11, 11) and space["features"].shape == (33,)
     assert space.contains(obs["agent_1"])
     assert env.action_space("agent_0").n == 8
-    for t in range(5):
-        obs, rew, term, trunc, _ = env.step({a: 0 for a in env.agents})
+    for _t in range(5):
+        obs, rew, _term, trunc, _ = env.step({a: 0 for a in env.agents})
         assert all(isinstance(v, float) for v in rew.values())
     assert all(trunc.values()) and env.agents == []
     first, _ = env.reset(seed=1)

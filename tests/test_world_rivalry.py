@@ -36,7 +36,7 @@ def test_full_row_replaces_its_weakest_tie_and_negative_only_touches_known() -> 
 
 def test_decay_forgets_weak_ties_and_lookup() -> None:
     ids, vals = _slots()
-    d_ids, d_vals = decay_rivalry(ids, vals, 0.5)
+    _d_ids, d_vals = decay_rivalry(ids, vals, 0.5)
     np.testing.assert_allclose(d_vals, [[0.25, 0], [0, 0], [0.1, 0.3]], atol=1e-7)
     f_ids, _ = decay_rivalry(ids, np.full_like(vals, 0.015), 0.5)
     assert (f_ids == -1).all()

@@ -50,7 +50,7 @@ def test_same_seed_and_actions_give_the_same_trajectory() -> None:
     np.testing.assert_array_equal(da, db)
     for name, value in _arrays(a).items():
         np.testing.assert_array_equal(value, getattr(b, name), err_msg=name)
-    c, rc, _, _ = _run(cfg, 4, 120)
+    _c, rc, _, _ = _run(cfg, 4, 120)
     assert not np.array_equal(ra, rc)
 
 

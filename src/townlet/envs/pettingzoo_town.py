@@ -15,7 +15,7 @@ dict shape, are in ``env.last_events``.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,7 +47,11 @@ Obs = dict[str, np.ndarray]
 class TownParallelEnv(ParallelEnv):  # type: ignore[misc]
     """PettingZoo parallel environment over ``townlet.world`` (see the module docstring)."""
 
-    metadata = {"name": "townlet_town_v0", "render_modes": [], "is_parallelizable": True}
+    metadata: ClassVar[dict[str, Any]] = {
+        "name": "townlet_town_v0",
+        "render_modes": [],
+        "is_parallelizable": True,
+    }
 
     def __init__(self, config: WorldConfig | None = None, *, seed: int = 0) -> None:
         self.config = config if config is not None else WorldConfig()
@@ -60,7 +64,7 @@ class TownParallelEnv(ParallelEnv):  # type: ignore[misc]
         self._state: WorldState | None = None
         self._alive = np.zeros(self.config.num_agents, dtype=bool)
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - PettingZoo requires the same object
+    @functools.cache  # noqa: B019 - PettingZoo requires the same object
     def observation_space(self, agent: str) -> spaces.Dict:
         """``Dict(map=Box(0,1,(4,11,11)), features=Box(-inf,inf,(33,)))``, float32."""
         return spaces.Dict(
@@ -72,7 +76,7 @@ class TownParallelEnv(ParallelEnv):  # type: ignore[misc]
             }
         )
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
+    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Discrete:
         """``Discrete(8)``: wait, move N/S/E/W, use, chat, yield."""
         return spaces.Discrete(NUM_ACTIONS)
