@@ -46,12 +46,15 @@ def observe_maps(state: WorldState) -> FloatArray:
     grids[1][inner] = lay.obj_grid >= 0
     held = lay.obj_pos[state.occupant >= 0]
     grids[2, held[:, 1] + RADIUS, held[:, 0] + RADIUS] = 1.0
-    offs = np.arange(WINDOW)
-    rows = (state.position[:, 1, None] + offs)[:, :, None]
-    cols = (state.position[:, 0, None] + offs)[:, None, :]
+    # One flat gather per channel (np.take on raveled grids beats 2-D fancy indexing ~3x).
+    side = size + 2 * RADIUS
+    offs = (np.arange(WINDOW)[:, None] * side + np.arange(WINDOW)).ravel()
+    flat = (state.position[:, 1] * side + state.position[:, 0])[:, None] + offs
     n = state.position.shape[0]
     maps = np.empty((n, 4, WINDOW, WINDOW), dtype=np.float32)
-    maps[:, 1:] = grids[:, rows, cols].transpose(1, 0, 2, 3)
+    cells = maps.reshape(n, 4, WINDOW * WINDOW)
+    for channel in range(3):
+        np.take(grids[channel].ravel(), flat, out=cells[:, channel + 1])
     maps[:, 1, RADIUS, RADIUS] -= 1.0  # the agent itself is the self channel
     np.minimum(maps[:, 1], 1.0, out=maps[:, 1])
     maps[:, 0] = 0.0
@@ -118,3 +121,6 @@ def observe(state: WorldState, config: WorldConfig | None = None) -> tuple[Float
         raise ValueError("config: expected the config the state was reset with")
     maps = observe_maps(state)
     return maps, observe_features(state, maps)
+
+
+observe_world = observe  # the name exported from ``townlet``

@@ -155,3 +155,6 @@ _EVENT_KEYS: tuple[str, ...] = (
     "avoid_agent",
     "avoid_rival",
 )
+
+
+step_world = step  # the name exported from ``townlet``

@@ -254,3 +254,6 @@ def object_in_reach(state: WorldState) -> IntArray:
     free = (cands >= 0) & same & (state.occupant[safe] < 0)
     alt = cands[rows, np.argmax(free, axis=1)]
     return np.asarray(np.where(free.any(axis=1), alt, first), dtype=np.int64)
+
+
+reset_world = reset  # the name exported from ``townlet``
