@@ -67,6 +67,13 @@ _EXPORTS: dict[str, str] = {
     "read_manifest": "townlet.policy.replay",
     "record_events": "townlet.policy.replay",
     "save_replay_sample": "townlet.policy.replay",
+    # world: the embedded town (numpy only; make_town_env needs the pettingzoo extra)
+    "WorldConfig": "townlet.world.config",
+    "make_town_env": "townlet.envs.pettingzoo_town",
+    "observe_world": "townlet.world.observe",
+    "reset_world": "townlet.world.state",
+    "scripted_actions": "townlet.world.scripted",
+    "step_world": "townlet.world.simulate",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -26,6 +26,7 @@ from townlet._validators import (
     number_converter,
 )
 from townlet.errors import ConfigError
+from townlet.world.config import WorldConfig
 
 SocialRewardStage = Literal["OFF", "C1", "C2", "C3"]
 SOCIAL_REWARD_STAGES: tuple[str, ...] = ("OFF", "C1", "C2", "C3")
@@ -194,6 +195,7 @@ class Config:
     ppo: PPOConfig = attrs.field(factory=PPOConfig)
     training: TrainingConfig = attrs.field(factory=TrainingConfig)
     promotion: PromotionConfig = attrs.field(factory=PromotionConfig)
+    world: WorldConfig = attrs.field(factory=WorldConfig)
 
 
 def config_from_dict(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
