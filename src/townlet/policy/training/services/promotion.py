@@ -45,6 +45,15 @@ def frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return types.MappingProxyType({str(k): copy.deepcopy(item) for k, item in value.items()})
 
 
+def to_plain(value: Any) -> Any:
+    """``value`` with every mapping turned into a dict and every tuple into a list (for JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(item) for k, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(item) for item in value]
+    return value
+
+
 def _optional_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     return None if value is None else frozen_mapping(value)
 

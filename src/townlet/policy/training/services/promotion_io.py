@@ -28,6 +28,7 @@ from townlet.policy.training.services.promotion import (
     PromotionEvent,
     PromotionState,
     normalize_release,
+    to_plain,
 )
 
 PROMOTION_SCHEMA_VERSION = "1.0"
@@ -51,23 +52,14 @@ _STATE_KEYS = frozenset(
 _EVENT_KEYS = frozenset({"event", "tick", "metadata", "previous_release", "release", "timestamp"})
 
 
-def _plain(value: Any) -> Any:
-    # Records hold read-only mapping proxies; JSON needs dicts and lists.
-    if isinstance(value, Mapping):
-        return {str(k): _plain(item) for k, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
 def promotion_event_to_dict(event: PromotionEvent) -> dict[str, Any]:
     """A history event as JSON-ready dict (``timestamp`` only when set)."""
     out: dict[str, Any] = {
         "event": event.event,
         "tick": event.tick,
-        "metadata": _plain(event.metadata),
-        "previous_release": _plain(event.previous_release),
-        "release": _plain(event.release),
+        "metadata": to_plain(event.metadata),
+        "previous_release": to_plain(event.previous_release),
+        "release": to_plain(event.release),
     }
     if event.timestamp is not None:
         out["timestamp"] = event.timestamp
@@ -86,9 +78,9 @@ def promotion_state_to_dict(state: PromotionState) -> dict[str, Any]:
         "last_result": state.last_result,
         "last_evaluated_tick": state.last_evaluated_tick,
         "evaluations": state.evaluations,
-        "current_release": _plain(state.current_release),
-        "initial_release": _plain(state.initial_release),
-        "candidate": _plain(state.candidate),
+        "current_release": to_plain(state.current_release),
+        "initial_release": to_plain(state.initial_release),
+        "candidate": to_plain(state.candidate),
         "history": [promotion_event_to_dict(event) for event in state.history],
     }
 
