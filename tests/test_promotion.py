@@ -374,3 +374,39 @@ def test_file_hash_matches_bytes_hash(tmp_path: Path) -> None:
     assert file_sha256(path) == policy_hash(payload)
     # sha256 of b"" is well known.
     assert policy_hash(b"") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_public_names_resolve_and_import_without_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import townlet
+
+    names = [
+        "AnnealBaselines",
+        "PromotionState",
+        "PromotionError",
+        "decide",
+        "paired_return_gate",
+        "policy_hash",
+        "record_evaluation",
+        "anneal_status",
+    ]
+    for name in names:
+        assert getattr(townlet, name) is not None
+    # In a subprocess where importing torch fails, the promotion API and CLI still work.
+    blocker = tmp_path / "torch.py"
+    blocker.write_text("raise ImportError('torch blocked for this test')\n")
+    code = (
+        "import townlet, townlet.cli.promote_cmd\n"
+        + "".join(f"townlet.{n}\n" for n in names)
+        + "import sys; assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
+    )
+    env_path = f"{tmp_path}"
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {env_path!r})\n{code}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
