@@ -36,6 +36,10 @@ class CheckpointError(TownletInputError):
     """A checkpoint file is unreadable or does not match the requested network spec."""
 
 
+class PromotionError(TownletInputError):
+    """A promotion state file, anneal summary or promotion request is invalid or not allowed."""
+
+
 class TorchNotAvailableError(TownletError, ImportError):
     """A strategy that computes with torch was called where torch is not installed."""
 
