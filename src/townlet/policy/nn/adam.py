@@ -22,7 +22,7 @@ from attrs import validators as v
 from townlet.policy.nn.network import Params
 
 
-def _check_betas(_inst: object, _attr: attrs.Attribute[Any], value: tuple[float, float]) -> None:
+def _check_betas(_inst: object, _attr: Any, value: tuple[float, float]) -> None:
     if len(value) != 2 or not all(0.0 <= b < 1.0 for b in value):
         raise ValueError(f"betas must be two floats in [0, 1), got {value!r}")
 
@@ -36,7 +36,7 @@ class AdamConfig:
 
     lr: float = attrs.field(default=1e-3, converter=float, validator=v.gt(0.0))
     betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), validator=_check_betas)
-    eps: float = attrs.field(default=1e-8, converter=float, validator=v.gt(0.0))
+    eps: float = attrs.field(default=1e-8, converter=float, validator=v.ge(0.0))
     weight_decay: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
 
 

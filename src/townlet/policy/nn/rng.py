@@ -17,7 +17,9 @@ def derive_seed(seed: int, *counters: int) -> int:
     Different counter tuples give statistically independent streams; the same tuple always gives
     the same seed. All values must be non-negative ints.
     """
-    words = np.random.SeedSequence([seed, *counters]).generate_state(2, np.uint32)
+    # The length word keeps (s,) and (s, 0) apart: SeedSequence ignores trailing zero words.
+    entropy = [seed, len(counters), *counters]
+    words = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
     return (int(words[0]) << 31) ^ int(words[1])
 
 
