@@ -3,25 +3,51 @@
 Each component has its own frozen record (``PPOConfig``, ``BCConfig``, ``AnnealStage``, …); the
 root :class:`Config` gathers them. Defaults and bounds follow the original Townlet
 (``spec/reference-ppo.md`` §1, ``reference-bc_anneal_promotion.md`` §1). Bounds are checked when a
-record is built, so a record that exists is valid. Files are read by :func:`load_config`.
+record is built, so a record that exists is valid; a bad value raises
+:class:`~townlet.errors.ConfigError` naming the field (``clip_param: 1.5 is not in [0, 1]``).
+Files are read by :func:`load_config` (TOML or YAML) and mappings by :func:`config_from_dict`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
-from attrs import validators as v
+
+from townlet._config_fields import bool_field as _bool
+from townlet._config_fields import float_field as _float
+from townlet._config_fields import int_field as _int
+from townlet._config_fields import one_of as _one_of
+from townlet._config_fields import str_field as _str
+from townlet._config_fields import unit_field as _unit
+from townlet._config_io import parse_config_file
+from townlet.errors import ConfigError
+from townlet.world.config import WorldConfig
 
 SocialRewardStage = Literal["OFF", "C1", "C2", "C3"]
 SOCIAL_REWARD_STAGES: tuple[str, ...] = ("OFF", "C1", "C2", "C3")
 TrainingSource = Literal["replay", "rollout", "mixed", "bc", "anneal"]
+TRAINING_SOURCES: tuple[str, ...] = ("replay", "rollout", "mixed", "bc", "anneal")
 AnnealMode = Literal["bc", "ppo"]
 
 
-def _unit_interval() -> list[v._ValidatorType[float]]:  # type: ignore[name-defined]
-    return [v.ge(0.0), v.le(1.0)]
+def _optional_path(value: str | Path | None) -> Path | None:
+    if value is None or isinstance(value, Path):
+        return value
+    if isinstance(value, str):
+        return Path(value)
+    raise ConfigError(f"expected a path string, got {value!r}")
+
+
+def _str_tuple(value: str | Iterable[str]) -> tuple[str, ...]:
+    # The reference accepted a bare string as a one-element tuple.
+    items = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"expected a list of strings, got item {item!r}")
+    return items
 
 
 @attrs.frozen(kw_only=True)
@@ -33,36 +59,35 @@ class PPOConfig:
     ``bc_coef`` weights a behaviour-cloning cross-entropy term added to the PPO loss (DESIGN §5.2).
     """
 
-    learning_rate: float = attrs.field(default=3e-4, converter=float, validator=v.gt(0.0))
-    clip_param: float = attrs.field(default=0.2, converter=float, validator=_unit_interval())
-    value_loss_coef: float = attrs.field(default=0.5, converter=float, validator=v.ge(0.0))
-    entropy_coef: float = attrs.field(default=0.01, converter=float, validator=v.ge(0.0))
-    num_epochs: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1), v.le(64)])
-    mini_batch_size: int = attrs.field(default=32, validator=[v.instance_of(int), v.ge(1)])
-    gae_lambda: float = attrs.field(default=0.95, converter=float, validator=_unit_interval())
-    gamma: float = attrs.field(default=0.99, converter=float, validator=_unit_interval())
-    max_grad_norm: float = attrs.field(default=0.5, converter=float, validator=v.ge(0.0))
-    value_clip: float = attrs.field(default=0.2, converter=float, validator=_unit_interval())
-    advantage_normalization: bool = attrs.field(default=True, validator=v.instance_of(bool))
-    num_mini_batches: int = attrs.field(
-        default=4, validator=[v.instance_of(int), v.ge(1), v.le(1024)]
-    )
-    bc_coef: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
+    learning_rate: float = _float(3e-4, gt=0.0)
+    clip_param: float = _unit(0.2)
+    value_loss_coef: float = _float(0.5, ge=0.0)
+    entropy_coef: float = _float(0.01, ge=0.0)
+    num_epochs: int = _int(4, ge=1, le=64)
+    mini_batch_size: int = _int(32, ge=1)
+    gae_lambda: float = _unit(0.95)
+    gamma: float = _unit(0.99)
+    max_grad_norm: float = _float(0.5, ge=0.0)
+    value_clip: float = _unit(0.2)
+    advantage_normalization: bool = _bool(True)
+    num_mini_batches: int = _int(4, ge=1, le=1024)
+    bc_coef: float = _float(0.0, ge=0.0)
 
 
 @attrs.frozen(kw_only=True)
 class BCConfig:
-    """Behaviour-cloning hyperparameters (config key ``training.bc``)."""
+    """Behaviour-cloning hyperparameters (config key ``training.bc``).
 
-    manifest: Path | None = attrs.field(default=None)
-    learning_rate: float = attrs.field(default=1e-3, converter=float, validator=v.gt(0.0))
-    batch_size: int = attrs.field(default=64, validator=[v.instance_of(int), v.ge(1)])
-    epochs: int = attrs.field(default=10, validator=[v.instance_of(int), v.ge(1)])
-    weight_decay: float = attrs.field(default=0.0, converter=float, validator=v.ge(0.0))
-    val_fraction: float = attrs.field(
-        default=0.1, converter=float, validator=[v.ge(0.0), v.lt(1.0)]
-    )
-    device: str = attrs.field(default="cpu", validator=v.instance_of(str))
+    ``val_fraction`` of the frames (a seeded split) is held out for validation (DESIGN §5.6).
+    """
+
+    manifest: Path | None = attrs.field(default=None, converter=_optional_path)
+    learning_rate: float = _float(1e-3, gt=0.0)
+    batch_size: int = _int(64, ge=1)
+    epochs: int = _int(10, ge=1)
+    weight_decay: float = _float(0.0, ge=0.0)
+    val_fraction: float = _float(0.1, ge=0.0, lt=1.0)
+    device: str = _str("cpu")
 
 
 @attrs.frozen(kw_only=True)
@@ -72,62 +97,84 @@ class AnnealStage:
     In PPO stages ``bc_weight`` is the coefficient of the behaviour-cloning term (DESIGN §5.2).
     """
 
-    cycle: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
-    mode: AnnealMode = attrs.field(default="ppo", validator=v.in_(("bc", "ppo")))
-    epochs: int = attrs.field(default=1, validator=[v.instance_of(int), v.ge(1)])
-    bc_weight: float = attrs.field(default=1.0, converter=float, validator=_unit_interval())
+    cycle: int = _int(0, ge=0)
+    mode: AnnealMode = attrs.field(default="ppo", validator=_one_of(("bc", "ppo")))
+    epochs: int = _int(1, ge=1)
+    bc_weight: float = _unit(1.0)
 
 
 @attrs.frozen(kw_only=True)
 class SocialRewardScheduleEntry:
     """From cycle ``cycle`` on, the social reward stage is ``stage``."""
 
-    cycle: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
-    stage: SocialRewardStage = attrs.field(validator=v.in_(SOCIAL_REWARD_STAGES))
+    cycle: int = _int(0, ge=0)
+    stage: SocialRewardStage = attrs.field(validator=_one_of(SOCIAL_REWARD_STAGES))
 
 
 @attrs.frozen(kw_only=True)
 class TrainingConfig:
-    """How a training run gets its data and what schedule it follows (config key ``training``)."""
+    """How a training run gets its data and what schedule it follows (config key ``training``).
 
-    source: TrainingSource = attrs.field(
-        default="replay", validator=v.in_(("replay", "rollout", "mixed", "bc", "anneal"))
-    )
-    rollout_ticks: int = attrs.field(default=100, validator=[v.instance_of(int), v.ge(0)])
-    rollout_auto_seed_agents: bool = attrs.field(default=False, validator=v.instance_of(bool))
-    replay_manifest: Path | None = attrs.field(default=None)
+    ``anneal_loss_tolerance`` and ``anneal_queue_tolerance`` are the guardrail tolerances the
+    reference hard-coded (0.10 and 0.15); ``critic_warmup_epochs`` PPO epochs train only the value
+    head after a BC warm start.
+    """
+
+    source: TrainingSource = attrs.field(default="replay", validator=_one_of(TRAINING_SOURCES))
+    rollout_ticks: int = _int(100, ge=0)
+    rollout_auto_seed_agents: bool = _bool(False)
+    replay_manifest: Path | None = attrs.field(default=None, converter=_optional_path)
     social_reward_stage_override: SocialRewardStage | None = attrs.field(
-        default=None, validator=v.optional(v.in_(SOCIAL_REWARD_STAGES))
+        default=None, validator=_one_of(SOCIAL_REWARD_STAGES, optional=True)
     )
     social_reward_schedule: tuple[SocialRewardScheduleEntry, ...] = attrs.field(
         default=(), converter=tuple
     )
     bc: BCConfig = attrs.field(factory=BCConfig)
     anneal_schedule: tuple[AnnealStage, ...] = attrs.field(default=(), converter=tuple)
-    anneal_accuracy_threshold: float = attrs.field(
-        default=0.9, converter=float, validator=_unit_interval()
-    )
-    anneal_loss_tolerance: float = attrs.field(default=0.10, converter=float, validator=v.ge(0.0))
-    anneal_queue_tolerance: float = attrs.field(default=0.15, converter=float, validator=v.ge(0.0))
-    critic_warmup_epochs: int = attrs.field(default=1, validator=[v.instance_of(int), v.ge(0)])
+    anneal_accuracy_threshold: float = _unit(0.9)
+    anneal_loss_tolerance: float = _float(0.10, ge=0.0)
+    anneal_queue_tolerance: float = _float(0.15, ge=0.0)
+    critic_warmup_epochs: int = _int(1, ge=0)
 
 
 @attrs.frozen(kw_only=True)
 class PromotionConfig:
     """The promotion gate (config key ``promotion``)."""
 
-    required_passes: int = attrs.field(default=2, validator=[v.instance_of(int), v.ge(1), v.le(10)])
-    window_ticks: int = attrs.field(
-        default=1000, validator=[v.instance_of(int), v.ge(1), v.le(100_000)]
-    )
-    allowed_alerts: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    required_passes: int = _int(2, ge=1, le=10)
+    window_ticks: int = _int(1000, ge=1, le=100_000)
+    allowed_alerts: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
 
 @attrs.frozen(kw_only=True)
 class Config:
     """The root configuration: one record per component plus the run seed."""
 
-    seed: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    seed: int = _int(0, ge=0)
     ppo: PPOConfig = attrs.field(factory=PPOConfig)
     training: TrainingConfig = attrs.field(factory=TrainingConfig)
     promotion: PromotionConfig = attrs.field(factory=PromotionConfig)
+    world: WorldConfig = attrs.field(factory=WorldConfig)
+
+
+def config_from_dict(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
+    """Build a :class:`Config` from a mapping (as parsed from TOML/YAML/JSON).
+
+    Missing keys take their defaults. Raises :class:`ConfigError` with one message that starts
+    with ``source`` and lists every problem as ``key.path: what is wrong`` (unknown keys come with
+    a did-you-mean suggestion).
+    """
+    from townlet.dto.convert import from_dict
+
+    return from_dict(Config, data, error=ConfigError, context=source)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file into a :class:`Config`.
+
+    Raises :class:`ConfigError` naming the file for a missing or unparseable file and for every
+    invalid key (see :func:`config_from_dict`).
+    """
+    data = parse_config_file(Path(path))
+    return config_from_dict(data, source=str(path))

@@ -18,7 +18,10 @@ from collections.abc import Sequence
 from townlet.errors import TorchNotAvailableError, TownletInputError, TrainingFailedError
 
 # Subcommand modules, in the order they appear in ``--help``.
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = (
+    "townlet.cli.replay_cmd",
+    "townlet.cli.telemetry_cmd",
+)
 
 
 class UsageError(Exception):

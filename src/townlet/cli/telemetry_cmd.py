@@ -1,0 +1,95 @@
+"""``townlet-train telemetry``: validate and convert PPO telemetry logs (torch-free).
+
+* ``telemetry validate LOG... [--baseline F] [--drift-threshold X] [--relative]`` — the
+  reference validator's rules; exit 0 when every log passes, 1 when one fails, 2 when a log or
+  the baseline cannot be read.
+* ``telemetry convert LOG --to 1.0|1.1|1.2 [--output F]`` — rewrite a log at another version;
+  the JSONL goes to stdout unless ``--output`` is given (written atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from townlet.cli._common import print_json
+from townlet.dto.convert import to_dict
+from townlet.dto.telemetry import convert_telemetry, dumps_line
+from townlet.dto.telemetry_validate import format_validation, validate_telemetry
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``telemetry`` command with its ``validate`` and ``convert`` subcommands."""
+    parser = subparsers.add_parser(
+        "telemetry",
+        help="validate or convert PPO telemetry logs",
+        description="Validate PPO telemetry logs or convert them between versions 1.0-1.2.",
+    )
+    actions = parser.add_subparsers(dest="telemetry_command", metavar="ACTION")
+    actions.required = True
+
+    validate = actions.add_parser(
+        "validate",
+        help="check logs against the telemetry schema (exit 1 on a failure)",
+        description="Check each log against the PPO telemetry rules of its version.",
+    )
+    validate.add_argument("logs", nargs="+", metavar="LOG", help="telemetry JSONL files")
+    validate.add_argument("--baseline", help="JSON object with baseline_* values to compare")
+    validate.add_argument(
+        "--drift-threshold",
+        type=float,
+        help="fail when any |record - baseline| exceeds this value",
+    )
+    validate.add_argument(
+        "--relative", action="store_true", help="also show drift in %% of the baseline"
+    )
+    validate.add_argument("--format", choices=("json", "human"), default="json")
+    validate.set_defaults(handler=run_validate)
+
+    convert = actions.add_parser(
+        "convert",
+        help="rewrite a log at another telemetry version",
+        description="Rewrite a log at another telemetry version (newer keys dropped or null).",
+    )
+    convert.add_argument("log", metavar="LOG", help="telemetry JSONL file (any version)")
+    convert.add_argument("--to", required=True, choices=("1.0", "1.1", "1.2"), dest="version")
+    convert.add_argument("--output", help="write here (atomically) instead of stdout")
+    convert.set_defaults(handler=run_convert)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Validate every log; print JSON (or text with ``--format human``); 0 ok, 1 failed."""
+    reports = [
+        validate_telemetry(
+            log,
+            baseline=args.baseline,
+            drift_threshold=args.drift_threshold,
+            relative=args.relative,
+        )
+        for log in args.logs
+    ]
+    ok = all(report.ok for report in reports)
+    if args.format == "human":
+        for report in reports:
+            sys.stdout.write(format_validation(report, relative=args.relative) + "\n")
+    else:
+        print_json({"ok": ok, "logs": [{**to_dict(r), "ok": r.ok} for r in reports]})
+    return 0 if ok else 1
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Convert one log; JSONL to stdout, or a JSON summary when ``--output`` is given."""
+    lines = convert_telemetry(args.log, version=args.version, output=args.output)
+    if args.output is None:
+        sys.stdout.write("".join(dumps_line(line) for line in lines))
+    else:
+        print_json(
+            {
+                "input": args.log,
+                "output": args.output,
+                "version": args.version,
+                "records": len(lines),
+            }
+        )
+    return 0

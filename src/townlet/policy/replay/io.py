@@ -1,0 +1,282 @@
+"""Reading and writing replay samples: ``.npz`` arrays plus a ``.json`` sidecar.
+
+Arrays are always read with ``allow_pickle=False``; an object array is refused, never
+unpickled. Every failure is a :class:`ReplayDataError` whose message names the file and the
+field. Writes are atomic (a temporary file in the target directory, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+import numpy as np
+from numpy.typing import NDArray
+
+from townlet.errors import ReplayDataError
+from townlet.policy.replay.sample import (
+    NPZ_KEYS,
+    REQUIRED_CONFLICT_FEATURES,
+    TRAINING_ARRAY_FIELDS,
+    ReplaySample,
+    Shape,
+    Signature,
+    check_array_shapes,
+    check_dtype,
+    check_metadata,
+    normalized_shape,
+    signature_of,
+)
+
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
+
+
+def default_meta_path(sample_path: str | os.PathLike[str]) -> Path:
+    """The sidecar next to ``sample_path``: same stem, ``.json`` suffix."""
+    return Path(sample_path).with_suffix(".json")
+
+
+def read_sidecar(
+    meta_path: str | os.PathLike[str],
+    *,
+    require_conflict_features: bool = True,
+    required: bool = True,
+) -> dict[str, Any]:
+    """Read a sample's json sidecar and check its ``feature_names``.
+
+    A missing file raises unless ``required`` is false (then ``{}``). With
+    ``require_conflict_features`` the sidecar must hold a ``feature_names`` list containing
+    ``rivalry_max`` and ``rivalry_avoid_count`` (as the reference required).
+    Raises :class:`ReplayDataError` naming the file and the key.
+    """
+    path = Path(meta_path)
+    if not path.is_file():
+        if required:
+            raise ReplayDataError(f"Replay sample sidecar {path} not found")
+        payload: dict[str, Any] = {}
+    else:
+        payload = _read_json_object(path)
+    if not require_conflict_features:
+        return payload
+    names = payload.get("feature_names")
+    if not isinstance(names, list):
+        raise ReplayDataError(f"Replay sample sidecar {path} missing feature_names list")
+    missing = [name for name in REQUIRED_CONFLICT_FEATURES if name not in names]
+    if missing:
+        raise ReplayDataError(
+            f"Replay sample sidecar {path} feature_names missing conflict feature(s): {missing}"
+        )
+    return payload
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ReplayDataError(
+            f"Replay sample sidecar {path} is not valid JSON "
+            f"(line {exc.lineno} column {exc.colno}: {exc.msg})"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReplayDataError(f"Replay sample sidecar {path} cannot be read: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise ReplayDataError(
+            f"Replay sample sidecar {path} must hold a JSON object, got {type(payload).__name__}"
+        )
+    return payload
+
+
+def _check_members(path: Path, members: list[str]) -> None:
+    if "features" not in members:
+        raise ReplayDataError(f"Replay sample {path} missing required arrays: ['features']")
+    missing = [field for field in TRAINING_ARRAY_FIELDS if field not in members]
+    if missing:
+        raise ReplayDataError(f"Replay sample {path} missing training array(s): {missing}")
+
+
+def _read_arrays(path: Path) -> dict[str, NDArray[Any]]:
+    if not path.is_file():
+        raise ReplayDataError(f"Replay sample {path} not found")
+    key = "(archive)"
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ReplayDataError(f"Replay sample {path} is an .npy array, not an npz archive")
+        with loaded as archive:
+            members = list(archive.files)
+            _check_members(path, members)
+            arrays: dict[str, NDArray[Any]] = {}
+            for key in NPZ_KEYS:
+                if key in members:
+                    arrays[key] = archive[key]
+    except ReplayDataError:
+        raise
+    except _READ_ERRORS as exc:
+        raise ReplayDataError(f"Replay sample {path} array {key!r} unreadable: {exc}") from exc
+    return arrays
+
+
+def load_replay_sample(
+    sample_path: str | os.PathLike[str],
+    meta_path: str | os.PathLike[str] | None = None,
+    *,
+    require_conflict_features: bool = True,
+) -> ReplaySample:
+    """Load one sample from ``sample_path`` (npz) and its sidecar.
+
+    The sidecar is ``meta_path`` or, by default, the sibling ``.json``; an explicit path never
+    falls back. An npz without ``map`` gives a features-only sample. Set
+    ``require_conflict_features=False`` for generic (e.g. Gymnasium) data whose sidecar need
+    not exist or name the Townlet conflict features.
+    Raises :class:`ReplayDataError` (file and field in the message) for a missing, truncated or
+    non-zip file, missing arrays, object arrays, a bad sidecar or any :class:`ReplaySample`
+    validation failure.
+    """
+    path = Path(sample_path)
+    arrays = _read_arrays(path)
+    meta = Path(meta_path) if meta_path is not None else default_meta_path(path)
+    metadata = read_sidecar(
+        meta,
+        require_conflict_features=require_conflict_features,
+        required=meta_path is not None or require_conflict_features,
+    )
+    try:
+        return ReplaySample(**arrays, metadata=metadata)
+    except ReplayDataError as exc:
+        raise ReplayDataError(f"Replay sample {path}: {exc}") from exc
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def sidecar_json(metadata: Mapping[str, Any]) -> str:
+    """The sidecar text the reference writes: the metadata as JSON with ``indent=2``."""
+    return json.dumps(dict(metadata), indent=2, default=_json_default)
+
+
+def save_replay_sample(
+    sample: ReplaySample,
+    sample_path: str | os.PathLike[str],
+    meta_path: str | os.PathLike[str] | None = None,
+    *,
+    compress: bool = True,
+) -> tuple[Path, Path]:
+    """Write ``sample`` as an npz (the seven reference members in reference order; deflated
+    when ``compress``) and its metadata as a json sidecar (default: sibling ``.json``).
+
+    Both writes are atomic; parent directories are created. Returns ``(sample_path,
+    meta_path)``. Raises ``TypeError`` for metadata that is not JSON serialisable.
+    """
+    path = Path(sample_path)
+    meta = Path(meta_path) if meta_path is not None else default_meta_path(path)
+    text = sidecar_json(sample.metadata)  # fail before touching any file
+    arrays = {key: np.asarray(getattr(sample, key)) for key in NPZ_KEYS}
+
+    def write_npz(handle: IO[bytes]) -> None:
+        if compress:
+            np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
+        else:
+            np.savez(handle, **arrays)  # type: ignore[arg-type]
+
+    _atomic_write(path, write_npz)
+    _atomic_write(meta, lambda fh: fh.write(text.encode("utf-8")))
+    return path, meta
+
+
+@attrs.frozen(kw_only=True)
+class SampleHeader:
+    """What a streaming dataset knows about a sample without reading its arrays: the
+    normalised array shapes (from the npy headers) and the sidecar."""
+
+    sample_path: Path
+    meta_path: Path | None
+    shapes: Mapping[str, Shape]
+    metadata: Mapping[str, Any]
+
+    @property
+    def signature(self) -> Signature:
+        """The bucketing signature, equal to that of the loaded sample."""
+        return signature_of(self.shapes)
+
+
+def _member_header(archive: zipfile.ZipFile, key: str) -> tuple[Shape, np.dtype[Any]]:
+    with archive.open(f"{key}.npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    return tuple(int(n) for n in shape), dtype
+
+
+def read_sample_header(
+    sample_path: str | os.PathLike[str],
+    meta_path: str | os.PathLike[str] | None = None,
+    *,
+    require_conflict_features: bool = True,
+) -> SampleHeader:
+    """Validate a sample from its npy headers and sidecar without loading the arrays.
+
+    Checks members, dtypes, shapes and sidecar consistency as :func:`load_replay_sample` does;
+    value checks (NaN/Inf, negative actions) happen when the sample is loaded.
+    Raises :class:`ReplayDataError` naming the file and the field.
+    """
+    path = Path(sample_path)
+    if not path.is_file():
+        raise ReplayDataError(f"Replay sample {path} not found")
+    shapes: dict[str, Shape] = {}
+    key = "(archive)"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [n.removesuffix(".npy") for n in archive.namelist()]
+            _check_members(path, members)
+            for key in NPZ_KEYS:
+                if key in members:
+                    shape, dtype = _member_header(archive, key)
+                    check_dtype(key, dtype)
+                    shapes[key] = normalized_shape(key, shape)
+            shapes.setdefault("map", (shapes["actions"][0] if shapes["actions"] else 0, 0, 0, 0))
+            check_array_shapes(shapes)
+    except ReplayDataError as exc:
+        raise ReplayDataError(f"Replay sample {path}: {exc}") from exc
+    except _READ_ERRORS as exc:
+        raise ReplayDataError(f"Replay sample {path} array {key!r} unreadable: {exc}") from exc
+    meta = Path(meta_path) if meta_path is not None else default_meta_path(path)
+    metadata = read_sidecar(
+        meta,
+        require_conflict_features=require_conflict_features,
+        required=meta_path is not None or require_conflict_features,
+    )
+    try:
+        check_metadata(metadata, shapes)
+    except ReplayDataError as exc:
+        raise ReplayDataError(f"Replay sample {path}: {exc}") from exc
+    explicit = Path(meta_path) if meta_path is not None else None
+    return SampleHeader(sample_path=path, meta_path=explicit, shapes=shapes, metadata=metadata)

@@ -1,0 +1,170 @@
+"""Replay manifests: the list of samples a dataset reads (reference §10).
+
+Three layouts are read, from JSON (``.json``/``.jsonl``, one document) or YAML (any other
+suffix): a list of entries; a mapping with a ``samples`` list (``capture_rollout.py``); and the
+curated list whose entries carry ``metrics``/``accepted``. An entry is ``"x.npz"`` (sidecar:
+sibling ``.json``) or ``{"sample": ..., "meta": ...}``.
+
+Relative paths resolve against the manifest's directory, then ``root`` (for manifests written
+relative to a repository root), then the current directory; the first that exists wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from townlet.errors import ReplayDataError
+
+CAPTURE_MANIFEST_NAME = "rollout_sample_manifest.json"
+CAPTURE_METRICS_NAME = "rollout_sample_metrics.json"
+
+
+@attrs.frozen(kw_only=True)
+class ManifestEntry:
+    """One manifest entry: resolved absolute paths, the curation flag and any inline metrics.
+
+    ``meta`` is None when the entry names no sidecar (the loader then uses the sibling
+    ``.json``).
+    """
+
+    sample: Path
+    meta: Path | None = None
+    accepted: bool = True
+    metrics: Mapping[str, Any] | None = None
+
+
+def resolve_manifest_path(
+    raw: str | os.PathLike[str], base: Path, root: Path | None = None
+) -> Path:
+    """Resolve a manifest path: absolute as is; else ``base/p``, ``root/p``, ``cwd/p``,
+    first existing; if none exists, ``base/p`` (the loader reports the missing file)."""
+    path = Path(raw).expanduser()
+    if path.is_absolute():
+        return path
+    candidates = [base / path]
+    if root is not None:
+        candidates.append(root / path)
+    candidates.append(Path.cwd() / path)
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate.resolve()
+    return (base / path).resolve()
+
+
+def _parse_manifest_file(path: Path) -> Any:
+    if not path.is_file():
+        raise ReplayDataError(f"Replay manifest {path} not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() in (".json", ".jsonl"):
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ReplayDataError(
+            f"Replay manifest {path} is not valid JSON (line {exc.lineno} column {exc.colno}: "
+            f"{exc.msg})"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ReplayDataError(f"Replay manifest {path} is not valid YAML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReplayDataError(f"Replay manifest {path} cannot be read: {exc}") from exc
+
+
+def _entry_list(path: Path, payload: Any) -> list[Any]:
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, dict):
+        samples = payload.get("samples")
+        if not isinstance(samples, list):
+            raise ReplayDataError(f"Replay manifest {path} payload missing 'samples' list")
+        return samples
+    raise ReplayDataError(f"Replay manifest {path} must be a list or mapping with 'samples'")
+
+
+def _parse_entry(
+    path: Path, index: int, raw: Any, root: Path | None
+) -> ManifestEntry:  # one entry of the list, already JSON/YAML-decoded
+    where = f"Replay manifest {path} entry {index}"
+    base = path.parent
+    if isinstance(raw, str | os.PathLike):
+        sample = resolve_manifest_path(raw, base, root)
+        return ManifestEntry(sample=sample, meta=sample.with_suffix(".json"))
+    if not isinstance(raw, dict):
+        raise ReplayDataError(f"{where}: manifest entry must be string or mapping")
+    if not isinstance(raw.get("sample"), str) or not raw["sample"]:
+        raise ReplayDataError(f"{where}: manifest entry missing 'sample' field")
+    meta_raw = raw.get("meta")
+    if meta_raw is not None and not isinstance(meta_raw, str):
+        raise ReplayDataError(f"{where}: 'meta' must be a path string, got {meta_raw!r}")
+    accepted = raw.get("accepted", True)
+    if not isinstance(accepted, bool):
+        raise ReplayDataError(f"{where}: 'accepted' must be true or false, got {accepted!r}")
+    metrics = raw.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        raise ReplayDataError(f"{where}: 'metrics' must be a mapping, got {metrics!r}")
+    return ManifestEntry(
+        sample=resolve_manifest_path(raw["sample"], base, root),
+        meta=resolve_manifest_path(meta_raw, base, root) if meta_raw else None,
+        accepted=accepted,
+        metrics=metrics,
+    )
+
+
+def read_manifest(
+    manifest_path: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    include_rejected: bool = False,
+) -> tuple[ManifestEntry, ...]:
+    """Read a replay manifest into resolved entries, in file order.
+
+    Entries marked ``"accepted": false`` are dropped unless ``include_rejected`` (the reference
+    kept them). Raises :class:`ReplayDataError` naming the manifest (and the entry index) for a
+    missing or unparsable file, a wrong layout, a malformed entry, or no entries left.
+    """
+    path = Path(manifest_path).expanduser().resolve()
+    root_path = Path(root).expanduser().resolve() if root is not None else None
+    raw_entries = _entry_list(path, _parse_manifest_file(path))
+    if not raw_entries:
+        raise ReplayDataError(f"Replay manifest {path} contains no entries")
+    entries = [_parse_entry(path, i, raw, root_path) for i, raw in enumerate(raw_entries)]
+    kept = tuple(e for e in entries if e.accepted or include_rejected)
+    if not kept:
+        raise ReplayDataError(f"Replay manifest {path} has no accepted entries")
+    return kept
+
+
+def read_capture_metrics(metrics_path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
+    """Read a capture's ``rollout_sample_metrics.json`` into ``{npz basename: metrics}``.
+
+    Accepts the flat form (``RolloutBuffer.save``) and the ``{"metadata", "samples"}`` form
+    (``capture_rollout.py``); the reference read the flat form as empty. A missing file gives
+    ``{}``. Raises :class:`ReplayDataError` for unparsable JSON or a non-mapping entry.
+    """
+    path = Path(metrics_path)
+    if not path.is_file():
+        return {}
+    payload = _parse_manifest_file(path)
+    if isinstance(payload, dict) and isinstance(payload.get("samples"), dict):
+        payload = payload["samples"]
+    if not isinstance(payload, dict):
+        raise ReplayDataError(f"Replay metrics {path} must map sample names to metrics")
+    out: dict[str, dict[str, float]] = {}
+    for name, metrics in payload.items():
+        if name == "metadata":
+            continue
+        if not isinstance(metrics, dict):
+            raise ReplayDataError(f"Replay metrics {path} entry {name!r} must be a mapping")
+        out[str(name)] = {str(k): float(v) for k, v in metrics.items() if _numeric(v)}
+    return out
+
+
+def _numeric(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

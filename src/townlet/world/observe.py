@@ -1,0 +1,126 @@
+"""Observations in the Townlet "hybrid" layout, for all agents at once.
+
+``maps`` (N, 4, 11, 11) float32: an egocentric window centred on the agent (row 0 is north),
+channels ``self`` (1 at the centre), ``agents`` (1 where another agent stands), ``objects``
+(1 on object tiles) and ``reservations`` (1 on objects someone holds); tiles outside the town
+are 0. ``features`` (N, 33) float32 in the order of ``FEATURE_NAMES``, the reference's 33 base
+features (``spec/reference-replay_rollout.md`` §2); which ones the town fills is in docs/world.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from townlet.world.config import WorldConfig
+from townlet.world.rivalry import strongest_rival
+from townlet.world.state import NUM_ACTIONS, FloatArray, WorldState, agent_tiles
+from townlet.world.work import on_shift, shift_status
+
+WINDOW = 11
+RADIUS = WINDOW // 2
+MAP_CHANNELS: tuple[str, ...] = ("self", "agents", "objects", "reservations")
+FEATURE_NAMES: tuple[str, ...] = (
+    "need_hunger", "need_hygiene", "need_energy", "wallet", "lateness_counter", "on_shift",
+    "time_sin", "time_cos", "attendance_ratio", "wages_withheld",
+    "shift_pre", "shift_on_time", "shift_late", "shift_absent", "shift_post",
+    "embedding_slot_norm", "ctx_reset_flag", "episode_progress",
+    "rivalry_max", "rivalry_avoid_count",
+    "last_action_id_hash", "last_action_success", "last_action_duration", "reservation_active",
+    "in_queue",
+    "path_hint_north", "path_hint_south", "path_hint_east", "path_hint_west",
+    "neighbor_agent_ratio", "neighbor_object_ratio", "reserved_tile_ratio",
+    "nearest_agent_distance",
+)  # fmt: skip
+FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
+# Chebyshev distance of every window cell from the centre, for ``nearest_agent_distance``.
+_CELL_DIST = np.maximum(*np.abs(np.mgrid[-RADIUS : RADIUS + 1, -RADIUS : RADIUS + 1])).ravel()
+
+
+def observe_maps(state: WorldState) -> FloatArray:
+    """(N, 4, 11, 11) float32 egocentric windows (see the module docstring)."""
+    size, lay = state.config.size, state.layout
+    _, _, count = agent_tiles(state.position, size)
+    grids = np.zeros((3, size + 2 * RADIUS, size + 2 * RADIUS), dtype=np.float32)
+    inner = (slice(RADIUS, RADIUS + size), slice(RADIUS, RADIUS + size))
+    grids[0][inner] = count.reshape(size, size)
+    grids[1][inner] = lay.obj_grid >= 0
+    held = lay.obj_pos[state.occupant >= 0]
+    grids[2, held[:, 1] + RADIUS, held[:, 0] + RADIUS] = 1.0
+    # One flat gather per channel (np.take on raveled grids beats 2-D fancy indexing ~3x).
+    side = size + 2 * RADIUS
+    offs = (np.arange(WINDOW)[:, None] * side + np.arange(WINDOW)).ravel()
+    flat = (state.position[:, 1] * side + state.position[:, 0])[:, None] + offs
+    n = state.position.shape[0]
+    maps = np.empty((n, 4, WINDOW, WINDOW), dtype=np.float32)
+    cells = maps.reshape(n, 4, WINDOW * WINDOW)
+    for channel in range(3):
+        np.take(grids[channel].ravel(), flat, out=cells[:, channel + 1])
+    maps[:, 1, RADIUS, RADIUS] -= 1.0  # the agent itself is the self channel
+    np.minimum(maps[:, 1], 1.0, out=maps[:, 1])
+    maps[:, 0] = 0.0
+    maps[:, 0, RADIUS, RADIUS] = 1.0
+    return maps
+
+
+def _path_hint(state: WorldState) -> FloatArray:
+    """One-hot (N,4) N/S/E/W first step towards the nearest object for the lowest need."""
+    lay = state.layout
+    need = np.argmin(state.needs, axis=1)
+    target = lay.nearest[need, state.position[:, 1], state.position[:, 0]]
+    diff = lay.obj_pos[np.maximum(target, 0)] - state.position
+    horizontal = np.abs(diff[:, 0]) >= np.abs(diff[:, 1])
+    hint = np.zeros((need.size, 4), dtype=np.float32)
+    rows = np.arange(need.size)
+    col = np.where(horizontal, np.where(diff[:, 0] > 0, 2, 3), np.where(diff[:, 1] > 0, 1, 0))
+    moving = (target >= 0) & (np.abs(diff).sum(axis=1) > 0)
+    hint[rows[moving], col[moving]] = 1.0
+    return hint
+
+
+def observe_features(state: WorldState, maps: FloatArray) -> FloatArray:
+    """(N, 33) float32 features in ``FEATURE_NAMES`` order (``maps`` from ``observe_maps``)."""
+    cfg = state.config
+    n = state.needs.shape[0]
+    f = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+    f[:, 0:3] = state.needs
+    f[:, 3] = state.wallet
+    f[:, 4] = state.lateness_counter
+    f[:, 5] = on_shift(state, state.tick)
+    phase = 2.0 * np.pi * (state.tick % cfg.day_length) / cfg.day_length
+    f[:, 6], f[:, 7] = np.sin(phase), np.cos(phase)
+    f[:, 8] = state.shifts_attended / np.maximum(state.shifts_done, 1)
+    f[:, 9] = state.wages_withheld
+    f[np.arange(n), 10 + shift_status(state)] = 1.0
+    f[:, 15] = np.arange(n) / max(n, 1)
+    f[:, 16] = state.reset_flag
+    f[:, 17] = np.minimum((state.tick - state.spawn_tick) / cfg.episode_length, 1.0)
+    f[:, 18] = strongest_rival(state.rival_ids, state.rival_vals)[1]
+    f[:, 19] = state.avoid_count
+    f[:, 20] = state.last_action / (NUM_ACTIONS - 1)
+    f[:, 21] = state.last_success
+    f[:, 22] = state.remaining
+    f[:, 23] = state.using >= 0
+    f[:, 24] = state.queued >= 0
+    f[:, 25:29] = _path_hint(state)
+    flat = maps.reshape(n, 4, WINDOW * WINDOW)
+    cells = WINDOW * WINDOW
+    f[:, 29] = flat[:, 1].sum(axis=1) / (cells - 1)
+    f[:, 30] = flat[:, 2].sum(axis=1) / cells
+    f[:, 31] = flat[:, 3].sum(axis=1) / cells
+    dist = np.where(flat[:, 1] > 0, _CELL_DIST, RADIUS + 1).min(axis=1)
+    f[:, 32] = dist / (RADIUS + 1)
+    return f
+
+
+def observe(state: WorldState, config: WorldConfig | None = None) -> tuple[FloatArray, FloatArray]:
+    """``(maps (N,4,11,11), features (N,33))`` float32 for every agent of ``state``.
+
+    ``config`` defaults to ``state.config``; a different one raises ``ValueError``.
+    """
+    if config is not None and config is not state.config and config != state.config:
+        raise ValueError("config: expected the config the state was reset with")
+    maps = observe_maps(state)
+    return maps, observe_features(state, maps)
+
+
+observe_world = observe  # the name exported from ``townlet``

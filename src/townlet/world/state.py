@@ -1,0 +1,259 @@
+"""The town's state: ids and tables, the ``WorldState`` record and ``reset``.
+
+All per-agent quantities are arrays indexed by agent (length N); per-object ones by object (M).
+The static layout (where objects stand, the nearest object of each category from every tile) is
+computed once in ``reset`` and shared, unchanged, by every later state.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from townlet.world.config import OBJECT_KINDS, WorldConfig
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
+
+# Action ids (documented in docs/world.md; stable, part of every captured replay).
+WAIT, MOVE_NORTH, MOVE_SOUTH, MOVE_EAST, MOVE_WEST, USE, CHAT, YIELD = range(8)
+ACTION_NAMES: tuple[str, ...] = (
+    "wait",
+    "move_north",
+    "move_south",
+    "move_east",
+    "move_west",
+    "use",
+    "chat",
+    "yield",
+)
+NUM_ACTIONS = len(ACTION_NAMES)
+# (dx, dy) per action; north is y - 1 (row 0 is the top of the map).
+ACTION_DELTAS: IntArray = np.array(
+    [[0, 0], [0, -1], [0, 1], [1, 0], [-1, 0], [0, 0], [0, 0], [0, 0]], dtype=np.int64
+)
+
+NEED_NAMES: tuple[str, ...] = ("hunger", "hygiene", "energy")
+# Object categories: the three needs, then work.
+HUNGER, HYGIENE, ENERGY, WORK = range(4)
+NUM_CATEGORIES = 4
+KIND_CATEGORY: IntArray = np.array([HUNGER, HUNGER, HYGIENE, ENERGY, WORK], dtype=np.int64)
+# Per kind (fridge, stove, shower, bed, desk): ticks one use lasts, need restored per tick, and
+# the price as a multiple of ``meal_cost`` (a cold meal costs more than cooking, but is quicker).
+KIND_DURATION: IntArray = np.array([4, 6, 4, 10, 10], dtype=np.int64)
+KIND_GAIN: FloatArray = np.array([0.1, 0.12, 0.12, 0.07, 0.0], dtype=np.float32)
+KIND_COST: FloatArray = np.array([1.0, 0.5, 0.0, 0.0, 0.0], dtype=np.float32)
+NEAR_RADIUS = 2  # Manhattan radius for "nearby" (shared meals, coworkers)
+NEAR_SLOTS = 8
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class WorldLayout:
+    """Static object layout. ``obj_grid[y, x]`` is the object on a tile or -1; ``nearest[c, y, x]``
+    the nearest object of category ``c`` (Manhattan, -1 when the town has none); ``obj_near[m]``
+    other objects of the same category within ``NEAR_RADIUS`` of object ``m`` (-1 padded)."""
+
+    obj_pos: IntArray
+    obj_kind: IntArray
+    obj_category: IntArray
+    obj_grid: IntArray
+    nearest: IntArray
+    obj_near: IntArray
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class WorldState:
+    """The whole town at one tick. Never mutated: ``step`` returns a new record.
+
+    Agents: ``position`` (N,2) x,y; ``needs`` (N,3) in [0,1]; ``wallet``; ``using`` the object
+    held (-1 none) with ``remaining`` ticks; ``queued`` the object waited for (-1 none) since tick
+    ``queue_since``; rivalry as ``rivalry_slots`` (agent id, value) pairs per agent in
+    ``rival_ids``/``rival_vals`` (the strongest ties; weaker ones are forgotten, like the
+    reference's bounded relationship ledger); work counters; last action and its success.
+    Objects: ``occupant`` (-1 free). ``seed`` and ``tick`` fix the randomness of the next step.
+    """
+
+    config: WorldConfig
+    layout: WorldLayout
+    seed: int
+    tick: int
+    position: IntArray
+    needs: FloatArray
+    wallet: FloatArray
+    using: IntArray
+    remaining: IntArray
+    queued: IntArray
+    queue_since: IntArray
+    occupant: IntArray
+    rival_ids: IntArray
+    rival_vals: FloatArray
+    avoid_count: IntArray
+    shift_start: IntArray
+    arrived: IntArray
+    lateness_counter: IntArray
+    shifts_done: IntArray
+    shifts_attended: IntArray
+    wages_withheld: FloatArray
+    last_action: IntArray
+    last_success: BoolArray
+    spawn_tick: IntArray
+    reset_flag: BoolArray
+
+
+def nearest_table(obj_pos: IntArray, obj_category: IntArray, size: int) -> IntArray:
+    """(4, size, size) nearest object of each category by breadth-first flooding (ties: lowest
+    direction order N, S, E, W), so the cost grows with the tiles, not tiles × objects."""
+    table = np.full((NUM_CATEGORIES, size, size), -1, dtype=np.int64)
+    for cat in range(NUM_CATEGORIES):
+        grid = table[cat]
+        ids = np.flatnonzero(obj_category == cat)
+        if ids.size == 0:
+            continue
+        grid[obj_pos[ids, 1], obj_pos[ids, 0]] = ids
+        while (grid < 0).any():
+            padded = np.pad(grid, 1, constant_values=-1)
+            for shifted in (
+                padded[:-2, 1:-1],
+                padded[2:, 1:-1],
+                padded[1:-1, 2:],
+                padded[1:-1, :-2],
+            ):
+                fill = (grid < 0) & (shifted >= 0)
+                grid[fill] = shifted[fill]
+    return table
+
+
+def make_layout(config: WorldConfig) -> WorldLayout:
+    """Build the static layout arrays from ``config.objects``."""
+    size = config.size
+    kinds = np.array([OBJECT_KINDS.index(o.kind) for o in config.objects], dtype=np.int64)
+    pos = np.array([o.position for o in config.objects], dtype=np.int64).reshape(-1, 2)
+    category = KIND_CATEGORY[kinds]
+    grid = np.full((size, size), -1, dtype=np.int64)
+    grid[pos[:, 1], pos[:, 0]] = np.arange(len(kinds))
+    near = np.full((len(kinds), NEAR_SLOTS), -1, dtype=np.int64)
+    for m in range(len(kinds)):
+        dist = np.abs(pos - pos[m]).sum(axis=1)
+        mates = np.flatnonzero((dist <= NEAR_RADIUS) & (category == category[m]))
+        mates = mates[mates != m][:NEAR_SLOTS]
+        near[m, : mates.size] = mates
+    return WorldLayout(
+        obj_pos=pos,
+        obj_kind=kinds,
+        obj_category=category,
+        obj_grid=grid,
+        nearest=nearest_table(pos, category, size),
+        obj_near=near,
+    )
+
+
+def spawn_needs(rng: np.random.Generator, count: int) -> FloatArray:
+    """Needs of freshly spawned agents: uniform in [0.6, 1.0)."""
+    return rng.uniform(0.6, 1.0, size=(count, 3)).astype(np.float32)
+
+
+def spawn_positions(rng: np.random.Generator, count: int, size: int) -> IntArray:
+    """Uniform random tiles for freshly spawned agents."""
+    return rng.integers(0, size, size=(count, 2), dtype=np.int64)
+
+
+def reset(config: WorldConfig, seed: int) -> WorldState:
+    """The town at tick 0: agents on random tiles with needs in [0.6, 1), wallets at
+    ``config.initial_wallet``, nothing held or queued, no rivalry. Same (config, seed) → same
+    state. Raises ``ValueError`` for a negative seed."""
+    if seed < 0:
+        raise ValueError(f"seed: expected >= 0, got {seed}")
+    rng = np.random.default_rng([seed, 0, 0])
+    n, k = config.num_agents, config.rivalry_slots
+    layout = make_layout(config)
+    starts = np.array(config.shift_starts, dtype=np.int64)
+    zeros_i = np.zeros(n, dtype=np.int64)
+    return WorldState(
+        config=config,
+        layout=layout,
+        seed=int(seed),
+        tick=0,
+        position=spawn_positions(rng, n, config.size),
+        needs=spawn_needs(rng, n),
+        wallet=np.full(n, config.initial_wallet, dtype=np.float32),
+        using=np.full(n, -1, dtype=np.int64),
+        remaining=zeros_i.copy(),
+        queued=np.full(n, -1, dtype=np.int64),
+        queue_since=zeros_i.copy(),
+        occupant=np.full(len(layout.obj_kind), -1, dtype=np.int64),
+        rival_ids=np.full((n, k), -1, dtype=np.int64),
+        rival_vals=np.zeros((n, k), dtype=np.float32),
+        avoid_count=zeros_i.copy(),
+        shift_start=starts[np.arange(n) % starts.size],
+        arrived=np.full(n, -1, dtype=np.int64),
+        lateness_counter=zeros_i.copy(),
+        shifts_done=zeros_i.copy(),
+        shifts_attended=zeros_i.copy(),
+        wages_withheld=np.zeros(n, dtype=np.float32),
+        last_action=zeros_i.copy(),
+        last_success=np.ones(n, dtype=np.bool_),
+        spawn_tick=zeros_i.copy(),
+        reset_flag=np.ones(n, dtype=np.bool_),
+    )
+
+
+def is_truncated(state: WorldState) -> bool:
+    """True once the world has run ``config.episode_length`` ticks (the time limit)."""
+    return state.tick >= state.config.episode_length
+
+
+def agent_tiles(position: IntArray, size: int) -> tuple[IntArray, IntArray, IntArray]:
+    """Spatial hash of agents: per flat tile, the lowest and highest agent index standing there
+    (-1 when empty) and the agent count. Two representatives are enough to find "another agent on
+    my tile" without a per-tile list."""
+    flat = position[:, 1] * size + position[:, 0]
+    ids = np.arange(flat.size, dtype=np.int64)
+    low = np.full(size * size, -1, dtype=np.int64)
+    high = np.full(size * size, -1, dtype=np.int64)
+    low[flat[::-1]] = ids[::-1]
+    high[flat] = ids
+    return low, high, np.bincount(flat, minlength=size * size)
+
+
+def adjacent_partner(position: IntArray, size: int) -> IntArray:
+    """For each agent, another agent on its tile or a 4-neighbour tile (N, S, E, W order), or -1."""
+    low, high, _ = agent_tiles(position, size)
+    ids = np.arange(position.shape[0], dtype=np.int64)
+    flat = position[:, 1] * size + position[:, 0]
+    here = np.where(low[flat] != ids, low[flat], high[flat])
+    here = np.where(here != ids, here, -1)
+    cands = [here]
+    for dx, dy in ((0, -1), (0, 1), (1, 0), (-1, 0)):
+        x, y = position[:, 0] + dx, position[:, 1] + dy
+        inside = (x >= 0) & (x < size) & (y >= 0) & (y < size)
+        tile = np.clip(y, 0, size - 1) * size + np.clip(x, 0, size - 1)
+        cands.append(np.where(inside, low[tile], -1))
+    stack = np.stack(cands, axis=1)
+    first = np.argmax(stack >= 0, axis=1)
+    return np.asarray(stack[ids, first], dtype=np.int64)
+
+
+def object_in_reach(state: WorldState) -> IntArray:
+    """The object each agent would use: the first of its tile and the 4-neighbours (N, S, E, W)
+    holding one, or a free object of the same category among them if that one is taken; -1."""
+    size, lay = state.config.size, state.layout
+    x, y = state.position[:, 0], state.position[:, 1]
+    stack = [lay.obj_grid[y, x]]
+    for dx, dy in ((0, -1), (0, 1), (1, 0), (-1, 0)):
+        nx, ny = x + dx, y + dy
+        inside = (nx >= 0) & (nx < size) & (ny >= 0) & (ny < size)
+        tile = lay.obj_grid[np.clip(ny, 0, size - 1), np.clip(nx, 0, size - 1)]
+        stack.append(np.where(inside, tile, -1))
+    cands = np.stack(stack, axis=1)
+    rows = np.arange(x.size)
+    first = cands[rows, np.argmax(cands >= 0, axis=1)]
+    safe = np.maximum(cands, 0)
+    same = lay.obj_category[safe] == lay.obj_category[np.maximum(first, 0)][:, None]
+    free = (cands >= 0) & same & (state.occupant[safe] < 0)
+    alt = cands[rows, np.argmax(free, axis=1)]
+    return np.asarray(np.where(free.any(axis=1), alt, first), dtype=np.int64)
+
+
+reset_world = reset  # the name exported from ``townlet``

@@ -1,0 +1,87 @@
+"""Hybrid observations: shapes, channels, feature names and values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pytest
+
+from townlet.world import FEATURE_NAMES, MAP_CHANNELS, ObjectSpec, WorldConfig, observe, reset
+from townlet.world.observe import FEATURE_INDEX
+
+REFERENCE_ROOT = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "townlet-artifacts"
+)
+
+
+def test_shapes_dtypes_and_names() -> None:
+    cfg = WorldConfig()
+    maps, features = observe(reset(cfg, 0), cfg)
+    assert maps.shape == (8, 4, 11, 11) and maps.dtype == np.float32
+    assert features.shape == (8, 33) and features.dtype == np.float32
+    assert len(FEATURE_NAMES) == 33 and MAP_CHANNELS == (
+        "self",
+        "agents",
+        "objects",
+        "reservations",
+    )
+    assert FEATURE_NAMES.index("rivalry_max") == 18
+    assert FEATURE_NAMES.index("rivalry_avoid_count") == 19
+
+
+def test_feature_names_follow_the_reference_base_order() -> None:
+    sidecar = REFERENCE_ROOT / "artifacts/phase4/queue_conflict/rollout_sample_anna_001.json"
+    if not sidecar.exists():
+        pytest.skip(f"reference artifacts not found at {REFERENCE_ROOT}")
+    names = json.loads(sidecar.read_text())["feature_names"]
+    assert list(FEATURE_NAMES[:20]) == names[:20]  # the sample's first 20 are the base prefix
+
+
+def test_map_channels_and_features_by_hand() -> None:
+    cfg = WorldConfig(
+        num_agents=3,
+        objects=(
+            ObjectSpec(kind="fridge", position=(5, 4)),
+            ObjectSpec(kind="desk", position=(0, 0)),
+        ),
+    )
+    state = attrs.evolve(
+        reset(cfg, 0),
+        position=np.array([[5, 5], [7, 5], [5, 5]]),
+        occupant=np.array([0, -1]),
+        using=np.array([0, -1, -1]),
+        rival_ids=np.array([[1, -1, -1, -1], [-1] * 4, [-1] * 4]),
+        rival_vals=np.array([[0.4, 0, 0, 0], [0] * 4, [0] * 4], dtype=np.float32),
+        avoid_count=np.array([2, 0, 0]),
+    )
+    maps, f = observe(state)
+    me = maps[0]
+    assert me[0].sum() == 1 and me[0, 5, 5] == 1
+    # Agent 1 is 2 east; agent 2 shares my tile.
+    assert me[1, 5, 7] == 1 and me[1, 5, 5] == 1 and me[1].sum() == 2
+    assert me[2, 4, 5] == 1 and me[2, 0, 0] == 1 and me[2].sum() == 2  # fridge N, desk at (0,0)
+    assert me[3, 4, 5] == 1 and me[3].sum() == 1  # the fridge is held
+    assert maps[1, 2, 4, 3] == 1  # agent 1 sees the fridge 2 west, 1 north
+    assert f[0, FEATURE_INDEX["rivalry_max"]] == pytest.approx(0.4)
+    assert f[0, FEATURE_INDEX["rivalry_avoid_count"]] == 2
+    assert f[0, FEATURE_INDEX["reservation_active"]] == 1
+    assert f[0, FEATURE_INDEX["nearest_agent_distance"]] == 0
+    assert f[1, FEATURE_INDEX["nearest_agent_distance"]] == pytest.approx(2 / 6)
+    assert f[0, FEATURE_INDEX["time_cos"]] == pytest.approx(1.0)
+    assert f[:, FEATURE_INDEX["shift_pre"]].tolist() == [1, 1, 1]
+    np.testing.assert_allclose(f[:, :3], state.needs)
+
+
+def test_window_is_zero_outside_the_town() -> None:
+    cfg = WorldConfig()
+    state = attrs.evolve(reset(cfg, 0), position=np.zeros((8, 2), dtype=np.int64))
+    maps, _ = observe(state)
+    assert maps[0, 1:, :5, :].sum() == 0 and maps[0, 1:, :, :5].sum() == 0
+
+
+def test_observe_rejects_a_foreign_config() -> None:
+    with pytest.raises(ValueError, match="config"):
+        observe(reset(WorldConfig(), 0), WorldConfig(size=20))
