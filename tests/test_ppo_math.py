@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -13,6 +14,7 @@ from torch.distributions import Categorical  # noqa: E402
 from townlet.config import PPOConfig  # noqa: E402
 from townlet.policy.nn.network import apply, init_params  # noqa: E402
 from townlet.policy.nn.spec import NetworkSpec  # noqa: E402
+from townlet.policy.replay.batch import ReplayBatch  # noqa: E402
 from townlet.policy.training.strategies.ppo_math import (  # noqa: E402
     PPOMinibatch,
     compute_gae,
@@ -20,6 +22,7 @@ from townlet.policy.training.strategies.ppo_math import (  # noqa: E402
     minibatch_size,
     normalize_advantages,
     ppo_loss,
+    prepare_batch,
     select_minibatch,
     value_loss,
 )
@@ -185,18 +188,12 @@ def test_ppo_loss_bc_term_and_value_only() -> None:
 def test_clip_fraction_is_strict() -> None:
     mb = _hand_minibatch()
     logp = torch.log_softmax(torch.zeros(2, 2), -1)[:, 0]
-    exact = PPOMinibatch(**{**vars_of(mb), "old_log_probs": logp.clone()})
+    exact = attrs.evolve(mb, old_log_probs=logp.clone())
     _, terms = ppo_loss(_zero_params(), exact, PPOConfig(clip_param=0.0), spec=SPEC)
     assert terms.clip_fraction.item() == 0.0  # ratio == 1 == 1 ± 0 is not clipped
-    nudged = PPOMinibatch(**{**vars_of(mb), "old_log_probs": logp - torch.tensor([0.0, 1e-3])})
+    nudged = attrs.evolve(mb, old_log_probs=logp - torch.tensor([0.0, 1e-3]))
     _, terms = ppo_loss(_zero_params(), nudged, PPOConfig(clip_param=0.0), spec=SPEC)
     assert terms.clip_fraction.item() == 0.5
-
-
-def vars_of(mb: PPOMinibatch) -> dict[str, torch.Tensor | None]:
-    return {name: getattr(mb, name) for name in mb.__attrs_attrs__.__dir__() if False} or {
-        a.name: getattr(mb, a.name) for a in type(mb).__attrs_attrs__
-    }
 
 
 def test_ppo_loss_equals_categorical_reimplementation() -> None:
@@ -235,7 +232,7 @@ def test_shape_checks() -> None:
     with pytest.raises(ValueError, match="value loss needs equal shapes"):
         value_loss(torch.zeros(3), torch.zeros(3), torch.zeros(2), 0.2)
     mb = _hand_minibatch()
-    bad = PPOMinibatch(**{**vars_of(mb), "advantages": torch.zeros(3)})
+    bad = attrs.evolve(mb, advantages=torch.zeros(3))
     with pytest.raises(ValueError, match="policy surrogate needs equal shapes"):
         ppo_loss(_zero_params(), bad, PPOConfig(), spec=SPEC)
 
@@ -245,3 +242,27 @@ def test_select_minibatch_takes_rows() -> None:
     one = select_minibatch(mb, torch.tensor([1]))
     assert len(one) == 1 and one.actions.tolist() == [1] and one.returns.tolist() == [-0.5]
     assert one.maps is not None and one.maps.shape == (1, 1, 2, 2)
+
+
+def test_prepare_batch_flattens_row_major_with_gae_and_normalisation() -> None:
+    import numpy as np
+
+    batch = ReplayBatch(
+        maps=np.arange(2 * 2 * 4, dtype=np.float32).reshape(2, 2, 1, 2, 2),
+        features=np.ones((2, 2, 3), np.float32),
+        actions=np.array([[0, 1], [1, 0]]),
+        old_log_probs=np.full((2, 2), -0.5, np.float32),
+        value_preds=np.array([[0.5, 0.4, 0.3], [0.0, 0.0, 0.0]], np.float32),
+        rewards=np.array([[1.0, 2.0], [0.0, 1.0]], np.float32),
+        dones=np.array([[False, True], [False, False]]),
+    )
+    raw = prepare_batch(batch, PPOConfig(gamma=0.9, gae_lambda=0.5, advantage_normalization=False))
+    # Row 0 is the done example above; row 1: δ1 = 1, δ0 = 0 → A = [0.45, 1].
+    torch.testing.assert_close(raw.advantages, torch.tensor([1.58, 1.6, 0.45, 1.0]))
+    torch.testing.assert_close(raw.returns, torch.tensor([2.08, 2.0, 0.45, 1.0]))
+    torch.testing.assert_close(raw.old_values, torch.tensor([0.5, 0.4, 0.0, 0.0]))
+    assert raw.actions.tolist() == [0, 1, 1, 0] and raw.maps is not None
+    assert raw.maps.shape == (4, 1, 2, 2) and raw.maps[1, 0, 0, 0].item() == 4.0
+    normed = prepare_batch(batch, PPOConfig(gamma=0.9, gae_lambda=0.5))
+    torch.testing.assert_close(normed.advantages, normalize_advantages(raw.advantages))
+    torch.testing.assert_close(normed.returns, raw.returns)

@@ -13,6 +13,7 @@ from townlet.config import PPOConfig
 from townlet.errors import ReplayDataError
 from townlet.policy.nn.network import Params, apply
 from townlet.policy.nn.spec import NetworkSpec
+from townlet.policy.replay.batch import ReplayBatch
 
 ADV_NORM_EPS = 1e-8
 
@@ -128,6 +129,40 @@ def select_minibatch(data: PPOMinibatch, indices: torch.Tensor) -> PPOMinibatch:
         advantages=data.advantages[indices],
         returns=data.returns[indices],
         old_values=data.old_values[indices],
+    )
+
+
+def prepare_batch(
+    batch: ReplayBatch, cfg: PPOConfig, *, device: str | torch.device = "cpu"
+) -> PPOMinibatch:
+    """A replay batch as one flat :class:`PPOMinibatch` of N = B·T rows (§6, §6.1–§6.4).
+
+    GAE runs on the batch's stored value predictions (so it is the same every epoch);
+    advantages are normalised over the whole batch when ``cfg.advantage_normalization``;
+    returns use the un-normalised advantages; ``old_values`` are the first T value columns.
+    Rows are in row-major ``(b, t)`` order. No finiteness check is made here: the caller checks
+    ``advantages`` then ``returns`` (§6.3) so its message can name the dataset and batch.
+    """
+    steps, n = batch.timesteps, batch.batch_size * batch.timesteps
+    values = torch.as_tensor(batch.value_preds, device=device)
+    advantages, returns = compute_gae(
+        torch.as_tensor(batch.rewards, device=device),
+        values,
+        torch.as_tensor(batch.dones, device=device),
+        cfg.gamma,
+        cfg.gae_lambda,
+    )
+    if cfg.advantage_normalization:
+        advantages = normalize_advantages(advantages)
+    maps = torch.as_tensor(batch.maps, device=device)
+    return PPOMinibatch(
+        maps=maps.reshape(n, *maps.shape[2:]),
+        features=torch.as_tensor(batch.features, device=device).reshape(n, -1),
+        actions=torch.as_tensor(batch.actions, device=device).reshape(n),
+        old_log_probs=torch.as_tensor(batch.old_log_probs, device=device).reshape(n),
+        advantages=advantages.reshape(n),
+        returns=returns.reshape(n),
+        old_values=values[:, :steps].reshape(n),
     )
 
 
