@@ -58,8 +58,9 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'townlet.policy.nn' has no attribute {name!r}")
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != "torch":
+    except ImportError as exc:
+        # A blocked or absent torch; any other missing module is a real error.
+        if exc.name is not None and exc.name.split(".")[0] != "torch":
             raise
         raise TorchNotAvailableError(f"townlet.policy.nn.{name}") from exc
     value = getattr(module, name)
