@@ -67,6 +67,13 @@ _EXPORTS: dict[str, str] = {
     "read_manifest": "townlet.policy.replay",
     "record_events": "townlet.policy.replay",
     "save_replay_sample": "townlet.policy.replay",
+    # nn core: network as data, pure Adam, checkpoints (NetworkSpec is torch-free)
+    "AdamConfig": "townlet.policy.nn.adam",
+    "Checkpoint": "townlet.policy.nn.checkpoint",
+    "NetworkSpec": "townlet.policy.nn.spec",
+    "init_params": "townlet.policy.nn.network",
+    "load_checkpoint": "townlet.policy.nn.checkpoint",
+    "save_checkpoint": "townlet.policy.nn.checkpoint",
     # world: the embedded town (numpy only; make_town_env needs the pettingzoo extra)
     "WorldConfig": "townlet.world.config",
     "make_town_env": "townlet.envs.pettingzoo_town",
