@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import attrs
 import torch
 
+from townlet._atomic import atomic_write
 from townlet.errors import CheckpointError
 from townlet.policy.nn.adam import AdamState
 from townlet.policy.nn.network import Params, param_shapes
@@ -76,16 +76,7 @@ def save_checkpoint(
     if adam_state is not None:
         payload.update({_MU + k: v.detach().cpu() for k, v in adam_state.exp_avg.items()})
         payload.update({_NU + k: v.detach().cpu() for k, v in adam_state.exp_avg_sq.items()})
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary data file
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda handle: torch.save(payload, handle))
     return target
 
 

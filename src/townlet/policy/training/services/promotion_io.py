@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from townlet._atomic import write_text_atomic
 from townlet.errors import PromotionError
 from townlet.policy.training.services.promotion import (
     HISTORY_LIMIT,
@@ -189,24 +189,10 @@ def promotion_state_from_dict(
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_promotion_state(path: str | os.PathLike[str], state: PromotionState) -> Path:
     """Write ``state`` as JSON to ``path`` atomically, creating parents; return the path."""
     target = Path(path)
-    _write_atomic(target, json.dumps(promotion_state_to_dict(state), indent=2) + "\n")
+    write_text_atomic(target, json.dumps(promotion_state_to_dict(state), indent=2) + "\n")
     return target
 
 
