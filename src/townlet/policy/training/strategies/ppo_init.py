@@ -88,7 +88,7 @@ def _params_on(params: Mapping[str, torch.Tensor], device: str | torch.device) -
     return {k: v.detach().to(device) for k, v in params.items()}
 
 
-def initial_state(
+def initial_params(
     shape: DataShape,
     *,
     label: str,
@@ -96,10 +96,10 @@ def initial_state(
     init: Init | None = None,
     spec: NetworkSpec | None = None,
     device: str | torch.device = "cpu",
-) -> PPOState:
-    """A fresh :class:`PPOState` for data of ``shape``: parameters from ``init`` (a parameter
-    mapping, a :class:`Checkpoint`, or a checkpoint path — its spec wins; ``spec`` must then
-    agree with it) or ``init_params(spec, seed)``; zero Adam moments; counters at zero.
+) -> tuple[NetworkSpec, Params]:
+    """The network a run on data of ``shape`` starts from: parameters from ``init`` (a
+    parameter mapping, a :class:`Checkpoint`, or a checkpoint path — its spec wins; ``spec``
+    must then agree with it) or ``init_params(spec, seed)`` with ``spec`` inferred when None.
 
     Raises ``CheckpointError`` for an unreadable checkpoint, parameters that do not match the
     spec, or data that does not fit a checkpoint's network; ``ConfigError`` for data that does
@@ -113,21 +113,33 @@ def initial_state(
                 f"checkpoint network spec {init.spec!r} does not match the requested {spec!r}"
             )
         check_fit(init.spec, shape, label=label, source="the checkpoint")
-        params = _params_on(init.params, device)
-        net = init.spec
-    else:
-        net = spec_for(shape, spec)
-        check_fit(net, shape, label=label, source="the given spec" if spec else "the data")
-        if init is None:
-            params = init_params(net, seed, device=device)
-        else:
-            params = _params_on(init, device)
-            got = {k: tuple(v.shape) for k, v in params.items()}
-            if got != param_shapes(net):
-                raise CheckpointError(
-                    f"init parameters do not match network spec {net!r}: expected "
-                    f"{param_shapes(net)}, got {got}"
-                )
+        return init.spec, _params_on(init.params, device)
+    net = spec_for(shape, spec)
+    check_fit(net, shape, label=label, source="the given spec" if spec else "the data")
+    if init is None:
+        return net, init_params(net, seed, device=device)
+    params = _params_on(init, device)
+    got = {k: tuple(v.shape) for k, v in params.items()}
+    if got != param_shapes(net):
+        raise CheckpointError(
+            f"init parameters do not match network spec {net!r}: expected "
+            f"{param_shapes(net)}, got {got}"
+        )
+    return net, params
+
+
+def initial_state(
+    shape: DataShape,
+    *,
+    label: str,
+    seed: int,
+    init: Init | None = None,
+    spec: NetworkSpec | None = None,
+    device: str | torch.device = "cpu",
+) -> PPOState:
+    """A fresh :class:`PPOState` from :func:`initial_params`: zero Adam moments, counters at
+    zero, ``cycle_id`` −1."""
+    net, params = initial_params(shape, label=label, seed=seed, init=init, spec=spec, device=device)
     return PPOState(spec=net, params=params, adam_state=adam_init(params), seed=seed)
 
 
