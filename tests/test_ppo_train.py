@@ -14,7 +14,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from _replay_helpers import FEATURE_NAMES, capture_dirs, make_sample, reference_root  # noqa: E402
-
 from townlet.config import PPOConfig  # noqa: E402
 from townlet.dto.telemetry import (  # noqa: E402
     BASELINE_KEYS,
@@ -421,7 +420,7 @@ def test_ppo_epoch_on_in_memory_batches_is_pure() -> None:
     new_state, record = ppo_epoch(
         state, prepared, cfg, epoch_index=0, dataset_info=info, clock=FIXED_CLOCK
     )
-    raw_state, raw_record = ppo_epoch(
+    _raw_state, raw_record = ppo_epoch(
         state, list(dataset.batches(0)), cfg, epoch_index=0, dataset_info=info, clock=FIXED_CLOCK
     )
     assert record.to_dict() == raw_record.to_dict()

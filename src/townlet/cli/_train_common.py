@@ -54,7 +54,7 @@ def check_seed(seed: int | None) -> None:
 
 
 @contextmanager
-def progress_bar(total: int, *, quiet: bool, desc: str) -> Iterator[tqdm[Any]]:
+def progress_bar(total: int, *, quiet: bool, desc: str) -> Iterator[Any]:
     """A per-epoch tqdm bar on stderr, disabled with ``--quiet`` or when stderr is no TTY."""
     bar = tqdm(
         total=total,
