@@ -90,7 +90,6 @@ def _reference_rules(line: dict[str, Any]) -> None:
     assert not extra
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("capture", capture_dirs(), ids=lambda p: p.name)
 def test_every_reference_capture_trains_and_validates(capture: Path, tmp_path: Path) -> None:
     dataset = ReplayDataset(ReplayDatasetConfig.from_capture_dir(capture, batch_size=2))

@@ -147,7 +147,9 @@ def main() -> None:
             rates[name].append(work / _timed(fn))
     median = {name: statistics.median(values) for name, values in rates.items()}
     print(f"torch {torch.__version__}, 1 thread, {epochs} epochs, median of {args.rounds}")
-    print("| case | ours (/s) | imperative (/s) | ours ÷ imperative | reference (/s) | ours ÷ ref |")
+    print(
+        "| case | ours (/s) | imperative (/s) | ours ÷ imperative | reference (/s) | ours ÷ ref |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for bs in (1, 3):
         key = f"ppo_bs{bs}"
