@@ -105,6 +105,20 @@ _EXPORTS: dict[str, str] = {
     "student_t_quantile": "townlet.policy.training.services.behaviour_gate",
     "swap": "townlet.policy.training.services.promotion",
     "update_baselines": "townlet.policy.training.strategies.anneal_flags",
+    # PPO and BC training runs (train_ppo/train_bc import torch only when called)
+    "AnnealContext": "townlet.policy.training.strategies.ppo_summary",
+    "BCRun": "townlet.policy.training.strategies.bc",
+    "NonFiniteTrainingError": "townlet.errors",
+    "PPODatasetInfo": "townlet.policy.training.strategies.ppo_summary",
+    "TrainResult": "townlet.policy.training.strategies.ppo",
+    "dataset_info": "townlet.policy.training.strategies.ppo_summary",
+    "load_ppo_state": "townlet.policy.training.strategies.ppo_init",
+    "ppo_epoch": "townlet.policy.training.strategies.ppo_loop",
+    "prepare_batches": "townlet.policy.training.strategies.ppo_loop",
+    "save_bc_checkpoint": "townlet.policy.training.strategies.bc",
+    "save_ppo_state": "townlet.policy.training.strategies.ppo_init",
+    "train_bc": "townlet.policy.training.strategies.bc",
+    "train_ppo": "townlet.policy.training.strategies.ppo",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -52,3 +52,11 @@ class TorchNotAvailableError(TownletError, ImportError):
 
 class TrainingFailedError(TownletError, RuntimeError):
     """A training run failed (non-finite values, a guardrail the user asked to fail on)."""
+
+
+class NonFiniteTrainingError(TrainingFailedError, ValueError):
+    """Training produced NaN/Inf (advantages, returns, their std, or a loss).
+
+    A failed run (the CLI exits 1), and a ``ValueError`` as in the reference, whose messages
+    (``PPO advantages contained NaN/inf (dataset=<label>, batch=<i>)``) it keeps.
+    """

@@ -22,6 +22,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "townlet.cli.replay_cmd",
     "townlet.cli.telemetry_cmd",
     "townlet.cli.promote_cmd",
+    "townlet.cli.bc_cmd",
+    "townlet.cli.ppo_cmd",
 )
 
 

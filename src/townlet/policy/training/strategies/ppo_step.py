@@ -27,6 +27,11 @@ class PPOState:
     ``seed`` is the run seed: random helpers derive their generators from it and counters
     (``townlet.policy.nn.rng.derive_generator(seed, epoch, ...)``), so the state holds no mutable
     generator. ``updates`` counts minibatch updates applied so far (across value-only ones too).
+
+    The run counters of reference-ppo §12 travel here too, so that passing a returned state back
+    continues a run: ``steps`` (transitions trained on, cumulative), ``log_stream_offset``
+    (epochs run, cumulative; also the epoch counter minibatch permutations derive from) and
+    ``cycle_id`` (−1 before the first rollout run).
     """
 
     spec: NetworkSpec
@@ -34,6 +39,9 @@ class PPOState:
     adam_state: AdamState
     seed: int = attrs.field(validator=attrs.validators.ge(0))
     updates: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    steps: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    log_stream_offset: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    cycle_id: int = attrs.field(default=-1, validator=attrs.validators.ge(-1))
 
 
 def init_ppo_state(spec: NetworkSpec, *, seed: int, params: Params | None = None) -> PPOState:

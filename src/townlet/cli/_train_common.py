@@ -1,0 +1,85 @@
+"""Shared pieces of the training subcommands (``bc``, ``ppo``): threads, progress, outputs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from townlet.cli import UsageError
+from townlet.dto.telemetry import write_text_atomic
+from townlet.errors import TorchNotAvailableError
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--seed``, ``--out``, ``--quiet``, ``--threads``."""
+    parser.add_argument("--seed", type=int, help="run seed: init, shuffles, split (0)")
+    parser.add_argument(
+        "--out", type=Path, help="write checkpoint.pt and result.json into this directory"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default 1: these networks are small, more threads only "
+        "add synchronisation overhead)",
+    )
+
+
+def set_threads(threads: int | None) -> None:
+    """Pin torch's intra-op threads: ``threads`` or 1 by default.
+
+    The Townlet network (hidden 256) on minibatches of 32 does too little work per kernel for
+    a thread pool to pay off; on CPU, several threads per process are slower (and several runs
+    side by side oversubscribe the cores).
+    """
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    try:
+        import torch
+    except ImportError as exc:
+        raise TorchNotAvailableError("townlet-train training commands") from exc
+    torch.set_num_threads(threads or 1)
+
+
+def check_seed(seed: int | None) -> None:
+    """Refuse a negative ``--seed``."""
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {seed}")
+
+
+@contextmanager
+def progress_bar(total: int, *, quiet: bool, desc: str) -> Iterator[Any]:
+    """A per-epoch tqdm bar on stderr, disabled with ``--quiet`` or when stderr is no TTY."""
+    bar = tqdm(
+        total=total,
+        desc=desc,
+        unit="epoch",
+        file=sys.stderr,
+        disable=quiet or not sys.stderr.isatty(),
+        leave=False,
+    )
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def without_nulls(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record dict minus the fields that are None (unused optional blocks)."""
+    return {key: value for key, value in record.items() if value is not None}
+
+
+def write_result(out: Path, payload: Mapping[str, Any]) -> Path:
+    """Write ``out/result.json`` atomically and return its path."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "result.json"
+    write_text_atomic(target, json.dumps(payload, indent=2) + "\n")
+    return target

@@ -1,0 +1,169 @@
+"""``townlet-train ppo``: PPO on replay data; prints the last epoch's record as JSON.
+
+Every :class:`~townlet.config.PPOConfig` field has a ``--ppo-<field>`` option (underscores as
+dashes); the overrides are applied to the config record with its validators, so bounds hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from townlet.cli import UsageError
+from townlet.cli._common import print_json
+from townlet.cli._train_common import (
+    add_run_options,
+    check_seed,
+    progress_bar,
+    set_threads,
+    without_nulls,
+    write_result,
+)
+from townlet.config import Config, PPOConfig, load_config
+from townlet.dto.policy import PPOTrainingResult
+from townlet.policy.replay import (
+    InMemoryReplayDataset,
+    ReplayDataset,
+    ReplayDatasetConfig,
+    load_replay_sample,
+)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_ppo_overrides(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("PPO hyperparameters (override --config)")
+    defaults = PPOConfig()
+    for field in attrs.fields(PPOConfig):
+        default = getattr(defaults, field.name)
+        kind: Any = _parse_bool if isinstance(default, bool) else type(default)
+        group.add_argument(
+            f"--ppo-{field.name.replace('_', '-')}",
+            dest=f"ppo_{field.name}",
+            type=kind,
+            metavar="BOOL" if isinstance(default, bool) else kind.__name__.upper(),
+            help=f"default {default}",
+        )
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``ppo`` subcommand."""
+    parser = subparsers.add_parser(
+        "ppo",
+        help="PPO on replay data (a manifest, a capture directory or one sample)",
+        description=(
+            "Train PPO on Townlet replay data, write telemetry 1.2 lines with --log, print the "
+            "last epoch's record as JSON and, with --out DIR, save DIR/checkpoint.pt (the "
+            "whole PPO state: continue with --init, or in Python with load_ppo_state)."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--manifest", type=Path, help="replay manifest")
+    source.add_argument("--capture-dir", type=Path, help="capture directory (rollout_sample_*)")
+    source.add_argument("--sample", type=Path, help="one replay sample .npz")
+    parser.add_argument("--root", type=Path, help="resolve manifest paths against this too")
+    parser.add_argument("--config", type=Path, help="config file: ppo section, seed, data")
+    parser.add_argument("--epochs", type=int, default=1, help="PPO epochs (1)")
+    parser.add_argument("--batch-size", type=int, default=1, help="replay samples per batch (1)")
+    parser.add_argument("--init", type=Path, help="checkpoint to start from (BC or PPO)")
+    parser.add_argument(
+        "--critic-warmup-epochs", type=int, default=0, help="first N epochs train the value head"
+    )
+    parser.add_argument("--log", type=Path, help="append telemetry 1.2 lines to this file")
+    parser.add_argument("--log-frequency", type=int, default=1, help="log every Nth epoch (1)")
+    parser.add_argument(
+        "--log-max-entries", type=int, help="rotate to <log>.1, <log>.2, ... after N lines"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (cpu)")
+    add_run_options(parser)
+    _add_ppo_overrides(parser)
+    parser.set_defaults(handler=run_ppo)
+
+
+def _ppo_config(args: argparse.Namespace, base: Config) -> PPOConfig:
+    overrides = {
+        field.name: getattr(args, f"ppo_{field.name}")
+        for field in attrs.fields(PPOConfig)
+        if getattr(args, f"ppo_{field.name}") is not None
+    }
+    return attrs.evolve(base.ppo, **overrides)
+
+
+def _dataset(args: argparse.Namespace, base: Config) -> tuple[Any, str | None]:
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.sample is not None:
+        sample = load_replay_sample(args.sample)
+        dataset = InMemoryReplayDataset([sample], label=args.sample.stem)
+        return dataset, "replay"
+    if args.capture_dir is not None:
+        config = ReplayDatasetConfig.from_capture_dir(args.capture_dir, batch_size=args.batch_size)
+        return ReplayDataset(config), None
+    manifest = args.manifest or base.training.replay_manifest
+    if manifest is None:
+        raise UsageError("give --manifest, --capture-dir or --sample (or training.replay_manifest)")
+    config = ReplayDatasetConfig.from_manifest(manifest, batch_size=args.batch_size, root=args.root)
+    return ReplayDataset(config), None
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    check_seed(args.seed)
+    if args.epochs < 1:
+        raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.log_frequency < 1:
+        raise UsageError(f"--log-frequency must be >= 1, got {args.log_frequency}")
+    if args.critic_warmup_epochs < 0:
+        raise UsageError(f"--critic-warmup-epochs must be >= 0, got {args.critic_warmup_epochs}")
+
+
+def run_ppo(args: argparse.Namespace) -> int:
+    """Handler of ``townlet-train ppo``: train, print the last record, save the state."""
+    from townlet.policy.training.strategies.ppo import train_ppo
+
+    _check_args(args)
+    base = load_config(args.config) if args.config is not None else Config()
+    cfg = _ppo_config(args, base)
+    seed = base.seed if args.seed is None else args.seed
+    dataset, data_mode = _dataset(args, base)
+    set_threads(args.threads)
+    with progress_bar(args.epochs, quiet=args.quiet, desc="ppo") as bar:
+
+        def progress(epoch: int, record: PPOTrainingResult) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{record.loss_total:.4f}", kl=f"{record.kl_divergence:.4f}")
+
+        run = train_ppo(
+            dataset,
+            cfg=cfg,
+            epochs=args.epochs,
+            seed=seed,
+            init=args.init,
+            log_path=args.log,
+            log_frequency=args.log_frequency,
+            max_log_entries=args.log_max_entries,
+            value_only_epochs=args.critic_warmup_epochs,
+            progress=progress,
+            device=args.device,
+            data_mode=data_mode,
+        )
+    payload = without_nulls(run.result.to_dict())
+    if args.out is not None:
+        from townlet.dto.convert import to_dict
+        from townlet.policy.training.strategies.ppo_init import save_ppo_state
+
+        save_ppo_state(args.out / CHECKPOINT_NAME, run.state, extra={"ppo": to_dict(cfg)})
+        write_result(args.out, payload)
+    print_json(payload)
+    return 0

@@ -1,0 +1,163 @@
+"""PPO on a replay dataset: ``train_ppo`` folds :func:`ppo_epoch` over E epochs and does the I/O
+around it (telemetry lines, progress, the run clock). ``spec/reference-ppo.md`` §2, §12, §13.
+
+This module imports without torch; calling :func:`train_ppo` without torch raises
+:class:`~townlet.errors.TorchNotAvailableError`. Everything that computes lives in
+:mod:`~townlet.policy.training.strategies.ppo_loop` (the epoch) and
+:mod:`~townlet.policy.training.strategies.ppo_init` (the initial state and checkpoints).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from townlet.config import PPOConfig
+from townlet.dto.policy import PPOTrainingResult
+from townlet.errors import ConfigError, ReplayDataError, TorchNotAvailableError
+from townlet.policy.nn.spec import NetworkSpec
+from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
+from townlet.policy.training.strategies.ppo_log import log_epoch, open_log
+from townlet.policy.training.strategies.ppo_summary import (
+    AnnealContext,
+    PPODatasetInfo,
+    dataset_info,
+)
+
+if TYPE_CHECKING:
+    from townlet.policy.training.strategies.ppo_init import Init
+    from townlet.policy.training.strategies.ppo_step import PPOState
+
+EpochCallback = Callable[[int, PPOTrainingResult], None]
+"""``progress(epoch, record)``: called after each epoch (1-based) with its telemetry record."""
+
+
+def require_torch(feature: str) -> None:
+    """Raise :class:`TorchNotAvailableError` (with the install hint) when torch is missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise TorchNotAvailableError(feature) from exc
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class TrainResult:
+    """A PPO run: the final ``state`` (pass it back as ``state=`` to continue the run), the last
+    epoch's record ``result`` (with ``duration_sec`` = the whole run's wall time) and every
+    epoch's record ``results`` in order (what the telemetry log holds, unsampled)."""
+
+    state: PPOState
+    result: PPOTrainingResult
+    results: tuple[PPOTrainingResult, ...]
+
+
+def _check_args(epochs: int, seed: int, value_only_epochs: int) -> None:
+    if isinstance(epochs, bool) or epochs < 1:
+        raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    if value_only_epochs < 0:
+        raise ConfigError(f"value_only_epochs must be >= 0, got {value_only_epochs!r}")
+
+
+def _run_cycle(
+    state: PPOState, info: PPODatasetInfo, anneal: AnnealContext | None
+) -> tuple[PPOState, int]:
+    """The state the epochs run with (its ``cycle_id`` is what they report, floored at 0) and
+    the ``cycle_id`` the run leaves behind (§12, legacy rule): a rollout/mixed run advances the
+    cycle; a replay run reports ``max(c, 0)`` and stores nothing; an anneal stage reports its
+    own cycle (+1 for in-memory data) and stores nothing."""
+    in_memory = info.data_mode != "replay"
+    if anneal is not None:
+        return attrs.evolve(state, cycle_id=anneal.cycle + int(in_memory)), state.cycle_id
+    if in_memory:
+        return attrs.evolve(state, cycle_id=state.cycle_id + 1), state.cycle_id + 1
+    return state, state.cycle_id
+
+
+def train_ppo(
+    dataset: ReplayDataset | InMemoryReplayDataset,
+    *,
+    cfg: PPOConfig | None = None,
+    epochs: int = 1,
+    seed: int = 0,
+    init: Init | None = None,
+    spec: NetworkSpec | None = None,
+    state: PPOState | None = None,
+    log_path: str | Path | None = None,
+    log_frequency: int = 1,
+    max_log_entries: int | None = None,
+    anneal_context: AnnealContext | None = None,
+    value_only_epochs: int = 0,
+    progress: EpochCallback | None = None,
+    device: str = "cpu",
+    data_mode: str | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> TrainResult:
+    """Train PPO for ``epochs`` epochs on ``dataset`` and return a :class:`TrainResult`.
+
+    The batches of ``dataset.batches(0)`` are read once and visited in the same order every
+    epoch (as the reference). The network starts from ``state`` (continue a run: its counters
+    go on), else from ``init`` (parameters, a ``Checkpoint`` or a checkpoint path, e.g. a BC
+    run's — its spec wins and the data must fit it), else from ``init_params(spec, seed)`` with
+    ``spec`` inferred from the data (§2.4: sidecar ``action_dim``, else max action + 1). The
+    first ``value_only_epochs`` epochs train only the value head (critic warm-up). With
+    ``log_path`` every ``log_frequency``-th epoch is appended as a telemetry 1.2 line, rotating
+    to ``<log>.1``, ``<log>.2`` … after ``max_log_entries`` lines (§13). ``anneal_context``
+    fills the ``anneal_*`` fields; ``data_mode`` overrides the dataset's (e.g. ``"mixed"``).
+    The same seed and data give the same records, ``epoch_duration_sec`` apart.
+
+    Raises: ``TorchNotAvailableError`` without torch; ``ReplayDataError`` for a dataset without
+    batches; ``ConfigError``/``CheckpointError`` for bad arguments or a network the data does
+    not fit; ``NonFiniteTrainingError`` (a ``ValueError`` and ``TrainingFailedError``) when
+    advantages, returns or losses are NaN/Inf.
+    """
+    require_torch("train_ppo")
+    from townlet.policy.training.strategies import ppo_init, ppo_loop
+
+    cfg = PPOConfig() if cfg is None else cfg
+    _check_args(epochs, seed, value_only_epochs)
+    info = dataset_info(dataset, data_mode=data_mode)
+    batches = list(dataset.batches(0))
+    if not batches:
+        raise ReplayDataError(f"Replay dataset yielded no batches (dataset={info.label})")
+    shape = ppo_init.data_shape(batches)
+    if state is None:
+        state = ppo_init.initial_state(
+            shape, label=info.label, seed=seed, init=init, spec=spec, device=device
+        )
+    elif init is not None or (spec is not None and spec != state.spec):
+        raise ConfigError("pass either state= (continue a run) or init=/spec=, not both")
+    else:
+        ppo_init.check_state(state, shape, label=info.label)
+    param_device = next(iter(state.params.values())).device
+    prepared = ppo_loop.prepare_batches(batches, cfg, label=info.label, device=param_device)
+    log = None
+    if log_path is not None:
+        log = open_log(log_path, log_frequency=log_frequency, max_entries=max_log_entries)
+    state, cycle_after = _run_cycle(state, info, anneal_context)
+    start = clock()
+    results: list[PPOTrainingResult] = []
+    for index in range(epochs):
+        state, record = ppo_loop.ppo_epoch(
+            state,
+            prepared,
+            cfg,
+            epoch_index=index,
+            dataset_info=info,
+            anneal_context=anneal_context,
+            value_only=index < value_only_epochs,
+            clock=clock,
+        )
+        if log is not None:
+            log = log_epoch(log, index + 1, record)
+        results.append(record)
+        if progress is not None:
+            progress(index + 1, record)
+    state = attrs.evolve(state, cycle_id=cycle_after)
+    last = attrs.evolve(results[-1], duration_sec=max(0.0, clock() - start))
+    return TrainResult(state=state, result=last, results=tuple(results))
