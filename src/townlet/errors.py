@@ -36,6 +36,12 @@ class CheckpointError(TownletInputError):
     """A checkpoint file is unreadable or does not match the requested network spec."""
 
 
+class RolloutError(TownletInputError):
+    """A rollout capture request is invalid: ticks <= 0, no agents, an environment whose action
+    space is not discrete or whose observation is not flat, an unknown environment id, or a
+    policy that does not fit the environment."""
+
+
 class TorchNotAvailableError(TownletError, ImportError):
     """A strategy that computes with torch was called where torch is not installed."""
 
