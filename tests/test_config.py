@@ -167,3 +167,30 @@ def test_round_trip(lr: float, epochs: int, batches: int, source: str, alerts: l
         }
     )
     assert from_dict(Config, to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    ("world", "message"),
+    [
+        ({"size": -1}, "c.toml: world.size: -1 is not in [5, 4096]"),
+        ({"hunger_decay": 2}, "c.toml: world.hunger_decay: 2.0 is not in [0, 1]"),
+        ({"social_reward_stage": "C9"}, "world.social_reward_stage: 'C9' is not one of"),
+        (
+            {"objects": [{"kind": "fridge", "position": [100, 2]}]},
+            "world.objects: item 0: position (100, 2) lies outside the 16x16 grid",
+        ),
+        ({"objects": [{"kind": "frige", "position": [1, 2]}]}, "world.objects[0].kind: 'frige'"),
+        ({"shift_starts": [230]}, "world.shift_starts: shift 230+60 runs past day_length 240"),
+        ({"num_agent": 3}, "world.num_agent: unknown key; did you mean 'num_agents'?"),
+    ],
+)
+def test_world_section_errors_name_the_key(world: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict({"world": world}, source="c.toml")
+    assert message in str(exc.value)
+
+
+def test_world_section_loads() -> None:
+    cfg = config_from_dict({"world": {"num_agents": 4, "social_reward_stage": "C2"}})
+    assert cfg.world.num_agents == 4
+    assert cfg.world.social_reward_stage == "C2"

@@ -56,6 +56,12 @@ def _modules() -> list[str]:
         "townlet.cli.telemetry_cmd",
         "townlet.cli.replay_cmd",
         "townlet.policy.replay",
+        "townlet.policy.nn.spec",
+        "townlet.policy.training.strategies.anneal_flags",
+        "townlet.policy.training.services.promotion",
+        "townlet.policy.training.services.promotion_io",
+        "townlet.world",
+        "townlet.cli.promote_cmd",
     ]
     return names
 

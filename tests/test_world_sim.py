@@ -195,7 +195,7 @@ def test_bad_actions_raise() -> None:
 
 
 def test_config_validators_name_the_field() -> None:
-    with pytest.raises(ValueError, match=r"objects\[0\].position.*outside"):
+    with pytest.raises(ValueError, match=r"objects: item 0: position \(9, 1\) lies outside"):
         WorldConfig(size=8, objects=(ObjectSpec(kind="bed", position=(9, 1)),))
     with pytest.raises(ValueError, match="taken twice"):
         WorldConfig(objects=(ObjectSpec(kind="bed", position=(1, 1)),) * 2)

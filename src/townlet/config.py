@@ -16,15 +16,13 @@ from typing import Any, Literal
 
 import attrs
 
+from townlet._config_fields import bool_field as _bool
+from townlet._config_fields import float_field as _float
+from townlet._config_fields import int_field as _int
+from townlet._config_fields import one_of as _one_of
+from townlet._config_fields import str_field as _str
+from townlet._config_fields import unit_field as _unit
 from townlet._config_io import parse_config_file
-from townlet._validators import (
-    Bounds,
-    InstanceOf,
-    OneOf,
-    config_error,
-    int_converter,
-    number_converter,
-)
 from townlet.errors import ConfigError
 from townlet.world.config import WorldConfig
 
@@ -33,44 +31,6 @@ SOCIAL_REWARD_STAGES: tuple[str, ...] = ("OFF", "C1", "C2", "C3")
 TrainingSource = Literal["replay", "rollout", "mixed", "bc", "anneal"]
 TRAINING_SOURCES: tuple[str, ...] = ("replay", "rollout", "mixed", "bc", "anneal")
 AnnealMode = Literal["bc", "ppo"]
-
-
-def _float(
-    default: float,
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    lt: float | None = None,
-) -> Any:
-    return attrs.field(
-        default=default,
-        converter=number_converter(config_error),
-        validator=Bounds(config_error, ge=ge, gt=gt, le=le, lt=lt, style="range"),
-    )
-
-
-def _unit(default: float) -> Any:
-    return _float(default, ge=0.0, le=1.0)
-
-
-def _int(default: int, *, ge: int | None = None, le: int | None = None) -> Any:
-    return attrs.field(
-        default=default,
-        converter=int_converter(config_error),
-        validator=Bounds(config_error, ge=ge, le=le, style="range"),
-    )
-
-
-def _bool(default: bool) -> Any:
-    return attrs.field(default=default, validator=InstanceOf(config_error, bool, "true or false"))
-
-
-def _one_of(options: tuple[str, ...], *, optional: bool = False) -> list[Any]:
-    return [
-        InstanceOf(config_error, str, "a string", optional=optional),
-        OneOf(config_error, options),
-    ]
 
 
 def _optional_path(value: str | Path | None) -> Path | None:
@@ -127,7 +87,7 @@ class BCConfig:
     epochs: int = _int(10, ge=1)
     weight_decay: float = _float(0.0, ge=0.0)
     val_fraction: float = _float(0.1, ge=0.0, lt=1.0)
-    device: str = attrs.field(default="cpu", validator=InstanceOf(config_error, str, "a string"))
+    device: str = _str("cpu")
 
 
 @attrs.frozen(kw_only=True)

@@ -42,6 +42,10 @@ class RolloutError(TownletInputError):
     policy that does not fit the environment."""
 
 
+class PromotionError(TownletInputError):
+    """A promotion state file, anneal summary or promotion request is invalid or not allowed."""
+
+
 class TorchNotAvailableError(TownletError, ImportError):
     """A strategy that computes with torch was called where torch is not installed."""
 

@@ -21,6 +21,7 @@ from townlet.errors import TorchNotAvailableError, TownletInputError, TrainingFa
 _COMMAND_MODULES: tuple[str, ...] = (
     "townlet.cli.replay_cmd",
     "townlet.cli.telemetry_cmd",
+    "townlet.cli.promote_cmd",
 )
 
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from townlet._atomic import write_text_atomic
 from townlet.dto.convert import from_dict, to_dict
 from townlet.dto.policy import (
     EXTENSION_FIELDS,
@@ -290,20 +290,6 @@ def _append_text(target: Path, text: str) -> None:
             raise
     finally:
         os.close(fd)
-
-
-def write_text_atomic(target: Path, text: str) -> None:
-    """Replace ``target`` with ``text`` atomically (temp file in the same folder + os.replace)."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def convert_telemetry(

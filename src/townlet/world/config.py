@@ -14,16 +14,14 @@ import math
 from typing import Any, Literal
 
 import attrs
-from attrs import validators as v
+
+from townlet._config_fields import float_field, int_field, one_of, unit_field
+from townlet._validators import ConfigFieldError
 
 ObjectKind = Literal["fridge", "stove", "shower", "bed", "desk"]
 OBJECT_KINDS: tuple[str, ...] = ("fridge", "stove", "shower", "bed", "desk")
 WorldSocialStage = Literal["OFF", "C1", "C2", "C3"]
 WORLD_SOCIAL_STAGES: tuple[str, ...] = ("OFF", "C1", "C2", "C3")
-
-
-def _unit() -> list[Any]:
-    return [v.ge(0.0), v.le(1.0)]
 
 
 def _to_pair(value: Any) -> tuple[int, int]:
@@ -35,7 +33,7 @@ def _to_pair(value: Any) -> tuple[int, int]:
 class ObjectSpec:
     """One object of the town: its kind and its tile ``(x, y)`` (x grows east, y grows south)."""
 
-    kind: ObjectKind = attrs.field(validator=v.in_(OBJECT_KINDS))
+    kind: ObjectKind = attrs.field(validator=one_of(OBJECT_KINDS))
     position: tuple[int, int] = attrs.field(converter=_to_pair)
 
 
@@ -55,32 +53,35 @@ DEFAULT_OBJECTS: tuple[ObjectSpec, ...] = (
 def _check_objects(inst: WorldConfig, attribute: Any, value: Any) -> None:
     objects: tuple[ObjectSpec, ...] = inst.objects
     if not objects:
-        raise ValueError("world.objects: expected at least one object")
+        raise ConfigFieldError("objects", "expected at least one object")
     seen: set[tuple[int, int]] = set()
     for index, obj in enumerate(objects):
         if not isinstance(obj, ObjectSpec):
-            raise TypeError(f"world.objects[{index}]: expected an ObjectSpec, got {obj!r}")
+            raise ConfigFieldError("objects", f"item {index}: expected an ObjectSpec, got {obj!r}")
         x, y = obj.position
         if not (0 <= x < inst.size and 0 <= y < inst.size):
-            raise ValueError(
-                f"world.objects[{index}].position: {obj.position} lies outside the "
-                f"{inst.size}x{inst.size} grid"
+            raise ConfigFieldError(
+                "objects",
+                f"item {index}: position {obj.position} lies outside the "
+                f"{inst.size}x{inst.size} grid",
             )
         if obj.position in seen:
-            raise ValueError(f"world.objects[{index}].position: {obj.position} is taken twice")
+            raise ConfigFieldError(
+                "objects", f"item {index}: position {obj.position} is taken twice"
+            )
         seen.add(obj.position)
 
 
 def _check_shifts(inst: WorldConfig, attribute: Any, value: Any) -> None:
     if not inst.shift_starts:
-        raise ValueError("world.shift_starts: expected at least one shift start")
+        raise ConfigFieldError("shift_starts", "expected at least one shift start")
     for start in inst.shift_starts:
         if not isinstance(start, int) or start < 0:
-            raise ValueError(f"world.shift_starts: expected ticks >= 0, got {start!r}")
+            raise ConfigFieldError("shift_starts", f"expected ticks >= 0, got {start!r}")
         if start + inst.shift_length > inst.day_length:
-            raise ValueError(
-                f"world.shift_starts: shift {start}+{inst.shift_length} runs past "
-                f"day_length {inst.day_length}"
+            raise ConfigFieldError(
+                "shift_starts",
+                f"shift {start}+{inst.shift_length} runs past day_length {inst.day_length}",
             )
 
 
@@ -97,43 +98,43 @@ class WorldConfig:
     ``social_reward_stage``: OFF, C1 (chat rewards), C2/C3 (chat + conflict-avoidance rewards).
     """
 
-    size: int = attrs.field(default=16, validator=[v.instance_of(int), v.ge(5), v.le(4096)])
-    num_agents: int = attrs.field(default=8, validator=[v.instance_of(int), v.ge(1)])
+    size: int = int_field(16, ge=5, le=4096)
+    num_agents: int = int_field(8, ge=1)
     objects: tuple[ObjectSpec, ...] = attrs.field(
         default=DEFAULT_OBJECTS, converter=tuple, validator=_check_objects
     )
-    hunger_decay: float = attrs.field(default=0.004, converter=float, validator=_unit())
-    hygiene_decay: float = attrs.field(default=0.002, converter=float, validator=_unit())
-    energy_decay: float = attrs.field(default=0.003, converter=float, validator=_unit())
-    day_length: int = attrs.field(default=240, validator=[v.instance_of(int), v.ge(2)])
+    hunger_decay: float = unit_field(0.004)
+    hygiene_decay: float = unit_field(0.002)
+    energy_decay: float = unit_field(0.003)
+    day_length: int = int_field(240, ge=2)
     shift_starts: tuple[int, ...] = attrs.field(
         default=(40, 140), converter=tuple, validator=_check_shifts
     )
-    shift_length: int = attrs.field(default=60, validator=[v.instance_of(int), v.ge(1)])
-    late_grace: int = attrs.field(default=8, validator=[v.instance_of(int), v.ge(0)])
-    absent_after: int = attrs.field(default=30, validator=[v.instance_of(int), v.ge(0)])
-    episode_length: int = attrs.field(default=1000, validator=[v.instance_of(int), v.ge(1)])
+    shift_length: int = int_field(60, ge=1)
+    late_grace: int = int_field(8, ge=0)
+    absent_after: int = int_field(30, ge=0)
+    episode_length: int = int_field(1000, ge=1)
     social_reward_stage: WorldSocialStage = attrs.field(
-        default="OFF", validator=v.in_(WORLD_SOCIAL_STAGES)
+        default="OFF", validator=one_of(WORLD_SOCIAL_STAGES)
     )
-    initial_wallet: float = attrs.field(default=1.0, converter=float, validator=v.ge(0.0))
-    wage_rate: float = attrs.field(default=0.02, converter=float, validator=v.ge(0.0))
-    lateness_penalty: float = attrs.field(default=0.01, converter=float, validator=v.ge(0.0))
-    punctuality_bonus: float = attrs.field(default=0.05, converter=float, validator=v.ge(0.0))
-    meal_cost: float = attrs.field(default=0.1, converter=float, validator=v.ge(0.0))
-    hunger_weight: float = attrs.field(default=1.0, converter=float, validator=v.ge(0.0))
-    hygiene_weight: float = attrs.field(default=0.6, converter=float, validator=v.ge(0.0))
-    energy_weight: float = attrs.field(default=0.8, converter=float, validator=v.ge(0.0))
-    survival_reward: float = attrs.field(default=0.002, converter=float, validator=v.ge(0.0))
-    faint_penalty: float = attrs.field(default=-1.0, converter=float, validator=v.le(0.0))
-    reward_clip: float = attrs.field(default=1.0, converter=float, validator=v.gt(0.0))
-    chat_reward: float = attrs.field(default=0.01, converter=float, validator=v.ge(0.0))
-    avoid_conflict_reward: float = attrs.field(default=0.005, converter=float, validator=v.ge(0.0))
-    chat_success_rate: float = attrs.field(default=0.8, converter=float, validator=_unit())
-    rivalry_gain: float = attrs.field(default=0.3, converter=float, validator=_unit())
-    rivalry_decay: float = attrs.field(default=0.01, converter=float, validator=_unit())
-    rival_threshold: float = attrs.field(default=0.3, converter=float, validator=_unit())
-    rivalry_slots: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1), v.le(64)])
+    initial_wallet: float = float_field(1.0, ge=0.0)
+    wage_rate: float = float_field(0.02, ge=0.0)
+    lateness_penalty: float = float_field(0.01, ge=0.0)
+    punctuality_bonus: float = float_field(0.05, ge=0.0)
+    meal_cost: float = float_field(0.1, ge=0.0)
+    hunger_weight: float = float_field(1.0, ge=0.0)
+    hygiene_weight: float = float_field(0.6, ge=0.0)
+    energy_weight: float = float_field(0.8, ge=0.0)
+    survival_reward: float = float_field(0.002, ge=0.0)
+    faint_penalty: float = float_field(-1.0, le=0.0)
+    reward_clip: float = float_field(1.0, gt=0.0)
+    chat_reward: float = float_field(0.01, ge=0.0)
+    avoid_conflict_reward: float = float_field(0.005, ge=0.0)
+    chat_success_rate: float = unit_field(0.8)
+    rivalry_gain: float = unit_field(0.3)
+    rivalry_decay: float = unit_field(0.01)
+    rival_threshold: float = unit_field(0.3)
+    rivalry_slots: int = int_field(4, ge=1, le=64)
 
 
 def scaled_world_config(num_agents: int, *, base: WorldConfig | None = None) -> WorldConfig:

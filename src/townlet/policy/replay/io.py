@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,6 +18,7 @@ import attrs
 import numpy as np
 from numpy.typing import NDArray
 
+from townlet._atomic import atomic_write
 from townlet.errors import ReplayDataError
 from townlet.policy.replay.sample import (
     NPZ_KEYS,
@@ -162,20 +162,6 @@ def _json_default(value: object) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def sidecar_json(metadata: Mapping[str, Any]) -> str:
     """The sidecar text the reference writes: the metadata as JSON with ``indent=2``."""
     return json.dumps(dict(metadata), indent=2, default=_json_default)
@@ -205,8 +191,8 @@ def save_replay_sample(
         else:
             np.savez(handle, **arrays)  # type: ignore[arg-type]
 
-    _atomic_write(path, write_npz)
-    _atomic_write(meta, lambda fh: fh.write(text.encode("utf-8")))
+    atomic_write(path, write_npz)
+    atomic_write(meta, lambda fh: fh.write(text.encode("utf-8")))
     return path, meta
 
 

@@ -1,0 +1,124 @@
+"""The PPO training state and one pure minibatch update (spec/reference-ppo.md §6.5–§6.6).
+
+``ppo_minibatch_step(state, minibatch, cfg) -> (state, stats)`` is the unit a PPO epoch folds
+over: loss → gradients → global-norm clip → Adam, returning a new :class:`PPOState` and the
+:class:`MinibatchStats` the epoch summary accumulates.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import attrs
+import torch
+
+from townlet.config import PPOConfig
+from townlet.policy.nn.adam import AdamConfig, AdamState, adam_init
+from townlet.policy.nn.grads import apply_gradients, value_and_grad
+from townlet.policy.nn.network import VALUE_HEAD_KEYS, Params, init_params
+from townlet.policy.nn.spec import NetworkSpec
+from townlet.policy.training.strategies.ppo_math import PPOMinibatch, ppo_loss
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class PPOState:
+    """Everything a PPO update depends on.
+
+    ``seed`` is the run seed: random helpers derive their generators from it and counters
+    (``townlet.policy.nn.rng.derive_generator(seed, epoch, ...)``), so the state holds no mutable
+    generator. ``updates`` counts minibatch updates applied so far (across value-only ones too).
+    """
+
+    spec: NetworkSpec
+    params: Params
+    adam_state: AdamState
+    seed: int = attrs.field(validator=attrs.validators.ge(0))
+    updates: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+
+
+def init_ppo_state(spec: NetworkSpec, *, seed: int, params: Params | None = None) -> PPOState:
+    """A fresh PPO state: ``params`` (e.g. from BC or a checkpoint) or ``init_params(spec, seed)``,
+    with zero Adam moments."""
+    params = init_params(spec, seed) if params is None else params
+    return PPOState(spec=spec, params=params, adam_state=adam_init(params), seed=seed)
+
+
+@attrs.frozen(kw_only=True)
+class MinibatchStats:
+    """What one PPO minibatch update reports (§6.6), as Python numbers.
+
+    Losses are those of the parameters *before* the update (the forward pass the gradient came
+    from). ``loss_entropy`` is the mean entropy (positive); ``kl_divergence`` = mean(old − new
+    log-prob), signed; ``grad_norm`` is the global L2 norm before clipping; ``adv_mean`` /
+    ``adv_std`` are the mean and population std of the minibatch's advantages (std 0 for one
+    element); ``transitions`` is the minibatch length.
+    """
+
+    loss_total: float
+    loss_policy: float
+    loss_value: float
+    loss_entropy: float
+    loss_bc: float
+    clip_fraction: float
+    kl_divergence: float
+    grad_norm: float
+    adv_mean: float
+    adv_std: float
+    transitions: int
+
+
+def ppo_minibatch_step(
+    state: PPOState, minibatch: PPOMinibatch, cfg: PPOConfig, *, value_only: bool = False
+) -> tuple[PPOState, MinibatchStats]:
+    """One PPO update on ``minibatch``: new state and stats; ``state`` and ``minibatch`` unchanged.
+
+    Adam uses ``cfg.learning_rate`` with torch's default betas/eps; gradients are clipped to
+    ``cfg.max_grad_norm`` (0 disables). With ``value_only`` only the value head is updated, on
+    ``value_loss_coef · value_loss`` (critic warm-up); the trunk, the policy head and their
+    Adam moments are left as they were.
+    """
+    loss_fn = functools.partial(
+        ppo_loss, minibatch=minibatch, cfg=cfg, spec=state.spec, value_only=value_only
+    )
+    total, terms, grads = value_and_grad(
+        loss_fn, state.params, wrt=VALUE_HEAD_KEYS if value_only else None
+    )
+    params, adam_state, grad_norm = apply_gradients(
+        state.params,
+        grads,
+        state.adam_state,
+        AdamConfig(lr=cfg.learning_rate),
+        max_grad_norm=cfg.max_grad_norm,
+    )
+    adv = minibatch.advantages
+    adv_std = adv.std(unbiased=False) if adv.numel() > 1 else torch.zeros_like(adv.sum())
+    # One stack + tolist: a single device sync for all stats.
+    values = torch.stack(
+        [
+            total,
+            terms.policy,
+            terms.value,
+            terms.entropy,
+            terms.bc,
+            terms.clip_fraction,
+            terms.approx_kl,
+            grad_norm.to(total.dtype),
+            adv.mean(),
+            adv_std,
+        ]
+    ).tolist()
+    stats = MinibatchStats(
+        loss_total=values[0],
+        loss_policy=values[1],
+        loss_value=values[2],
+        loss_entropy=values[3],
+        loss_bc=values[4],
+        clip_fraction=values[5],
+        kl_divergence=values[6],
+        grad_norm=values[7],
+        adv_mean=values[8],
+        adv_std=values[9],
+        transitions=len(minibatch),
+    )
+    new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
+    return new_state, stats
