@@ -105,6 +105,18 @@ _EXPORTS: dict[str, str] = {
     "student_t_quantile": "townlet.policy.training.services.behaviour_gate",
     "swap": "townlet.policy.training.services.promotion",
     "update_baselines": "townlet.policy.training.strategies.anneal_flags",
+    # rollout capture (townlet.policy.rollout; NetworkPolicy/make_network_policy need torch,
+    # make_gymnasium_source the gym extra)
+    "GymnasiumSource": "townlet.envs.gymnasium_adapter",
+    "NetworkPolicy": "townlet.policy.rollout_torch",
+    "RandomPolicy": "townlet.policy.rollout",
+    "RolloutBuffer": "townlet.policy.rollout",
+    "RolloutError": "townlet.errors",
+    "ScriptedPolicy": "townlet.policy.rollout",
+    "capture_rollout": "townlet.policy.rollout",
+    "load_network_policy": "townlet.policy.rollout_torch",
+    "make_gymnasium_source": "townlet.envs.gymnasium_adapter",
+    "make_network_policy": "townlet.policy.rollout_torch",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

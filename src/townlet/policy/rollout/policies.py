@@ -107,7 +107,7 @@ class RandomPolicy:
     ) -> PolicyOutput:
         """Uniform action ids for the ``len(features)`` agents."""
         n = features.shape[0]
-        actions = rng.integers(0, self.action_dim, size=n, dtype=np.int64)
+        actions = np.asarray(rng.integers(0, self.action_dim, size=n), dtype=np.int64)
         return (
             actions,
             np.full(n, -math.log(self.action_dim), dtype=np.float32),
