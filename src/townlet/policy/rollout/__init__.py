@@ -13,6 +13,9 @@ from townlet.policy.rollout.buffer import (
 )
 from townlet.policy.rollout.capture import (
     POLICY_STREAM,
+    CapturedFrames,
+    buffer_from_frames,
+    capture_frames,
     capture_rollout,
     make_stepper,
     resolve_policy,
@@ -34,6 +37,7 @@ __all__ = [
     "OBSERVATION_ALIGNMENT",
     "POLICY_STREAM",
     "ROLLOUT_DATASET_LABEL",
+    "CapturedFrames",
     "FrameRecorder",
     "Obs",
     "Policy",
@@ -44,7 +48,9 @@ __all__ = [
     "SourceInfo",
     "Transition",
     "WorldPolicy",
+    "buffer_from_frames",
     "build_rollout_dataset",
+    "capture_frames",
     "capture_rollout",
     "check_policy_output",
     "episode_returns",

@@ -18,10 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
 from townlet.envs.gymnasium_adapter import GymnasiumSource
 from townlet.errors import RolloutError
+from townlet.policy.replay import ReplayEventCounts
 from townlet.policy.rollout.buffer import RolloutBuffer
 from townlet.policy.rollout.frames import FrameRecorder, recorded_samples
 from townlet.policy.rollout.pettingzoo_source import ParallelEnvStepper, is_parallel_env
@@ -89,6 +91,80 @@ def _check_request(ticks: object, seed: object) -> None:
         raise RolloutError(f"seed must be an int >= 0, got {seed!r}")
 
 
+@attrs.frozen(kw_only=True, eq=False)
+class CapturedFrames:
+    """The raw result of the capture loop: the filled :class:`FrameRecorder`, the source's
+    :class:`SourceInfo`, the event counters, and the capture settings. Turn it into a
+    :class:`RolloutBuffer` with :func:`buffer_from_frames`."""
+
+    recorder: FrameRecorder
+    info: SourceInfo
+    event_counts: ReplayEventCounts
+    ticks: int
+    seed: int
+    policy: str
+
+
+def capture_frames(
+    env_or_config: WorldConfig | GymnasiumSource | Any,
+    policy: object,
+    ticks: int,
+    seed: int = 0,
+    *,
+    progress: Progress | None = None,
+) -> CapturedFrames:
+    """The capture loop of :func:`capture_rollout` (same arguments and errors), without the
+    conversion to samples."""
+    _check_request(ticks, seed)
+    stepper = make_stepper(env_or_config)
+    info = stepper.info
+    policy = resolve_policy(policy, info)
+    actor = stepper.actor(policy)
+    rng = np.random.default_rng([seed, POLICY_STREAM])
+    recorder = FrameRecorder(ticks, info)
+    obs = stepper.reset(seed)
+    for tick in range(ticks):
+        output = check_policy_output(actor(obs, rng), len(obs.features), info.action_dim)
+        outcome = stepper.step(output[0])
+        recorder.write(tick, obs, output, outcome)
+        obs = outcome.next_obs
+        if progress is not None:
+            progress(1)
+    if len(obs.features):
+        final = check_policy_output(actor(obs, rng), len(obs.features), info.action_dim)
+        recorder.write_bootstrap(obs, final[2])
+    return CapturedFrames(
+        recorder=recorder,
+        info=info,
+        event_counts=stepper.event_counts(),
+        ticks=ticks,
+        seed=seed,
+        policy=policy_kind(policy),
+    )
+
+
+def buffer_from_frames(frames: CapturedFrames) -> RolloutBuffer:
+    """One :class:`ReplaySample` per agent (sidecar and metrics included) in a
+    :class:`RolloutBuffer`."""
+    info = frames.info
+    capture = {
+        "source": info.name,
+        "policy": frames.policy,
+        "seed": frames.seed,
+        "social_stage": info.social_stage,
+        "rollout_ticks": frames.ticks,
+    }
+    return RolloutBuffer(
+        samples=recorded_samples(frames.recorder, capture),
+        event_counts=frames.event_counts,
+        rollout_ticks=frames.ticks,
+        source=info.name,
+        policy=frames.policy,
+        seed=frames.seed,
+        social_stage=info.social_stage,
+    )
+
+
 def capture_rollout(
     env_or_config: WorldConfig | GymnasiumSource | Any,
     policy: object,
@@ -111,37 +187,5 @@ def capture_rollout(
     seed, a source with no agents or a non-discrete action space, an unusable policy, or a
     policy output of the wrong shape or range.
     """
-    _check_request(ticks, seed)
-    stepper = make_stepper(env_or_config)
-    info = stepper.info
-    policy = resolve_policy(policy, info)
-    actor = stepper.actor(policy)
-    rng = np.random.default_rng([seed, POLICY_STREAM])
-    recorder = FrameRecorder(ticks, info)
-    obs = stepper.reset(seed)
-    for tick in range(ticks):
-        output = check_policy_output(actor(obs, rng), len(obs.features), info.action_dim)
-        outcome = stepper.step(output[0])
-        recorder.write(tick, obs, output, outcome)
-        obs = outcome.next_obs
-        if progress is not None:
-            progress(1)
-    if len(obs.features):
-        final = check_policy_output(actor(obs, rng), len(obs.features), info.action_dim)
-        recorder.write_bootstrap(obs, final[2])
-    capture = {
-        "source": info.name,
-        "policy": policy_kind(policy),
-        "seed": seed,
-        "social_stage": info.social_stage,
-        "rollout_ticks": ticks,
-    }
-    return RolloutBuffer(
-        samples=recorded_samples(recorder, capture),
-        event_counts=stepper.event_counts(),
-        rollout_ticks=ticks,
-        source=info.name,
-        policy=policy_kind(policy),
-        seed=seed,
-        social_stage=info.social_stage,
-    )
+    frames = capture_frames(env_or_config, policy, ticks, seed, progress=progress)
+    return buffer_from_frames(frames)
