@@ -118,7 +118,7 @@ def _table(rows: list[tuple[int, int, tuple[float, ...], float]]) -> str:
     return "\n".join(lines)
 
 
-def _write(path: Path, table: str) -> None:
+def _write(path: Path, table: str, repeats: int) -> None:
     """Replace (or append) the self-contained "## Rollout capture" section of ``path``."""
     section = (
         "## Rollout capture\n\n"
@@ -126,14 +126,14 @@ def _write(path: Path, table: str) -> None:
         "policy against bare stepping (`scripted_actions` + `step` + `observe`, the work any "
         "capture needs), one core (thread pools pinned to 1), numpy "
         f"{np.__version__}, Python {platform.python_version()}, "
-        f"{platform.processor() or platform.machine()}; median of 3 runs. Capture includes "
+        f"{platform.processor() or platform.machine()}; median of {repeats} runs. "
         "The capture loop (`capture_frames`) records every frame, the event counters and the "
         "bootstrap values; `+ samples` adds `buffer_from_frames` (one `ReplaySample` with sidecar "
         "and metrics per agent, a fixed cost per agent), so `capture_rollout` = both; save "
         "writes the capture directory (deflated npz). Steady state: each kind ran once untimed "
-        "first, so recording buffers reuse memory the process holds (a PPO loop capturing "
-        "every iteration); *cold* is the capture loop as the first capture of a fresh process, "
-        "where the buffers' first touch (page faults; 1,936 bytes per agent-step) is paid. "
+        "first (as in a PPO loop capturing every iteration); *cold* is the capture loop as "
+        "the first capture of a fresh process, where first touching the recorded observations "
+        "(page faults; 1,936 bytes per agent-step) is paid. "
         "For scale: the original Townlet captured 261–390 agent-steps/s with 2–16 "
         "agents.\n\n"
         f"{table}\n"
@@ -165,7 +165,7 @@ def main() -> int:
     table = _table(rows)
     print(table)
     if args.write is not None:
-        _write(args.write, table)
+        _write(args.write, table, args.repeats)
     return 0
 
 

@@ -36,9 +36,9 @@ class FrameRecorder:
 
     Recording keeps references to each tick's arrays (no copy: sources return fresh arrays
     every tick); :meth:`agent_arrays` transposes them to per-agent arrays a block of agents at a
-    time. Large single ``(T, N, …)`` buffers were measured 2–3x slower here: an allocation that
-    big always comes fresh from the OS, and touching it costs more than the copy, while
-    block-sized allocations are recycled by the allocator from one capture to the next.
+    time. A single preallocated ``(T, N, …)`` buffer measured a loop overhead of +29% (128
+    agents) and +122% (2048) against +5% and +53% this way: an allocation that big always comes
+    fresh from the OS, and first touching it costs more than the copy.
     Sources whose agents can be absent (PettingZoo) are scattered into full ``(N, …)`` rows
     and a ``live`` mask; absent rows are never read.
     """
