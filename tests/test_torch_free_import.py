@@ -62,6 +62,10 @@ def _modules() -> list[str]:
         "townlet.policy.training.services.promotion_io",
         "townlet.world",
         "townlet.cli.promote_cmd",
+        "townlet.cli.capture_cmd",
+        "townlet.envs.gymnasium_adapter",
+        "townlet.policy.rollout",
+        "townlet.policy.training.services.rollout",
     ]
     return names
 

@@ -119,6 +119,18 @@ _EXPORTS: dict[str, str] = {
     "save_ppo_state": "townlet.policy.training.strategies.ppo_init",
     "train_bc": "townlet.policy.training.strategies.bc",
     "train_ppo": "townlet.policy.training.strategies.ppo",
+    # rollout capture (townlet.policy.rollout; NetworkPolicy/make_network_policy need torch,
+    # make_gymnasium_source the gym extra)
+    "GymnasiumSource": "townlet.envs.gymnasium_adapter",
+    "NetworkPolicy": "townlet.policy.rollout_torch",
+    "RandomPolicy": "townlet.policy.rollout",
+    "RolloutBuffer": "townlet.policy.rollout",
+    "RolloutError": "townlet.errors",
+    "ScriptedPolicy": "townlet.policy.rollout",
+    "capture_rollout": "townlet.policy.rollout",
+    "load_network_policy": "townlet.policy.rollout_torch",
+    "make_gymnasium_source": "townlet.envs.gymnasium_adapter",
+    "make_network_policy": "townlet.policy.rollout_torch",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

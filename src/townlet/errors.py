@@ -36,6 +36,12 @@ class CheckpointError(TownletInputError):
     """A checkpoint file is unreadable or does not match the requested network spec."""
 
 
+class RolloutError(TownletInputError):
+    """A rollout capture request is invalid: ticks <= 0, no agents, an environment whose action
+    space is not discrete or whose observation is not flat, an unknown environment id, or a
+    policy that does not fit the environment."""
+
+
 class PromotionError(TownletInputError):
     """A promotion state file, anneal summary or promotion request is invalid or not allowed."""
 

@@ -22,6 +22,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "townlet.cli.replay_cmd",
     "townlet.cli.telemetry_cmd",
     "townlet.cli.promote_cmd",
+    "townlet.cli.capture_cmd",
     "townlet.cli.bc_cmd",
     "townlet.cli.ppo_cmd",
 )

@@ -45,6 +45,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed (0)")
     parser.add_argument("--drop-last", action="store_true", help="drop short final batches")
     parser.add_argument("--streaming", action="store_true", help="load samples per batch")
+    parser.add_argument(
+        "--no-conflict-features",
+        action="store_true",
+        help="accept samples without rivalry_max/rivalry_avoid_count (Gymnasium captures)",
+    )
     parser.set_defaults(handler=run_replay)
 
 
@@ -59,9 +64,12 @@ def _dataset(args: argparse.Namespace) -> tuple[_Dataset, dict[str, Any]]:
         "seed": args.seed,
         "drop_last": args.drop_last,
         "streaming": args.streaming,
+        "require_conflict_features": not args.no_conflict_features,
     }
     if args.sample is not None:
-        sample = load_replay_sample(args.sample, args.meta)
+        sample = load_replay_sample(
+            args.sample, args.meta, require_conflict_features=not args.no_conflict_features
+        )
         dataset = InMemoryReplayDataset(
             [sample], batch_size=args.batch_size, drop_last=args.drop_last, label=args.sample.stem
         )

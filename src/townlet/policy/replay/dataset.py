@@ -94,9 +94,11 @@ class ReplayDatasetConfig:
         drop_last: bool = False,
         streaming: bool = False,
         root: str | os.PathLike[str] | None = None,
+        require_conflict_features: bool = True,
     ) -> ReplayDatasetConfig:
         """A config over the accepted entries of a manifest (:func:`read_manifest`); the label is
-        the manifest's stem. Raises :class:`ReplayDataError` for a bad manifest."""
+        the manifest's stem. Set ``require_conflict_features=False`` for generic (Gymnasium)
+        samples. Raises :class:`ReplayDataError` for a bad manifest."""
         return cls(
             entries=read_manifest(path, root=root),
             batch_size=batch_size,
@@ -105,6 +107,7 @@ class ReplayDatasetConfig:
             drop_last=drop_last,
             streaming=streaming,
             label=Path(path).stem,
+            require_conflict_features=require_conflict_features,
         )
 
     @classmethod
@@ -116,10 +119,13 @@ class ReplayDatasetConfig:
         seed: int = 0,
         drop_last: bool = False,
         streaming: bool = False,
+        require_conflict_features: bool = True,
     ) -> ReplayDatasetConfig:
         """A config over a capture directory: its ``rollout_sample_manifest.json`` and, when
         present, ``rollout_sample_metrics.json`` (flat or ``{"samples": …}`` form) as the
-        metrics map. The label is the directory name.
+        metrics map. The label is the directory name. Set ``require_conflict_features=False``
+        for a Gymnasium capture (its features are ``obs_0 …``, without the Townlet conflict
+        features).
         Raises :class:`ReplayDataError` when the manifest is missing or malformed."""
         root = Path(directory)
         manifest = root / CAPTURE_MANIFEST_NAME
@@ -134,6 +140,7 @@ class ReplayDatasetConfig:
             streaming=streaming,
             metrics_map=read_capture_metrics(root / CAPTURE_METRICS_NAME) or None,
             label=root.resolve().name,
+            require_conflict_features=require_conflict_features,
         )
 
 

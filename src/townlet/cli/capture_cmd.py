@@ -1,0 +1,99 @@
+"""``townlet-train capture``: capture a rollout into a Townlet capture directory and print a
+JSON summary (frames, event counters, mean return, output directory)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from townlet.cli import UsageError
+from townlet.cli._common import print_json
+from townlet.config import Config, load_config
+from townlet.policy.rollout import RolloutBuffer, capture_rollout
+from townlet.policy.training.services.rollout import rollout_world_config
+from townlet.world.config import WORLD_SOCIAL_STAGES
+
+_GYM_PREFIX = "gymnasium:"
+DEFAULT_GYM_ENVS = 8
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``capture`` subcommand."""
+    parser = subparsers.add_parser(
+        "capture",
+        help="capture a rollout (town, Gymnasium) into a replay capture directory",
+        description=(
+            "Run a policy in the embedded town (all agents) or in K copies of a Gymnasium "
+            "environment, record decision-time frames and write npz + json samples, "
+            "rollout_sample_manifest.json and rollout_sample_metrics.json to --out."
+        ),
+    )
+    parser.add_argument("--config", type=Path, help="config file (TOML/YAML): world, seed, ticks")
+    parser.add_argument(
+        "--env",
+        default="town",
+        help="'town' (default) or 'gymnasium:<id>', e.g. gymnasium:CartPole-v1",
+    )
+    parser.add_argument(
+        "--agents", type=int, help="town agents (config default) or Gymnasium copies (8)"
+    )
+    parser.add_argument("--ticks", type=int, help="ticks to capture (config rollout_ticks: 100)")
+    parser.add_argument(
+        "--policy", default="scripted", help="scripted (town only), random, or a checkpoint file"
+    )
+    parser.add_argument(
+        "--social-stage", choices=WORLD_SOCIAL_STAGES, help="the town's social reward stage"
+    )
+    parser.add_argument("--seed", type=int, help="run seed (config seed: 0)")
+    parser.add_argument("--out", type=Path, required=True, help="capture directory to write")
+    parser.add_argument("--prefix", default="rollout_sample", help="file prefix (rollout_sample)")
+    parser.add_argument("--no-compress", action="store_true", help="store npz members uncompressed")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run_capture)
+
+
+def _source(args: argparse.Namespace, config: Config) -> Any:
+    if args.env == "town":
+        return rollout_world_config(config, social_stage=args.social_stage, num_agents=args.agents)
+    if not args.env.startswith(_GYM_PREFIX) or args.env == _GYM_PREFIX:
+        raise UsageError(f"--env must be 'town' or 'gymnasium:<id>', got {args.env!r}")
+    if args.social_stage is not None:
+        raise UsageError("--social-stage applies to --env town only")
+    if args.policy == "scripted":
+        raise UsageError("--policy scripted needs --env town; use random or a checkpoint")
+    from townlet.envs.gymnasium_adapter import make_gymnasium_source
+
+    try:
+        return make_gymnasium_source(
+            args.env[len(_GYM_PREFIX) :],
+            DEFAULT_GYM_ENVS if args.agents is None else args.agents,
+        )
+    except ImportError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _capture(args: argparse.Namespace, source: Any, ticks: int, seed: int) -> RolloutBuffer:
+    quiet = args.quiet or not sys.stderr.isatty()
+    with tqdm(total=ticks, desc="capture", unit="tick", file=sys.stderr, disable=quiet) as bar:
+        return capture_rollout(source, args.policy, ticks, seed, progress=bar.update)
+
+
+def run_capture(args: argparse.Namespace) -> int:
+    """Capture, save, print the summary; exit 0."""
+    config = load_config(args.config) if args.config is not None else Config()
+    ticks = config.training.rollout_ticks if args.ticks is None else args.ticks
+    seed = config.seed if args.seed is None else args.seed
+    source = _source(args, config)
+    try:
+        buffer = _capture(args, source, ticks, seed)
+    finally:
+        close = getattr(source, "close", None)
+        if callable(close):
+            close()
+    out = buffer.save(args.out, args.prefix, compress=not args.no_compress)
+    print_json({**buffer.summary(), "out": str(out), "samples": len(buffer.samples)})
+    return 0
