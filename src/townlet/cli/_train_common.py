@@ -11,8 +11,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from townlet._atomic import write_text_atomic
 from townlet.cli import UsageError
-from townlet.dto.telemetry import write_text_atomic
 from townlet.errors import TorchNotAvailableError
 
 
