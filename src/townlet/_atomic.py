@@ -16,7 +16,11 @@ from typing import IO
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
-    """Create or replace ``path`` with what ``write(handle)`` writes to a binary handle."""
+    """Create or replace ``path`` with what ``write(handle)`` writes to a binary handle.
+
+    Returns ``path`` as a ``Path``. Whatever ``write`` raises (or an ``OSError`` of the file system)
+    propagates, the temporary file is removed and ``path`` is left as it was.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")

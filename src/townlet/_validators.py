@@ -149,7 +149,10 @@ def _describe(value: object) -> str:
 
 
 def number_converter(error: ErrorFactory, *, optional: bool = False) -> Any:
-    """attrs converter: int/float → float; bool, str and other types are rejected."""
+    """attrs converter: int/float → float; bool, str and other types are rejected.
+
+    The converter raises ``error(instance, field, 'expected a number, got ...')``.
+    """
 
     def convert(value: Any, instance: Any, field: AttrsField) -> float | None:
         if value is None and optional:
@@ -162,7 +165,10 @@ def number_converter(error: ErrorFactory, *, optional: bool = False) -> Any:
 
 
 def int_converter(error: ErrorFactory, *, optional: bool = False) -> Any:
-    """attrs converter: int, or a float with an integral value → int; others are rejected."""
+    """attrs converter: int, or a float with an integral value → int; others are rejected.
+
+    The converter raises ``error(instance, field, 'expected an integer, got ...')``.
+    """
 
     def convert(value: Any, instance: Any, field: AttrsField) -> int | None:
         if value is None and optional:

@@ -18,6 +18,7 @@ import attrs
 
 from townlet._config_fields import bool_field as _bool
 from townlet._config_fields import float_field as _float
+from townlet._config_fields import help_metadata as _help
 from townlet._config_fields import int_field as _int
 from townlet._config_fields import one_of as _one_of
 from townlet._config_fields import str_field as _str
@@ -59,19 +60,42 @@ class PPOConfig:
     ``bc_coef`` weights a behaviour-cloning cross-entropy term added to the PPO loss (DESIGN §5.2).
     """
 
-    learning_rate: float = _float(3e-4, gt=0.0)
-    clip_param: float = _unit(0.2)
-    value_loss_coef: float = _float(0.5, ge=0.0)
-    entropy_coef: float = _float(0.01, ge=0.0)
-    num_epochs: int = _int(4, ge=1, le=64)
-    mini_batch_size: int = _int(32, ge=1)
-    gae_lambda: float = _unit(0.95)
-    gamma: float = _unit(0.99)
-    max_grad_norm: float = _float(0.5, ge=0.0)
-    value_clip: float = _unit(0.2)
-    advantage_normalization: bool = _bool(True)
-    num_mini_batches: int = _int(4, ge=1, le=1024)
-    bc_coef: float = _float(0.0, ge=0.0)
+    learning_rate: float = _float(3e-4, gt=0.0, help="Adam step size for PPO updates.")
+    clip_param: float = _unit(0.2, help="PPO surrogate clip range (epsilon).")
+    value_loss_coef: float = _float(0.5, ge=0.0, help="Weight of the value loss in the total loss.")
+    entropy_coef: float = _float(
+        0.01, ge=0.0, help="Weight of the entropy bonus (subtracted from the loss)."
+    )
+    num_epochs: int = _int(
+        4, ge=1, le=64, help="PPO passes over each batch of fresh rollouts (online training)."
+    )
+    mini_batch_size: int = _int(
+        32, ge=1, help="Largest minibatch, in transitions (see num_mini_batches)."
+    )
+    gae_lambda: float = _unit(0.95, help="GAE lambda.")
+    gamma: float = _unit(0.99, help="Discount factor.")
+    max_grad_norm: float = _float(
+        0.5,
+        ge=0.0,
+        help="Global gradient-norm clip; 0 disables clipping (the norm is still reported).",
+    )
+    value_clip: float = _unit(
+        0.2, help="Clip range of the value prediction around the old value; 0 disables."
+    )
+    advantage_normalization: bool = _bool(
+        True, help="Normalise advantages over each batch to mean 0, std 1."
+    )
+    num_mini_batches: int = _int(
+        4,
+        ge=1,
+        le=1024,
+        help="Minibatches per batch: size = min(mini_batch_size, transitions // this).",
+    )
+    bc_coef: float = _float(
+        0.0,
+        ge=0.0,
+        help="Weight of the behaviour-cloning cross-entropy term added to the PPO loss.",
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -81,13 +105,24 @@ class BCConfig:
     ``val_fraction`` of the frames (a seeded split) is held out for validation (DESIGN §5.6).
     """
 
-    manifest: Path | None = attrs.field(default=None, converter=_optional_path)
-    learning_rate: float = _float(1e-3, gt=0.0)
-    batch_size: int = _int(64, ge=1)
-    epochs: int = _int(10, ge=1)
-    weight_decay: float = _float(0.0, ge=0.0)
-    val_fraction: float = _float(0.1, ge=0.0, lt=1.0)
-    device: str = _str("cpu")
+    manifest: Path | None = attrs.field(
+        default=None,
+        converter=_optional_path,
+        metadata=_help("Manifest of the demonstrations to clone."),
+    )
+    learning_rate: float = _float(1e-3, gt=0.0, help="Adam step size for behaviour cloning.")
+    batch_size: int = _int(64, ge=1, help="Frames per BC minibatch.")
+    epochs: int = _int(10, ge=1, help="Passes over the BC training frames.")
+    weight_decay: float = _float(
+        0.0, ge=0.0, help="L2 penalty added to the gradient (torch Adam's weight_decay, not AdamW)."
+    )
+    val_fraction: float = _float(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        help="Share of frames held out (seeded split) for validation accuracy and loss.",
+    )
+    device: str = _str("cpu", help='Torch device for BC training ("cpu", "cuda", "cuda:1", ...).')
 
 
 @attrs.frozen(kw_only=True)
@@ -97,18 +132,25 @@ class AnnealStage:
     In PPO stages ``bc_weight`` is the coefficient of the behaviour-cloning term (DESIGN §5.2).
     """
 
-    cycle: int = _int(0, ge=0)
-    mode: AnnealMode = attrs.field(default="ppo", validator=_one_of(("bc", "ppo")))
-    epochs: int = _int(1, ge=1)
-    bc_weight: float = _unit(1.0)
+    cycle: int = _int(0, ge=0, help="Anneal cycle this stage belongs to.")
+    mode: AnnealMode = attrs.field(
+        default="ppo",
+        validator=_one_of(("bc", "ppo")),
+        metadata=_help("Stage kind: behaviour cloning or PPO."),
+    )
+    epochs: int = _int(1, ge=1, help="Epochs the stage trains for.")
+    bc_weight: float = _unit(1.0, help="In PPO stages, the coefficient of the BC term in the loss.")
 
 
 @attrs.frozen(kw_only=True)
 class SocialRewardScheduleEntry:
     """From cycle ``cycle`` on, the social reward stage is ``stage``."""
 
-    cycle: int = _int(0, ge=0)
-    stage: SocialRewardStage = attrs.field(validator=_one_of(SOCIAL_REWARD_STAGES))
+    cycle: int = _int(0, ge=0, help="First cycle at which this stage applies.")
+    stage: SocialRewardStage = attrs.field(
+        validator=_one_of(SOCIAL_REWARD_STAGES),
+        metadata=_help("Social reward stage from that cycle on."),
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -120,38 +162,77 @@ class TrainingConfig:
     head after a BC warm start.
     """
 
-    source: TrainingSource = attrs.field(default="replay", validator=_one_of(TRAINING_SOURCES))
-    rollout_ticks: int = _int(100, ge=0)
-    rollout_auto_seed_agents: bool = _bool(False)
-    replay_manifest: Path | None = attrs.field(default=None, converter=_optional_path)
+    source: TrainingSource = attrs.field(
+        default="replay",
+        validator=_one_of(TRAINING_SOURCES),
+        metadata=_help("Where training data comes from, or which schedule runs."),
+    )
+    rollout_ticks: int = _int(100, ge=0, help="World ticks captured per rollout for online PPO.")
+    rollout_auto_seed_agents: bool = _bool(
+        False, help="Seed default agents into an empty world (reference key; not read yet)."
+    )
+    replay_manifest: Path | None = attrs.field(
+        default=None,
+        converter=_optional_path,
+        metadata=_help("Replay manifest for PPO on stored data (and anneal PPO stages)."),
+    )
     social_reward_stage_override: SocialRewardStage | None = attrs.field(
-        default=None, validator=_one_of(SOCIAL_REWARD_STAGES, optional=True)
+        default=None,
+        validator=_one_of(SOCIAL_REWARD_STAGES, optional=True),
+        metadata=_help("Social reward stage used until a schedule entry applies."),
     )
     social_reward_schedule: tuple[SocialRewardScheduleEntry, ...] = attrs.field(
-        default=(), converter=tuple
+        default=(),
+        converter=tuple,
+        metadata=_help("Social reward stage per cycle; the last entry with cycle <= current wins."),
     )
     bc: BCConfig = attrs.field(factory=BCConfig)
-    anneal_schedule: tuple[AnnealStage, ...] = attrs.field(default=(), converter=tuple)
-    anneal_accuracy_threshold: float = _unit(0.9)
-    anneal_loss_tolerance: float = _float(0.10, ge=0.0)
-    anneal_queue_tolerance: float = _float(0.15, ge=0.0)
-    critic_warmup_epochs: int = _int(1, ge=0)
+    anneal_schedule: tuple[AnnealStage, ...] = attrs.field(
+        default=(),
+        converter=tuple,
+        metadata=_help("The BC and PPO stages of an anneal run."),
+    )
+    anneal_accuracy_threshold: float = _unit(
+        0.9, help="BC accuracy a BC stage needs to pass (inclusive)."
+    )
+    anneal_loss_tolerance: float = _float(
+        0.10, ge=0.0, help="Relative loss drift that raises the anneal loss flag."
+    )
+    anneal_queue_tolerance: float = _float(
+        0.15, ge=0.0, help="Relative drop in queue conflicts that raises the queue/intensity flags."
+    )
+    critic_warmup_epochs: int = _int(
+        1, ge=0, help="PPO epochs that train only the value head after a BC warm start."
+    )
 
 
 @attrs.frozen(kw_only=True)
 class PromotionConfig:
     """The promotion gate (config key ``promotion``)."""
 
-    required_passes: int = _int(2, ge=1, le=10)
-    window_ticks: int = _int(1000, ge=1, le=100_000)
-    allowed_alerts: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    required_passes: int = _int(
+        2, ge=1, le=10, help="Consecutive PASS evaluations before a candidate is ready."
+    )
+    window_ticks: int = _int(
+        1000,
+        ge=1,
+        le=100_000,
+        help="Stability-monitor window in ticks (reference key; not read by townlet yet).",
+    )
+    allowed_alerts: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=_str_tuple,
+        metadata=_help("Runtime alerts that do not fail a window (reference key; not read yet)."),
+    )
 
 
 @attrs.frozen(kw_only=True)
 class Config:
     """The root configuration: one record per component plus the run seed."""
 
-    seed: int = _int(0, ge=0)
+    seed: int = _int(
+        0, ge=0, help="Run seed: network init, shuffles, minibatches and the world derive from it."
+    )
     ppo: PPOConfig = attrs.field(factory=PPOConfig)
     training: TrainingConfig = attrs.field(factory=TrainingConfig)
     promotion: PromotionConfig = attrs.field(factory=PromotionConfig)

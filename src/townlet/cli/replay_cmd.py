@@ -125,7 +125,11 @@ def summarize_dataset(dataset: _Dataset) -> dict[str, Any]:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    """Handler of ``townlet-train replay``: print the summary, return 0."""
+    """Handler of ``townlet-train replay``: print the summary, return 0.
+
+    Raises ``UsageError`` for a non-positive ``--batch-size`` or a negative ``--seed``, and
+    ``ReplayDataError`` for bad data (both exit 2).
+    """
     if args.batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
     if args.seed < 0:

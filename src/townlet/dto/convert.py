@@ -208,7 +208,10 @@ _configure()
 
 
 def to_dict(record: Any) -> dict[str, Any]:
-    """Return ``record`` as a JSON-ready dict: declaration order, None values kept."""
+    """Return ``record`` as a JSON-ready dict: declaration order, None values kept.
+
+    Raises ``TypeError`` when ``record`` is not an attrs record.
+    """
     out = converter.unstructure(record)
     if not isinstance(out, dict):
         raise TypeError(f"to_dict expects an attrs record, got {type(record).__name__}")

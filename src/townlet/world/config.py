@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
-from townlet._config_fields import float_field, int_field, one_of, unit_field
+from townlet._config_fields import float_field, help_metadata, int_field, one_of, unit_field
 from townlet._validators import ConfigFieldError
 
 ObjectKind = Literal["fridge", "stove", "shower", "bed", "desk"]
@@ -33,8 +33,12 @@ def _to_pair(value: Any) -> tuple[int, int]:
 class ObjectSpec:
     """One object of the town: its kind and its tile ``(x, y)`` (x grows east, y grows south)."""
 
-    kind: ObjectKind = attrs.field(validator=one_of(OBJECT_KINDS))
-    position: tuple[int, int] = attrs.field(converter=_to_pair)
+    kind: ObjectKind = attrs.field(
+        validator=one_of(OBJECT_KINDS), metadata=help_metadata("What the object is.")
+    )
+    position: tuple[int, int] = attrs.field(
+        converter=_to_pair, metadata=help_metadata("Tile (x, y); x grows east, y grows south.")
+    )
 
 
 DEFAULT_OBJECTS: tuple[ObjectSpec, ...] = (
@@ -98,43 +102,85 @@ class WorldConfig:
     ``social_reward_stage``: OFF, C1 (chat rewards), C2/C3 (chat + conflict-avoidance rewards).
     """
 
-    size: int = int_field(16, ge=5, le=4096)
-    num_agents: int = int_field(8, ge=1)
+    size: int = int_field(16, ge=5, le=4096, help="Tiles per side of the square grid.")
+    num_agents: int = int_field(8, ge=1, help="Number of agents.")
     objects: tuple[ObjectSpec, ...] = attrs.field(
-        default=DEFAULT_OBJECTS, converter=tuple, validator=_check_objects
+        default=DEFAULT_OBJECTS,
+        converter=tuple,
+        validator=_check_objects,
+        metadata=help_metadata("The objects of the town, at distinct tiles inside the grid."),
     )
-    hunger_decay: float = unit_field(0.004)
-    hygiene_decay: float = unit_field(0.002)
-    energy_decay: float = unit_field(0.003)
-    day_length: int = int_field(240, ge=2)
+    hunger_decay: float = unit_field(0.004, help="Hunger need lost per tick.")
+    hygiene_decay: float = unit_field(0.002, help="Hygiene need lost per tick.")
+    energy_decay: float = unit_field(0.003, help="Energy need lost per tick.")
+    day_length: int = int_field(240, ge=2, help="Ticks per day.")
     shift_starts: tuple[int, ...] = attrs.field(
-        default=(40, 140), converter=tuple, validator=_check_shifts
+        default=(40, 140),
+        converter=tuple,
+        validator=_check_shifts,
+        metadata=help_metadata(
+            "Tick-of-day shift starts; agent i works shift i % len (must end within the day)."
+        ),
     )
-    shift_length: int = int_field(60, ge=1)
-    late_grace: int = int_field(8, ge=0)
-    absent_after: int = int_field(30, ge=0)
-    episode_length: int = int_field(1000, ge=1)
+    shift_length: int = int_field(60, ge=1, help="Ticks per work shift.")
+    late_grace: int = int_field(
+        8, ge=0, help="Ticks after a shift starts that still count as on time."
+    )
+    absent_after: int = int_field(
+        30, ge=0, help="Ticks after a shift starts after which a missing agent is absent."
+    )
+    episode_length: int = int_field(1000, ge=1, help="World horizon in ticks (is_truncated).")
     social_reward_stage: WorldSocialStage = attrs.field(
-        default="OFF", validator=one_of(WORLD_SOCIAL_STAGES)
+        default="OFF",
+        validator=one_of(WORLD_SOCIAL_STAGES),
+        metadata=help_metadata("OFF, C1 (chat rewards), C2/C3 (chat + conflict avoidance)."),
     )
-    initial_wallet: float = float_field(1.0, ge=0.0)
-    wage_rate: float = float_field(0.02, ge=0.0)
-    lateness_penalty: float = float_field(0.01, ge=0.0)
-    punctuality_bonus: float = float_field(0.05, ge=0.0)
-    meal_cost: float = float_field(0.1, ge=0.0)
-    hunger_weight: float = float_field(1.0, ge=0.0)
-    hygiene_weight: float = float_field(0.6, ge=0.0)
-    energy_weight: float = float_field(0.8, ge=0.0)
-    survival_reward: float = float_field(0.002, ge=0.0)
-    faint_penalty: float = float_field(-1.0, le=0.0)
-    reward_clip: float = float_field(1.0, gt=0.0)
-    chat_reward: float = float_field(0.01, ge=0.0)
-    avoid_conflict_reward: float = float_field(0.005, ge=0.0)
-    chat_success_rate: float = unit_field(0.8)
-    rivalry_gain: float = unit_field(0.3)
-    rivalry_decay: float = unit_field(0.01)
-    rival_threshold: float = unit_field(0.3)
-    rivalry_slots: int = int_field(4, ge=1, le=64)
+    initial_wallet: float = float_field(
+        1.0, ge=0.0, help="Money an agent starts (and respawns) with."
+    )
+    wage_rate: float = float_field(0.02, ge=0.0, help="Pay per tick worked at a desk on shift.")
+    lateness_penalty: float = float_field(
+        0.01, ge=0.0, help="Cost per tick on shift without a desk after the grace."
+    )
+    punctuality_bonus: float = float_field(
+        0.05, ge=0.0, help="One-off reward for reaching a desk on time."
+    )
+    meal_cost: float = float_field(
+        0.1, ge=0.0, help="Price of a fridge meal (a stove meal costs half)."
+    )
+    hunger_weight: float = float_field(
+        1.0, ge=0.0, help="Weight of the squared hunger deficit in the reward."
+    )
+    hygiene_weight: float = float_field(
+        0.6, ge=0.0, help="Weight of the squared hygiene deficit in the reward."
+    )
+    energy_weight: float = float_field(
+        0.8, ge=0.0, help="Weight of the squared energy deficit in the reward."
+    )
+    survival_reward: float = float_field(0.002, ge=0.0, help="Reward per tick alive.")
+    faint_penalty: float = float_field(
+        -1.0, le=0.0, help="Added to the reward of an agent that faints (after clipping)."
+    )
+    reward_clip: float = float_field(
+        1.0, gt=0.0, help="Per-tick reward clip to [-reward_clip, reward_clip]."
+    )
+    chat_reward: float = float_field(
+        0.01, ge=0.0, help="Chat reward per unit of chat quality (stages C1-C3)."
+    )
+    avoid_conflict_reward: float = float_field(
+        0.005, ge=0.0, help="Reward per rivalry avoidance (stages C2, C3)."
+    )
+    chat_success_rate: float = unit_field(
+        0.8, help="Chat success probability, times (1 - the pair's rivalry)."
+    )
+    rivalry_gain: float = unit_field(
+        0.3, help="Rivalry added per queue conflict, times its intensity."
+    )
+    rivalry_decay: float = unit_field(0.01, help="Fraction of every rivalry lost per tick.")
+    rival_threshold: float = unit_field(
+        0.3, help="Rivalry at which another agent counts as a rival."
+    )
+    rivalry_slots: int = int_field(4, ge=1, le=64, help="Strongest rivalry ties kept per agent.")
 
 
 def scaled_world_config(num_agents: int, *, base: WorldConfig | None = None) -> WorldConfig:

@@ -97,6 +97,8 @@ def apply(
 
     ``maps`` is ``(N, C, H, W)`` (or already flat ``(N, C·H·W)``) and is ignored (may be None)
     when ``spec`` has no map branch; ``features`` is ``(N, D)``. Differentiable in ``params``.
+
+    Raises ``ValueError`` when the network has a map branch and ``maps`` is None.
     """
     feat = F.linear(features, params["feature_encoder.0.weight"], params["feature_encoder.0.bias"])
     feat = _activate(spec, feat)

@@ -141,7 +141,10 @@ class ReplayBatch:
 
 
 def check_batch_shapes(batch: ReplayBatch) -> None:
-    """Check batch sizes and timestep lengths agree (reference §7 steps 5–8)."""
+    """Check batch sizes and timestep lengths agree (reference §7 steps 5–8).
+
+    Raises ``ReplayDataError`` naming the mismatch.
+    """
     size = batch.maps.shape[0]
     if batch.features.shape[0] != size:
         raise ReplayDataError("ReplayBatch: map and feature batch sizes must match")

@@ -29,7 +29,10 @@ def group_by_signature(signatures: Sequence[Signature]) -> tuple[Bucket, ...]:
 
 
 def count_batches(buckets: Sequence[Bucket], batch_size: int, *, drop_last: bool) -> int:
-    """Number of batches: Σ ceil(n / B) over buckets, or Σ floor(n / B) with ``drop_last``."""
+    """Number of batches: Σ ceil(n / B) over buckets, or Σ floor(n / B) with ``drop_last``.
+
+    Raises ``ConfigError`` when ``batch_size <= 0``.
+    """
     if batch_size <= 0:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
     if drop_last:
@@ -38,7 +41,10 @@ def count_batches(buckets: Sequence[Bucket], batch_size: int, *, drop_last: bool
 
 
 def epoch_generator(seed: int, epoch: int) -> np.random.Generator:
-    """The PCG64 generator for ``epoch`` of a run seeded with ``seed`` (both ``>= 0``)."""
+    """The PCG64 generator for ``epoch`` of a run seeded with ``seed`` (both ``>= 0``).
+
+    Raises ``ConfigError`` for a negative seed or epoch.
+    """
     if seed < 0 or epoch < 0:
         raise ConfigError(f"seed and epoch must be >= 0, got seed={seed} epoch={epoch}")
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch])))

@@ -108,6 +108,8 @@ def check_metadata(metadata: Mapping[str, Any], shapes: Mapping[str, Shape]) -> 
     ``feature_names`` (when present) must be a list of ``D`` strings; ``timesteps`` and
     ``value_pred_steps`` (when present) must equal the array lengths. The reference kept wrong
     values silently; a mismatch here usually means a sidecar paired with the wrong npz.
+
+    Raises ``ReplayDataError`` naming the key that disagrees.
     """
     names = metadata.get("feature_names")
     if names is not None:

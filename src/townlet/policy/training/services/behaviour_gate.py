@@ -96,7 +96,10 @@ def regularized_incomplete_beta(a: float, b: float, x: float) -> float:
 
 
 def student_t_cdf(t: float, df: float) -> float:
-    """``P(T ≤ t)`` for Student's t with ``df > 0`` degrees of freedom."""
+    """``P(T ≤ t)`` for Student's t with ``df > 0`` degrees of freedom.
+
+    Raises ``ValueError`` when ``df <= 0``.
+    """
     if df <= 0:
         raise ValueError(f"degrees of freedom must be > 0, got {df}")
     if t == 0.0:

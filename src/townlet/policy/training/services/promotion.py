@@ -169,6 +169,8 @@ def update_from_metrics(
     The reference's ``update_from_metrics``: the streak, last result and last evaluated tick are
     copied from the block, ``required_passes`` in the block is ignored, and readiness moves the
     state as :func:`apply_readiness`.
+
+    Raises ``PromotionError`` for a ``last_result`` other than 'pass', 'fail' or None.
     """
     last = block.get("last_result")
     if last not in (None, "pass", "fail"):
