@@ -15,8 +15,18 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+DEMO_DIR ?= runs/demo
+
+# Until the `townlet-train demo` subcommand lands, the main job is the most complete pipeline:
+# scripted demonstrations in the town -> behaviour cloning -> PPO fine-tuning from the BC
+# checkpoint -> telemetry validation. Everything lands in $(DEMO_DIR).
 demo: venv
-	$(BIN)/townlet-train demo
+	$(BIN)/townlet-train capture --agents 8 --ticks 300 --seed 0 --out $(DEMO_DIR)/capture
+	$(BIN)/townlet-train bc --manifest $(DEMO_DIR)/capture/rollout_sample_manifest.json \
+		--epochs 5 --seed 0 --out $(DEMO_DIR)/bc
+	$(BIN)/townlet-train ppo --capture-dir $(DEMO_DIR)/capture --init $(DEMO_DIR)/bc/checkpoint.pt \
+		--epochs 3 --seed 0 --log $(DEMO_DIR)/ppo/telemetry.jsonl --out $(DEMO_DIR)/ppo
+	$(BIN)/townlet-train telemetry validate $(DEMO_DIR)/ppo/telemetry.jsonl --format human
 
 lint: venv
 	$(BIN)/ruff check src tests tools

@@ -62,7 +62,8 @@ def test_gymnasium_capture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         (["--env", "mujoco"], "--env must be 'town' or 'gymnasium:<id>'"),
         (["--env", "gymnasium:NoSuch-v0", "--policy", "random"], "unknown Gymnasium environment"),
         (["--env", "gymnasium:Pendulum-v1", "--policy", "random"], "spaces.Discrete"),
-        (["--env", "gymnasium:CartPole-v1"], "--policy scripted needs --env town"),
+        (["--env", "gymnasium:CartPole-v1", "--policy", "scripted"],
+         "--policy scripted needs --env town"),
         (["--env", "gymnasium:CartPole-v1", "--policy", "random", "--social-stage", "C1"],
          "--social-stage applies to --env town only"),
         (["--policy", "missing.pt"], "'missing.pt' is none of these"),
@@ -95,3 +96,13 @@ def test_replay_cli_reads_a_gymnasium_capture(
     assert "conflict feature" in capsys.readouterr().err
     assert main(["replay", "--capture-dir", str(out_dir), "--no-conflict-features"]) == 0
     assert json.loads(capsys.readouterr().out)["samples"] == 2
+
+
+def test_gymnasium_defaults_to_random_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("gymnasium")
+    argv = ["--env", "gymnasium:CartPole-v1", "--ticks", "20", "--out", str(tmp_path / "cp")]
+    code, out, _ = _run(argv, capsys)
+    assert code == 0
+    assert '"policy": "random"' in out

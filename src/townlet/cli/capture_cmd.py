@@ -43,7 +43,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--ticks", type=int, help="ticks to capture (config rollout_ticks: 100)")
     parser.add_argument(
-        "--policy", default="scripted", help="scripted (town only), random, or a checkpoint file"
+        "--policy",
+        default=None,
+        help="scripted (town only), random, or a checkpoint file "
+        "(default: scripted in the town, random in Gymnasium)",
     )
     parser.add_argument(
         "--social-stage", choices=WORLD_SOCIAL_STAGES, help="the town's social reward stage"
@@ -57,6 +60,8 @@ def register(subparsers: Any) -> None:
 
 
 def _source(args: argparse.Namespace, config: Config) -> Any:
+    if args.policy is None:
+        args.policy = "scripted" if args.env == "town" else "random"
     if args.env == "town":
         return rollout_world_config(config, social_stage=args.social_stage, num_agents=args.agents)
     if not args.env.startswith(_GYM_PREFIX) or args.env == _GYM_PREFIX:

@@ -105,11 +105,14 @@ class ParallelEnvStepper:
         return Obs(maps, features, live)
 
     def reset(self, seed: int) -> Obs:
+        """Reset the env with ``seed`` (episode 0); observations of the live agents."""
         self._seed, self._episode = seed, 0
         observations, _ = self.env.reset(seed=seed)
         return self._obs(observations)
 
     def actor(self, policy: object) -> Actor:
+        """A :class:`WorldPolicy` acts on the env's world state when it has one, any other policy
+        on observations (raises :class:`RolloutError` if it has no ``act`` method)."""
         if isinstance(policy, WorldPolicy) and hasattr(type(self.env), "state_record"):
 
             def act(obs: Obs, rng: np.random.Generator) -> PolicyOutput:
@@ -121,6 +124,7 @@ class ParallelEnvStepper:
         return observation_actor(policy)
 
     def step(self, actions: NDArray[np.int64]) -> Transition:
+        """Step the live agents; when none remain the env is reset with the next episode seed."""
         names = self._names
         observations, rewards, terms, truncs, _ = self.env.step(
             {a: int(x) for a, x in zip(names, actions.tolist(), strict=True)}
@@ -136,4 +140,5 @@ class ParallelEnvStepper:
         return Transition(reward, done, self._obs(observations))
 
     def event_counts(self) -> ReplayEventCounts:
+        """Social event counters from the env's ``last_events`` (zero if it has none)."""
         return self._events

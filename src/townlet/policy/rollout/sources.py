@@ -93,13 +93,21 @@ class Stepper(Protocol):
 
     info: SourceInfo
 
-    def reset(self, seed: int) -> Obs: ...
+    def reset(self, seed: int) -> Obs:
+        """Reset the source with ``seed``; the observations of the agents that act first."""
+        ...
 
-    def actor(self, policy: object) -> Actor: ...
+    def actor(self, policy: object) -> Actor:
+        """``policy`` as an :data:`Actor`; raises :class:`RolloutError` if it cannot act here."""
+        ...
 
-    def step(self, actions: NDArray[np.int64]) -> Transition: ...
+    def step(self, actions: NDArray[np.int64]) -> Transition:
+        """Apply one action per acting agent (L,); rewards, dones and the next observations."""
+        ...
 
-    def event_counts(self) -> ReplayEventCounts: ...
+    def event_counts(self) -> ReplayEventCounts:
+        """The social event counters accumulated since the stepper was built."""
+        ...
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -196,11 +204,14 @@ class TownStepper:
         return Obs(maps, features, None)
 
     def reset(self, seed: int) -> Obs:
+        """Reset the town with ``seed`` (episode 0) and return every agent's observations."""
         self._seed, self._episode = seed, 0
         self._state = reset(self.config, seed)
         return self._obs()
 
     def actor(self, policy: object) -> Actor:
+        """A :class:`WorldPolicy` acts on the world state, any other policy on observations
+        (raises :class:`RolloutError` if it has no ``act`` method)."""
         if isinstance(policy, WorldPolicy):
 
             def act(obs: Obs, rng: np.random.Generator) -> PolicyOutput:
@@ -210,6 +221,7 @@ class TownStepper:
         return observation_actor(policy)
 
     def step(self, actions: NDArray[np.int64]) -> Transition:
+        """One town tick for all N agents; at truncation all are done and the town is reset."""
         state, rewards, dones, events = step(self.state, actions)
         self._counts += _town_event_vector(events)
         if is_truncated(state):
@@ -220,6 +232,7 @@ class TownStepper:
         return Transition(rewards, dones, self._obs())
 
     def event_counts(self) -> ReplayEventCounts:
+        """The town's social event counters summed over every tick stepped so far."""
         return counts_from_vector(self._counts)
 
 
@@ -236,17 +249,21 @@ class GymStepper:
         )
 
     def reset(self, seed: int) -> Obs:
+        """Reset the K copies from ``seed``; observations (K, D), no maps."""
         return Obs(None, self.source.reset(seed), None)
 
     def actor(self, policy: object) -> Actor:
+        """``policy.act`` on the observations; raises :class:`RolloutError` without one."""
         return observation_actor(policy)
 
     def step(self, actions: NDArray[np.int64]) -> Transition:
+        """Step the K copies with one action each; done = terminated or truncated."""
         out = self.source.step(actions)
         next_obs = Obs(None, out.observations, None)
         return Transition(out.rewards, out.terminated | out.truncated, next_obs)
 
     def event_counts(self) -> ReplayEventCounts:
+        """Always zero counters: a Gymnasium environment has no social events."""
         return ReplayEventCounts()
 
 
