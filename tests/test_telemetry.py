@@ -45,7 +45,8 @@ def _objects(path: Path) -> list[dict[str, Any]]:
 
 
 def test_reference_corpus_is_complete() -> None:
-    names = {p.relative_to(_reference()).as_posix() for p in _telemetry_logs()}
+    root = _reference()
+    names = {p.relative_to(root).as_posix() for p in _telemetry_logs()}
     assert "docs/samples/ppo_epoch_log.jsonl" in names
     assert "docs/samples/ppo_conflict_telemetry.jsonl" in names
     assert "generated/ppo_v1_2_queue_conflict_bs1.jsonl" in names
