@@ -27,7 +27,7 @@ from typing import Any, TypeGuard
 import attrs
 
 from townlet.dto.policy import PPOTrainingResult
-from townlet.dto.telemetry import BASELINE_KEYS, iter_json_lines, telemetry_line
+from townlet.dto.telemetry import BASELINE_KEYS, V11_KEYS, iter_json_lines, telemetry_line
 from townlet.errors import TelemetryError
 
 BASE_KEYS: tuple[str, ...] = (
@@ -57,19 +57,8 @@ CONFLICT_KEYS: tuple[str, ...] = (
     "conflict.rivalry_avoid_count_mean_avg",
     "conflict.rivalry_avoid_count_max_avg",
 )
-V11_NUMERIC_KEYS: tuple[str, ...] = (
-    "epoch_duration_sec",
-    "cycle_id",
-    "batch_entropy_mean",
-    "batch_entropy_std",
-    "grad_norm_max",
-    "kl_divergence_max",
-    "reward_advantage_corr",
-    "rollout_ticks",
-    "log_stream_offset",
-    "queue_conflict_events",
-    "queue_conflict_intensity_sum",
-)
+# Every 1.1 key but data_mode is numeric.
+V11_NUMERIC_KEYS: tuple[str, ...] = tuple(key for key in V11_KEYS if key != "data_mode")
 BASELINE_QUARTET: tuple[str, ...] = BASELINE_KEYS[:4]
 
 
