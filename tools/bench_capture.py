@@ -24,7 +24,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
-import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -33,6 +32,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from _benchdoc import replace_section  # noqa: E402
 from townlet.policy.rollout import (  # noqa: E402
     POLICY_STREAM,
     buffer_from_frames,
@@ -138,12 +138,7 @@ def _write(path: Path, table: str, repeats: int) -> None:
         "agents.\n\n"
         f"{table}\n"
     )
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"## Rollout capture\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    replace_section(path, "Rollout capture", section)
 
 
 def main() -> int:

@@ -16,12 +16,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
-import re  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from _benchdoc import replace_section  # noqa: E402
 from townlet.world import observe, reset, scaled_world_config, scripted_actions, step  # noqa: E402
 
 SIZES = (8, 128, 2048)
@@ -81,12 +81,7 @@ def _write(path: Path, table: str) -> None:
         "the timing; the second group times `scripted_actions` + `step` + `observe`.\n\n"
         f"{table}\n"
     )
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"## World step\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    replace_section(path, "World step", section)
 
 
 def main() -> int:
