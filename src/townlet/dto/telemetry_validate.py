@@ -27,30 +27,18 @@ from typing import Any, TypeGuard
 import attrs
 
 from townlet.dto.policy import PPOTrainingResult
-from townlet.dto.telemetry import BASELINE_KEYS, V11_KEYS, iter_json_lines, telemetry_line
+from townlet.dto.telemetry import (
+    BASELINE_KEYS,
+    CORE_KEYS,
+    HEALTH_KEYS,
+    V11_KEYS,
+    iter_json_lines,
+    telemetry_line,
+)
 from townlet.errors import TelemetryError
 
-BASE_KEYS: tuple[str, ...] = (
-    "epoch",
-    "updates",
-    "transitions",
-    "loss_policy",
-    "loss_value",
-    "loss_entropy",
-    "loss_total",
-    "clip_fraction",
-    "clip_fraction_max",
-    "clip_triggered_minibatches",
-    "adv_mean",
-    "adv_std",
-    "adv_zero_std_batches",
-    "adv_min_std",
-    "grad_norm",
-    "kl_divergence",
-    "telemetry_version",
-    "lr",
-    "steps",
-)
+# The validator treats the health quartet as base-required (reference-ppo §8).
+BASE_KEYS: tuple[str, ...] = CORE_KEYS + HEALTH_KEYS
 CONFLICT_KEYS: tuple[str, ...] = (
     "conflict.rivalry_max_mean_avg",
     "conflict.rivalry_max_max_avg",
