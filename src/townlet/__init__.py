@@ -131,6 +131,9 @@ _EXPORTS: dict[str, str] = {
     "load_network_policy": "townlet.policy.rollout_torch",
     "make_gymnasium_source": "townlet.envs.gymnasium_adapter",
     "make_network_policy": "townlet.policy.rollout_torch",
+    # evaluation: seeded episode returns in the town or a Gymnasium environment
+    "PolicyEvaluation": "townlet.policy.evaluate",
+    "evaluate_policy": "townlet.policy.evaluate",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
