@@ -25,22 +25,42 @@ SHARED_KEYS = ("shared.0.weight", "shared.0.bias")
 POLICY_HEAD_KEYS = ("policy_head.weight", "policy_head.bias")
 VALUE_HEAD_KEYS = ("value_head.weight", "value_head.bias")
 
+CRITIC_PREFIX = "critic."
 _ORTHOGONAL_GAIN = math.sqrt(2.0)
 _POLICY_GAIN = 0.01
 _VALUE_GAIN = 1.0
 
 
-def _layers(spec: NetworkSpec) -> list[tuple[tuple[str, str], int, int, float]]:
-    """(weight/bias names, fan_in, fan_out, orthogonal gain) in the reference's creation order."""
+def _trunk_layers(spec: NetworkSpec, prefix: str) -> list[tuple[tuple[str, str], int, int, float]]:
     h = spec.hidden_dim
     layers = []
     if spec.has_map:
         layers.append((MAP_KEYS, spec.map_size, h, _ORTHOGONAL_GAIN))
     layers.append((FEATURE_KEYS, spec.feature_dim, h, _ORTHOGONAL_GAIN))
     layers.append((SHARED_KEYS, 2 * h if spec.has_map else h, h, _ORTHOGONAL_GAIN))
+    return [((prefix + w, prefix + b), i, o, g) for (w, b), i, o, g in layers]
+
+
+def _layers(spec: NetworkSpec) -> list[tuple[tuple[str, str], int, int, float]]:
+    """(weight/bias names, fan_in, fan_out, orthogonal gain) in the reference's creation order;
+    a separate critic's trunk comes last, so the shared layers draw the same numbers."""
+    h = spec.hidden_dim
+    layers = _trunk_layers(spec, "")
     layers.append((POLICY_HEAD_KEYS, h, spec.action_dim, _POLICY_GAIN))
     layers.append((VALUE_HEAD_KEYS, h, 1, _VALUE_GAIN))
+    if spec.critic == "separate":
+        layers += _trunk_layers(spec, CRITIC_PREFIX)
     return layers
+
+
+def value_keys(spec: NetworkSpec) -> tuple[str, ...]:
+    """The parameters only the value estimate depends on: the value head, and the critic's
+    trunk when ``spec.critic == "separate"``."""
+    if spec.critic == "shared":
+        return VALUE_HEAD_KEYS
+    return VALUE_HEAD_KEYS + tuple(
+        k for names, *_ in _trunk_layers(spec, CRITIC_PREFIX) for k in names
+    )
 
 
 def param_shapes(spec: NetworkSpec) -> dict[str, tuple[int, ...]]:
@@ -100,15 +120,28 @@ def apply(
 
     Raises ``ValueError`` when the network has a map branch and ``maps`` is None.
     """
-    feat = F.linear(features, params["feature_encoder.0.weight"], params["feature_encoder.0.bias"])
+    hidden = _trunk(params, "", maps, features, spec)
+    logits = F.linear(hidden, params["policy_head.weight"], params["policy_head.bias"])
+    if spec.critic == "separate":
+        hidden = _trunk(params, CRITIC_PREFIX, maps, features, spec)
+    values = F.linear(hidden, params["value_head.weight"], params["value_head.bias"]).squeeze(-1)
+    return logits, values
+
+
+def _trunk(
+    params: Params,
+    prefix: str,
+    maps: torch.Tensor | None,
+    features: torch.Tensor,
+    spec: NetworkSpec,
+) -> torch.Tensor:
+    p = prefix
+    feat = F.linear(features, params[p + FEATURE_KEYS[0]], params[p + FEATURE_KEYS[1]])
     feat = _activate(spec, feat)
     if spec.has_map:
         if maps is None:
             raise ValueError(f"network has a map branch {spec.map_shape} but maps is None")
         flat = maps.reshape(maps.shape[0], -1)
-        enc = F.linear(flat, params["map_encoder.1.weight"], params["map_encoder.1.bias"])
+        enc = F.linear(flat, params[p + MAP_KEYS[0]], params[p + MAP_KEYS[1]])
         feat = torch.cat((_activate(spec, enc), feat), dim=-1)
-    hidden = _activate(spec, F.linear(feat, params["shared.0.weight"], params["shared.0.bias"]))
-    logits = F.linear(hidden, params["policy_head.weight"], params["policy_head.bias"])
-    values = F.linear(hidden, params["value_head.weight"], params["value_head.bias"]).squeeze(-1)
-    return logits, values
+    return _activate(spec, F.linear(feat, params[p + SHARED_KEYS[0]], params[p + SHARED_KEYS[1]]))

@@ -11,6 +11,7 @@ from attrs import validators as v
 
 Activation = Literal["relu", "tanh"]
 InitScheme = Literal["torch_default", "orthogonal"]
+CriticKind = Literal["shared", "separate"]
 
 
 def _to_map_shape(value: Sequence[int]) -> tuple[int, int, int]:
@@ -30,7 +31,9 @@ class NetworkSpec:
     observations: features only). ``activation`` is applied after every hidden layer;
     ``init`` picks the weight initialisation: ``"torch_default"`` (``nn.Linear``'s own, as the
     reference) or ``"orthogonal"`` (gain √2 on hidden layers, 0.01 on the policy head, 1 on
-    the value head, zero biases — as CleanRL / Stable-Baselines3).
+    the value head, zero biases — as CleanRL / Stable-Baselines3). ``critic`` ``"shared"`` (the
+    reference) puts both heads on one trunk; ``"separate"`` gives the value head its own trunk of
+    the same shape (parameters ``critic.*``), as Stable-Baselines3's and CleanRL's MLP policies.
     """
 
     map_shape: tuple[int, int, int] = attrs.field(default=(0, 0, 0), converter=_to_map_shape)
@@ -41,6 +44,7 @@ class NetworkSpec:
     init: InitScheme = attrs.field(
         default="torch_default", validator=v.in_(("torch_default", "orthogonal"))
     )
+    critic: CriticKind = attrs.field(default="shared", validator=v.in_(("shared", "separate")))
 
     @property
     def map_size(self) -> int:
@@ -53,8 +57,12 @@ class NetworkSpec:
         return self.map_size > 0
 
     def to_dict(self) -> dict[str, object]:
-        """The spec as a JSON-ready dict (``map_shape`` as a list)."""
-        return {**attrs.asdict(self), "map_shape": list(self.map_shape)}
+        """The spec as a JSON-ready dict (``map_shape`` as a list; ``critic`` only when it is
+        not the reference's ``"shared"``, so older readers still load shared-trunk specs)."""
+        data = {**attrs.asdict(self), "map_shape": list(self.map_shape)}
+        if self.critic == "shared":
+            del data["critic"]
+        return data
 
 
 def spec_from_dict(data: object) -> NetworkSpec:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from townlet.config import BCConfig
 from townlet.policy.nn.adam import AdamConfig, AdamState, adam_init
 from townlet.policy.nn.grads import apply_gradients, value_and_grad
-from townlet.policy.nn.network import VALUE_HEAD_KEYS, Params, apply, init_params
+from townlet.policy.nn.network import Params, apply, init_params, value_keys
 from townlet.policy.nn.spec import NetworkSpec
 
 BCBatch = tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]
@@ -80,7 +80,8 @@ def bc_minibatch_step(state: BCState, batch: BCBatch, cfg: BCConfig) -> tuple[BC
     gradient in the reference), moments included.
     """
     loss_fn = functools.partial(bc_loss, batch=batch, spec=state.spec)
-    wrt = [k for k in state.params if k not in VALUE_HEAD_KEYS]
+    critic = value_keys(state.spec)
+    wrt = [k for k in state.params if k not in critic]
     loss, correct, grads = value_and_grad(loss_fn, state.params, wrt=wrt)
     adam_cfg = AdamConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     params, adam_state, grad_norm = apply_gradients(state.params, grads, state.adam_state, adam_cfg)

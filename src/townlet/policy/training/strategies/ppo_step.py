@@ -8,6 +8,7 @@ over: loss → gradients → global-norm clip → Adam, returning a new :class:`
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import attrs
 import torch
@@ -75,15 +76,36 @@ class MinibatchStats:
     transitions: int
 
 
-def ppo_minibatch_step(
-    state: PPOState, minibatch: PPOMinibatch, cfg: PPOConfig, *, value_only: bool = False
-) -> tuple[PPOState, MinibatchStats]:
-    """One PPO update on ``minibatch``: new state and stats; ``state`` and ``minibatch`` unchanged.
+@functools.lru_cache(maxsize=64)
+def _adam_config(lr: float) -> AdamConfig:
+    # Built once per learning rate: an attrs record with validators costs microseconds, and a
+    # run builds one per minibatch otherwise.
+    return AdamConfig(lr=lr)
 
-    Adam uses ``cfg.learning_rate`` with torch's default betas/eps; gradients are clipped to
-    ``cfg.max_grad_norm`` (0 disables). With ``value_only`` only the value head is updated, on
-    ``value_loss_coef · value_loss`` (critic warm-up); the trunk, the policy head and their
-    Adam moments are left as they were.
+
+STATS_FIELDS: tuple[str, ...] = (
+    "loss_total",
+    "loss_policy",
+    "loss_value",
+    "loss_entropy",
+    "loss_bc",
+    "clip_fraction",
+    "kl_divergence",
+    "grad_norm",
+    "adv_mean",
+    "adv_std",
+)
+"""The order of the entries of the stats vector :func:`ppo_minibatch_update` returns."""
+
+
+def ppo_minibatch_update(
+    state: PPOState, minibatch: PPOMinibatch, cfg: PPOConfig, *, value_only: bool = False
+) -> tuple[PPOState, torch.Tensor]:
+    """:func:`ppo_minibatch_step` without reading the stats back: the new state and a float
+    tensor of the :data:`STATS_FIELDS` (shape ``(10,)``), still on the device.
+
+    A loop that runs many updates stacks these vectors and reads them back once
+    (:func:`stats_from_values`), instead of paying a device sync per minibatch.
     """
     loss_fn = functools.partial(
         ppo_loss, minibatch=minibatch, cfg=cfg, spec=state.spec, value_only=value_only
@@ -95,12 +117,11 @@ def ppo_minibatch_step(
         state.params,
         grads,
         state.adam_state,
-        AdamConfig(lr=cfg.learning_rate),
+        _adam_config(cfg.learning_rate),
         max_grad_norm=cfg.max_grad_norm,
     )
     adv = minibatch.advantages
     adv_std = adv.std(unbiased=False) if adv.numel() > 1 else torch.zeros_like(adv.sum())
-    # One stack + tolist: a single device sync for all stats.
     values = torch.stack(
         [
             total,
@@ -114,8 +135,14 @@ def ppo_minibatch_step(
             adv.mean(),
             adv_std,
         ]
-    ).tolist()
-    stats = MinibatchStats(
+    )
+    new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
+    return new_state, values
+
+
+def stats_from_values(values: Sequence[float], transitions: int) -> MinibatchStats:
+    """The :class:`MinibatchStats` of one update from its read-back stats vector."""
+    return MinibatchStats(
         loss_total=values[0],
         loss_policy=values[1],
         loss_value=values[2],
@@ -126,7 +153,20 @@ def ppo_minibatch_step(
         grad_norm=values[7],
         adv_mean=values[8],
         adv_std=values[9],
-        transitions=len(minibatch),
+        transitions=transitions,
     )
-    new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
-    return new_state, stats
+
+
+def ppo_minibatch_step(
+    state: PPOState, minibatch: PPOMinibatch, cfg: PPOConfig, *, value_only: bool = False
+) -> tuple[PPOState, MinibatchStats]:
+    """One PPO update on ``minibatch``: new state and stats; ``state`` and ``minibatch`` unchanged.
+
+    Adam uses ``cfg.learning_rate`` with torch's default betas/eps; gradients are clipped to
+    ``cfg.max_grad_norm`` (0 disables). With ``value_only`` only the value head is updated, on
+    ``value_loss_coef · value_loss`` (critic warm-up); the trunk, the policy head and their
+    Adam moments are left as they were.
+    """
+    new_state, values = ppo_minibatch_update(state, minibatch, cfg, value_only=value_only)
+    # One tolist: a single device sync for all stats.
+    return new_state, stats_from_values(values.tolist(), len(minibatch))
