@@ -1,4 +1,6 @@
-"""``townlet-train ppo``: PPO on replay data; prints the last epoch's record as JSON.
+"""``townlet-train ppo``: PPO on replay data (prints the last epoch's record as JSON) or online
+on a Gymnasium environment with ``--env gymnasium:<id>`` (prints a summary; see
+:mod:`townlet.cli._ppo_online`).
 
 Every :class:`~townlet.config.PPOConfig` field has a ``--ppo-<field>`` option (underscores as
 dashes); the overrides are applied to the config record with its validators, so bounds hold.
@@ -14,6 +16,7 @@ import attrs
 
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
+from townlet.cli._ppo_online import add_online_options, run_online
 from townlet.cli._train_common import (
     add_run_options,
     check_seed,
@@ -62,22 +65,31 @@ def register(subparsers: Any) -> None:
     """Add the ``ppo`` subcommand."""
     parser = subparsers.add_parser(
         "ppo",
-        help="PPO on replay data (a manifest, a capture directory or one sample)",
+        help="PPO on replay data, or online on a Gymnasium environment (--env)",
         description=(
             "Train PPO on Townlet replay data, write telemetry 1.2 lines with --log, print the "
             "last epoch's record as JSON and, with --out DIR, save DIR/checkpoint.pt (the "
-            "whole PPO state: continue with --init, or in Python with load_ppo_state)."
+            "whole PPO state: continue with --init, or in Python with load_ppo_state). With "
+            "--env gymnasium:<id> it trains online instead and prints a JSON summary with the "
+            "deterministic evaluation return; --out DIR then also gets telemetry.jsonl and "
+            "summary.json."
         ),
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--manifest", type=Path, help="replay manifest")
     source.add_argument("--capture-dir", type=Path, help="capture directory (rollout_sample_*)")
     source.add_argument("--sample", type=Path, help="one replay sample .npz")
+    source.add_argument("--env", help="train online on gymnasium:<id> (e.g. CartPole-v1)")
     parser.add_argument("--root", type=Path, help="resolve manifest paths against this too")
     parser.add_argument("--config", type=Path, help="config file: ppo section, seed, data")
-    parser.add_argument("--epochs", type=int, default=1, help="PPO epochs (1)")
-    parser.add_argument("--batch-size", type=int, default=1, help="replay samples per batch (1)")
-    parser.add_argument("--init", type=Path, help="checkpoint to start from (BC or PPO)")
+    parser.add_argument("--epochs", type=int, help="PPO epochs over replay data (1)")
+    parser.add_argument("--batch-size", type=int, help="replay samples per batch (1)")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        help="checkpoint to start from (BC or PPO); with --env also 'orthogonal' (default) "
+        "or 'torch_default' for a fresh network's weight initialisation",
+    )
     parser.add_argument(
         "--critic-warmup-epochs", type=int, default=0, help="first N epochs train the value head"
     )
@@ -88,6 +100,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--device", default="cpu", help="torch device (cpu)")
     add_run_options(parser)
+    add_online_options(parser)
     _add_ppo_overrides(parser)
     parser.set_defaults(handler=run_ppo)
 
@@ -120,6 +133,10 @@ def _dataset(args: argparse.Namespace, base: Config) -> tuple[Any, str | None]:
 
 def _check_args(args: argparse.Namespace) -> None:
     check_seed(args.seed)
+    args.epochs = 1 if args.epochs is None else args.epochs
+    args.batch_size = 1 if args.batch_size is None else args.batch_size
+    if str(args.init) in ("orthogonal", "torch_default"):
+        raise UsageError(f"--init {args.init} applies to --env runs; give a checkpoint file")
     if args.epochs < 1:
         raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
     if args.log_frequency < 1:
@@ -132,10 +149,15 @@ def run_ppo(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train ppo``: train, print the last record, save the state."""
     from townlet.policy.training.strategies.ppo import train_ppo
 
-    _check_args(args)
     base = load_config(args.config) if args.config is not None else Config()
     cfg = _ppo_config(args, base)
     seed = base.seed if args.seed is None else args.seed
+    if args.env is not None:
+        check_seed(args.seed)
+        set_threads(args.threads)
+        print_json(run_online(args, cfg, seed))
+        return 0
+    _check_args(args)
     dataset, data_mode = _dataset(args, base)
     set_threads(args.threads)
     with progress_bar(args.epochs, quiet=args.quiet, desc="ppo") as bar:

@@ -1,0 +1,140 @@
+"""``townlet-train ppo --env gymnasium:<id>``: online PPO on a Gymnasium environment.
+
+Trains with :func:`~townlet.policy.training.strategies.ppo_online.train_ppo_online`, evaluates
+the final policy (deterministic, ``--eval-episodes`` seeded episodes), prints a JSON summary and,
+with ``--out DIR``, writes ``DIR/checkpoint.pt``, ``DIR/telemetry.jsonl`` (one line per update)
+and ``DIR/summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from townlet._atomic import write_text_atomic
+from townlet.cli import UsageError
+from townlet.cli._train_common import progress_bar
+from townlet.config import PPOConfig
+from townlet.dto.policy import PPOTrainingResult
+
+CHECKPOINT_NAME = "checkpoint.pt"
+TELEMETRY_NAME = "telemetry.jsonl"
+SUMMARY_NAME = "summary.json"
+WEIGHT_INITS = ("orthogonal", "torch_default")
+
+
+def add_online_options(parser: argparse.ArgumentParser) -> None:
+    """The options of online runs (``--env`` itself is in the data-source group)."""
+    group = parser.add_argument_group("online PPO (with --env)")
+    group.add_argument("--total-steps", type=int, help="environment steps to train for")
+    group.add_argument("--num-envs", type=int, default=8, help="environment copies (8)")
+    group.add_argument(
+        "--rollout-steps", type=int, default=256, help="steps per copy per update (256)"
+    )
+    group.add_argument("--hidden", type=int, default=64, help="hidden width (64)")
+    group.add_argument("--activation", choices=("tanh", "relu"), default="tanh")
+    group.add_argument(
+        "--critic", choices=("separate", "shared"), default="separate", help="value trunk"
+    )
+    group.add_argument(
+        "--eval-episodes", type=int, default=20, help="deterministic evaluation episodes (20)"
+    )
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.total_steps is None:
+        raise UsageError("--env needs --total-steps N")
+    for flag, value in (
+        ("--total-steps", args.total_steps),
+        ("--num-envs", args.num_envs),
+        ("--rollout-steps", args.rollout_steps),
+        ("--hidden", args.hidden),
+        ("--eval-episodes", args.eval_episodes),
+    ):
+        if value < 1:
+            raise UsageError(f"{flag} must be >= 1, got {value}")
+    if args.epochs is not None or args.batch_size is not None or args.critic_warmup_epochs:
+        raise UsageError(
+            "--epochs, --batch-size and --critic-warmup-epochs are for replay data; "
+            "with --env use --ppo-num-epochs and --ppo-mini-batch-size"
+        )
+
+
+def _init(args: argparse.Namespace) -> tuple[str, Any]:
+    """(weight scheme, checkpoint or None) from ``--init``."""
+    if args.init is None:
+        return "orthogonal", None
+    if str(args.init) in WEIGHT_INITS:
+        return str(args.init), None
+    if not args.init.is_file():
+        raise UsageError(
+            f"--init must be orthogonal, torch_default or a checkpoint file; {str(args.init)!r} "
+            "is none of these"
+        )
+    return "orthogonal", args.init
+
+
+def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str, Any]:
+    """Train, evaluate and write the outputs; return the JSON summary."""
+    from townlet.policy.evaluate import evaluate_policy
+    from townlet.policy.rollout_torch import make_network_policy
+    from townlet.policy.training.strategies.ppo_online import train_ppo_online
+
+    _check(args)
+    weight_init, checkpoint = _init(args)
+    log = args.log
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        log = log or args.out / TELEMETRY_NAME
+    updates = -(-args.total_steps // (args.num_envs * args.rollout_steps))
+    with progress_bar(updates, quiet=args.quiet, desc="ppo") as bar:
+
+        def progress(update: int, record: PPOTrainingResult) -> None:
+            bar.update(1)
+            if record.episode_return_mean is not None:
+                bar.set_postfix(ret=f"{record.episode_return_mean:.1f}")
+
+        run = train_ppo_online(
+            args.env,
+            args.total_steps,
+            args.num_envs,
+            args.rollout_steps,
+            cfg,
+            seed,
+            hidden_dim=args.hidden,
+            activation=args.activation,
+            weight_init=weight_init,  # type: ignore[arg-type]
+            critic=args.critic,
+            init=checkpoint,
+            device=args.device,
+            threads=args.threads or 1,
+            log_path=log,
+            progress=progress,
+        )
+    policy = make_network_policy(run.params, run.spec, device=args.device)
+    evaluation = evaluate_policy(
+        policy, f"gymnasium:{run.env_id}", episodes=args.eval_episodes, seed=seed
+    )
+    last = run.history[-1]
+    summary = {
+        "env": f"gymnasium:{run.env_id}",
+        "env_steps": run.env_steps,
+        "updates": len(run.history),
+        "wall_seconds": run.wall_seconds,
+        "episodes": len(run.episode_returns),
+        "episode_return_mean": last.episode_return_mean,
+        "eval_return_mean": evaluation.mean,
+        "eval_return_std": evaluation.std,
+        "eval_episodes": evaluation.episodes,
+        "seed": seed,
+        "network": run.spec.to_dict(),
+    }
+    if args.out is not None:
+        from townlet.dto.convert import to_dict
+        from townlet.policy.training.strategies.ppo_init import save_ppo_state
+
+        extra = {"ppo": to_dict(cfg), "env": summary["env"], "env_steps": run.env_steps}
+        save_ppo_state(args.out / CHECKPOINT_NAME, run.state, extra=extra)
+        write_text_atomic(args.out / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,55 @@
+"""``townlet-train evaluate``: the episode returns of a checkpointed policy, as JSON.
+
+Runs :func:`~townlet.policy.evaluate.evaluate_policy` on seeded episodes (deterministic argmax
+unless ``--sample``) and prints its summary: mean, std and the per-episode returns, lengths and
+reset seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from townlet.cli import UsageError
+from townlet.cli._common import print_json
+from townlet.cli._train_common import set_threads
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``evaluate`` subcommand."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="episode returns of a checkpointed policy in the town or a Gymnasium environment",
+        description=(
+            "Evaluate a checkpoint (from bc or ppo --out) on seeded episodes and print the mean "
+            "and std of the episode return with the per-episode values as JSON."
+        ),
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint file")
+    parser.add_argument("--env", required=True, help="'town' or gymnasium:<id>")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes (10)")
+    parser.add_argument("--seed", type=int, default=0, help="evaluation seed (0)")
+    parser.add_argument(
+        "--sample", action="store_true", help="sample actions instead of taking the argmax"
+    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1)")
+    parser.set_defaults(handler=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Handler of ``townlet-train evaluate``."""
+    if args.episodes < 1:
+        raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    set_threads(args.threads)
+    from townlet.policy.evaluate import evaluate_policy
+    from townlet.policy.rollout_torch import load_network_policy
+
+    policy = load_network_policy(args.checkpoint)
+    evaluation = evaluate_policy(
+        policy, args.env, episodes=args.episodes, seed=args.seed, deterministic=not args.sample
+    )
+    print_json({"checkpoint": str(args.checkpoint), **evaluation.to_dict()})
+    return 0
