@@ -274,3 +274,17 @@ def test_separate_critic_network(tmp_path: Path) -> None:
     assert torch.equal(apply(moved, None, x, spec=separate)[1], values_b)
     path = save_checkpoint(tmp_path / "c.pt", spec=separate, params=b)
     assert load_checkpoint(path).spec == separate
+
+
+def test_validator_accepts_episode_keys_and_checks_them() -> None:
+    from townlet.dto.telemetry import telemetry_line
+    from townlet.dto.telemetry_validate import validate_record
+
+    run = train_ppo_online("CartPole-v1", 256, 4, 64, TINY, 0)
+    line = telemetry_line(run.history[0], "1.2")
+    assert "episode_return_mean" in line and validate_record(line) == []
+    assert validate_record({k: v for k, v in line.items() if not k.startswith("episode_")}) == []
+    bad = {**line, "episode_length_mean": "long"}
+    assert validate_record(bad) == [
+        "Field 'episode_length_mean' must be a finite number, got 'long'"
+    ]

@@ -8,7 +8,9 @@ Rules per record (``spec/reference-ppo.md`` §17), with the reference's messages
 4. version ≥ 1.1: the eleven numeric 1.1 keys are present and finite, ``data_mode`` is a string;
    version < 1.1: none of those keys appears;
 5. when all four of ``baseline_sample_count``/``_reward_mean``/``_reward_sum``/``_reward_sum_mean``
-   are present they (and ``baseline_log_prob_mean`` if present) are finite numbers.
+   are present they (and ``baseline_log_prob_mean`` if present) are finite numbers;
+6. (townlet) the online-rollout extensions ``episode_return_mean``/``episode_length_mean``, when
+   present, are finite numbers (they are optional: an update in which no episode ended has none).
 
 Unknown keys are allowed and 1.2 ``anneal_*`` keys are not checked. Unlike the reference, every
 problem of every record is reported instead of stopping at the first. Optionally the
@@ -48,6 +50,7 @@ CONFLICT_KEYS: tuple[str, ...] = (
 # Every 1.1 key but data_mode is numeric.
 V11_NUMERIC_KEYS: tuple[str, ...] = tuple(key for key in V11_KEYS if key != "data_mode")
 BASELINE_QUARTET: tuple[str, ...] = BASELINE_KEYS[:4]
+EPISODE_KEYS: tuple[str, ...] = ("episode_return_mean", "episode_length_mean")
 
 
 @attrs.frozen(kw_only=True)
@@ -131,6 +134,7 @@ def validate_record(record: Mapping[str, Any]) -> list[str]:
         problems += _v11_problems(record, float(version))
     if all(key in record for key in BASELINE_QUARTET):
         problems += _numeric_problems(record, BASELINE_KEYS)
+    problems += _numeric_problems(record, EPISODE_KEYS)
     return problems
 
 
