@@ -134,6 +134,10 @@ _EXPORTS: dict[str, str] = {
     # evaluation: seeded episode returns in the town or a Gymnasium environment
     "PolicyEvaluation": "townlet.policy.evaluate",
     "evaluate_policy": "townlet.policy.evaluate",
+    # telemetry as tables and plots (plot_telemetry needs the plot extra)
+    "format_telemetry_table": "townlet.dto.telemetry_table",
+    "plot_telemetry": "townlet.plots",
+    "telemetry_columns": "townlet.dto.telemetry_table",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
