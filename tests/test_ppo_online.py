@@ -195,8 +195,8 @@ def test_cli_ppo_env_writes_outputs_and_evaluate_reads_them(
     code, summary, err = _cli(
         capsys, "ppo", "--env", "gymnasium:CartPole-v1", "--total-steps", "512",
         "--num-envs", "4", "--rollout-steps", "64", "--ppo-num-epochs", "2",
-        "--ppo-mini-batch-size", "128", "--ppo-num-mini-batches", "1", "--hidden", "16", "--eval-episodes", "3",
-        "--seed", "1", "--out", str(out), "--quiet",
+        "--ppo-mini-batch-size", "128", "--ppo-num-mini-batches", "1", "--hidden", "16",
+        "--eval-episodes", "3", "--seed", "1", "--out", str(out), "--quiet",
     )  # fmt: skip
     assert code == 0, err
     assert summary["env_steps"] == 512 and summary["updates"] == 2

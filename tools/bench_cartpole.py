@@ -197,7 +197,8 @@ def _section(
         f"`loss.backward()`, `clip_grad_norm_`, `torch.optim.Adam(foreach=True)`) on random "
         f"data, {upd_s:.1f} s: **{env_s + upd_s:.1f} s**, a ratio of "
         f"{(env_s + upd_s) / median_sb3:.2f} to SB3's median. With torch's default CPU Adam "
-        f"(a per-tensor loop) the updates take {loop_s:.1f} s.",
+        f"(a per-tensor loop) the updates take {loop_s:.1f} s. Where the time goes: "
+        "[online.md](online.md#speed-where-the-time-goes).",
         "",
     ]
     return "\n".join(lines)
