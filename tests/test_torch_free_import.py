@@ -66,6 +66,9 @@ def _modules() -> list[str]:
         "townlet.envs.gymnasium_adapter",
         "townlet.policy.rollout",
         "townlet.policy.training.services.rollout",
+        "townlet.cli.ppo_cmd",
+        "townlet.cli.evaluate_cmd",
+        "townlet.policy.training.strategies.ppo_online",
     ]
     return names
 
