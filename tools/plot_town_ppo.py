@@ -130,8 +130,8 @@ def section(curves: dict[str, list[float]], args: argparse.Namespace, seconds: f
             f"| random | {rand[0]:.2f} | {statistics.mean(rand[-last:]):.2f} | "
             f"{statistics.mean(rand):.2f} |",
             "",
-            "Update 1 is the BC policy itself, acting by sampling from its softmax (the scripted "
-            "expert is deterministic per seed); each later point is the policy after one more "
+            "Update 1 is the BC policy itself, acting by sampling from its softmax;"
+            " each later point is the policy after one more "
             "PPO update, measured on the next update's fresh capture.",
             "",
         ]
