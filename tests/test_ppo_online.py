@@ -288,3 +288,23 @@ def test_validator_accepts_episode_keys_and_checks_them() -> None:
     assert validate_record(bad) == [
         "Field 'episode_length_mean' must be a finite number, got 'long'"
     ]
+
+
+def test_init_from_a_checkpoint_or_parameters(tmp_path: Path) -> None:
+    from townlet.errors import CheckpointError
+    from townlet.policy.nn.checkpoint import save_checkpoint
+
+    first = train_ppo_online("CartPole-v1", 256, 4, 64, TINY, 0, hidden_dim=16, critic="shared")
+    path = save_checkpoint(tmp_path / "start.pt", spec=first.spec, params=first.params)
+    # A checkpoint's network wins over hidden_dim/critic.
+    again = train_ppo_online("CartPole-v1", 256, 4, 64, TINY, 1, init=path)
+    assert again.spec == first.spec and again.spec.hidden_dim == 16
+    # Bare parameters must fit the requested network.
+    with pytest.raises(CheckpointError, match="do not match"):
+        train_ppo_online("CartPole-v1", 256, 4, 64, TINY, 1, init=first.params)
+    fitted = train_ppo_online(
+        "CartPole-v1", 256, 4, 64, TINY, 1, init=first.params, hidden_dim=16, critic="shared"
+    )
+    assert fitted.history[0].episode_return_mean == pytest.approx(
+        again.history[0].episode_return_mean
+    )
