@@ -308,3 +308,15 @@ def test_init_from_a_checkpoint_or_parameters(tmp_path: Path) -> None:
     assert fitted.history[0].episode_return_mean == pytest.approx(
         again.history[0].episode_return_mean
     )
+
+
+def test_log_frequency_and_rotation(tmp_path: Path) -> None:
+    log = tmp_path / "sampled.jsonl"
+    train_ppo_online(
+        "CartPole-v1", 3 * 64, 1, 64, TINY, 0, log_path=log, log_frequency=1, max_log_entries=2
+    )
+    assert [r.epoch for r in read_telemetry(log)] == [1.0, 2.0]
+    assert [r.epoch for r in read_telemetry(tmp_path / "sampled.jsonl.1")] == [3.0]
+    every_other = tmp_path / "every_other.jsonl"
+    train_ppo_online("CartPole-v1", 3 * 64, 1, 64, TINY, 0, log_path=every_other, log_frequency=2)
+    assert [r.epoch for r in read_telemetry(every_other)] == [2.0]

@@ -110,6 +110,8 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
             device=args.device,
             threads=args.threads or 1,
             log_path=log,
+            log_frequency=args.log_frequency,
+            max_log_entries=args.log_max_entries,
             progress=progress,
         )
     policy = make_network_policy(run.params, run.spec, device=args.device)

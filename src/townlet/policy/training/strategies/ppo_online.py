@@ -28,7 +28,7 @@ from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import ConfigError
 from townlet.policy.nn.spec import Activation, CriticKind, InitScheme, NetworkSpec
 from townlet.policy.training.strategies.ppo import require_torch
-from townlet.policy.training.strategies.ppo_log import log_epoch, open_log
+from townlet.policy.training.strategies.ppo_log import TelemetryLog, log_epoch, open_log
 
 if TYPE_CHECKING:
     from townlet.envs.gymnasium_adapter import GymnasiumSource
@@ -154,6 +154,8 @@ def train_ppo_online(
     device: str = "cpu",
     threads: int | None = 1,
     log_path: str | Path | None = None,
+    log_frequency: int = 1,
+    max_log_entries: int | None = None,
     progress: UpdateCallback | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> OnlineTrainResult:
@@ -169,7 +171,8 @@ def train_ppo_online(
     checkpoint's spec wins. Copy k resets with seed ``seed + k``; parameters, actions and
     minibatches derive from ``seed``: the same seed gives the same records
     (``epoch_duration_sec`` apart). ``threads`` torch threads are used during the run (see the
-    module docstring). With ``log_path`` every update is appended as a telemetry 1.2 line.
+    module docstring). With ``log_path`` every ``log_frequency``-th update is appended as a
+    telemetry 1.2 line, rotating after ``max_log_entries`` lines as ``train_ppo`` does.
 
     Raises: ``TorchNotAvailableError`` without torch; ``ConfigError`` for bad numbers or an
     env spec that is not ``gymnasium:<id>``; ``RolloutError`` for an unknown environment, a
@@ -188,6 +191,9 @@ def train_ppo_online(
     if threads is not None:
         _check_int("threads", threads, 1)
     updates = math.ceil(total_steps / (num_envs * rollout_steps))
+    log = None
+    if log_path is not None:
+        log = open_log(log_path, log_frequency=log_frequency, max_entries=max_log_entries)
     with torch_threads(threads):
         source = make_online_source(env_spec, num_envs)
         try:
@@ -200,7 +206,7 @@ def train_ppo_online(
                 critic=critic,
             )
             state = _initial_state(source, seed, spec, init, device)
-            return _run(source, state, cfg, updates, rollout_steps, log_path, progress, clock)
+            return _run(source, state, cfg, updates, rollout_steps, log, progress, clock)
         finally:
             source.close()
 
@@ -211,14 +217,13 @@ def _run(
     cfg: PPOConfig,
     updates: int,
     rollout_steps: int,
-    log_path: str | Path | None,
+    log: TelemetryLog | None,
     progress: UpdateCallback | None,
     clock: Callable[[], float],
 ) -> OnlineTrainResult:
     """The fold over updates, with the I/O around it (clock, telemetry file, progress)."""
     from townlet.policy.training.strategies.ppo_online_step import online_update
 
-    log = open_log(log_path) if log_path is not None else None
     start = clock()
     observations = source.reset(state.seed)
     history: list[PPOTrainingResult] = []
