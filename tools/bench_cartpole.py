@@ -13,7 +13,8 @@ then evaluated with :func:`townlet.policy.evaluate.evaluate_policy` on the same 
 episodes, deterministic (argmax). The floor is measured before and after, in chunks (the
 fastest chunk counts): bare stepping of 8 copies with one batched forward pass per step for the
 same number of steps, plus the same number of minibatch updates of the same two MLPs with
-``loss.backward()`` + ``torch.optim.Adam`` on random data. The table goes to stdout and into docs/benchmarks.md.
+``loss.backward()`` + ``torch.optim.Adam`` on random data. The table goes to stdout and into
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
