@@ -33,7 +33,7 @@ WORLD = WorldConfig(num_agents=3)
 STAGES = (AnnealStage(cycle=0, mode="bc"), *rollout_cycles([0.5, 0.25, 0.0], epochs=1))
 
 
-class Interrupted(Exception):
+class StopRunError(Exception):
     pass
 
 
@@ -66,10 +66,10 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path) -> None:
 
     def stop_after_two(state: AnnealState, result: AnnealStageResult) -> None:
         if state.stage_index == 2:
-            raise Interrupted
+            raise StopRunError
 
     part = tmp_path / "part"
-    with pytest.raises(Interrupted):
+    with pytest.raises(StopRunError):
         run_stages(_context(part), STAGES, on_stage=stop_after_two, quiet=True)
     saved = read_run_state(part)
     assert saved is not None and saved["stage_index"] == 2

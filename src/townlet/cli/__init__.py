@@ -26,6 +26,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "townlet.cli.bc_cmd",
     "townlet.cli.ppo_cmd",
     "townlet.cli.anneal_cmd",
+    "townlet.cli.demo_cmd",
 )
 
 

@@ -1,0 +1,71 @@
+"""The demo (main job) at a tiny size: files written, summary content, human output, CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from townlet.cli import main
+from townlet.dto.telemetry_validate import validate_telemetry
+from townlet.policy.training import demo
+
+TINY = demo.DemoSettings(
+    agents=3,
+    demo_ticks=60,
+    bc_epochs=2,
+    cycles=2,
+    ppo_epochs=1,
+    rollout_ticks=30,
+    eval_episodes=2,
+    eval_ticks=30,
+    bc_threshold=0.1,
+)
+HAS_MPL = importlib.util.find_spec("matplotlib") is not None
+
+
+def test_demo_writes_every_file_and_a_consistent_summary(tmp_path: Path) -> None:
+    lines: list[str] = []
+    summary = demo.run_demo(tmp_path, seed=2, settings=TINY, quiet=True, plot=HAS_MPL,
+                            report=lines.append)  # fmt: skip
+    for name in ("summary.json", "telemetry.jsonl", "anneal_results.json", "promotion.json"):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "training.png").is_file() == HAS_MPL
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "stage_001.pt", "stage_002.pt", "stage_003.pt",
+    ]  # fmt: skip
+    assert (tmp_path / "demos" / "rollout_sample_manifest.json").is_file()
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    returns = summary["returns"]
+    assert returns["improvement"] == pytest.approx(returns["final_mean"] - returns["bc_mean"])
+    assert returns["episodes"] == 2 and returns["episode_ticks"] == 30
+    assert returns["behaviour_gate"]["episodes"] == 2
+    assert summary["anneal"]["stages"] == 3 and len(summary["rollout_returns"]) == 3
+    assert summary["promotion"]["decision"] in ("PROMOTE", "HOLD", "FAIL")
+    assert validate_telemetry(tmp_path / "telemetry.jsonl").ok
+    assert lines[0].startswith("captured 180 expert frames")
+    assert lines[1].startswith("cycle 0 bc: accuracy") and lines[2].startswith("cycle 1 ppo")
+    history = json.loads((tmp_path / "promotion.json").read_text())["history"]
+    assert any(event["event"] == "behaviour_gate" for event in history)
+
+
+def test_demo_cli_prints_the_human_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo, "QUICK", TINY)
+    argv = ["demo", "--quick", "--out", str(tmp_path), "--seed", "1", "--quiet"]
+    assert main([*argv, *([] if HAS_MPL else ["--no-plot"])]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"townlet demo -> {tmp_path} (seed 1,")
+    assert "BC->PPO vs BC:" in out and "promotion:" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert f"BC {summary['returns']['bc_mean']:.1f}" in out
+
+
+def test_demo_cli_rejects_a_negative_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--seed", "-1"]) == 2
+    assert "--seed must be >= 0" in capsys.readouterr().err
