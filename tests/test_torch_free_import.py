@@ -66,6 +66,14 @@ def _modules() -> list[str]:
         "townlet.envs.gymnasium_adapter",
         "townlet.policy.rollout",
         "townlet.policy.training.services.rollout",
+        "townlet.policy.training.strategies.anneal",
+        "townlet.policy.training.strategies.anneal_io",
+        "townlet.policy.training.strategies.anneal_step",
+        "townlet.policy.training.orchestrator",
+        "townlet.policy.training.demo",
+        "townlet.policy.training.demo_plot",
+        "townlet.cli.anneal_cmd",
+        "townlet.cli.demo_cmd",
     ]
     return names
 
