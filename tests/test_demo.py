@@ -69,3 +69,15 @@ def test_demo_cli_prints_the_human_summary(
 def test_demo_cli_rejects_a_negative_seed(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--seed", "-1"]) == 2
     assert "--seed must be >= 0" in capsys.readouterr().err
+
+
+def test_reasons_are_grouped_by_kind() -> None:
+    from townlet.cli.demo_cmd import _reasons
+
+    reasons = ["queue_flag_cycle_2.0", "loss_flag_cycle_5.0", "queue_flag_cycle_7.0",
+               "behaviour_gate_failed"]  # fmt: skip
+    assert (
+        _reasons(reasons)
+        == " (queue flag: cycles 2, 7; loss flag: cycles 5; behaviour gate failed)"
+    )
+    assert _reasons([]) == ""

@@ -47,14 +47,26 @@ def _settings(quick: bool) -> Any:
     return demo.QUICK if quick else demo.DemoSettings()
 
 
+def _reasons(reasons: list[str]) -> str:
+    """Group ``loss_flag_cycle_5.0``-style reasons by kind: `` (loss flag: cycles 5, 8; …)``."""
+    groups: dict[str, list[str]] = {}
+    for reason in reasons:
+        kind, _, cycle = reason.partition("_cycle_")
+        label = kind.replace("_", " ")
+        groups.setdefault(label, [])
+        if cycle:
+            groups[label].append(cycle.removesuffix(".0"))
+    parts = [f"{k}: cycles {', '.join(v)}" if v else k for k, v in groups.items()]
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def human_summary(out: Path, summary: dict[str, Any]) -> str:
     """The few lines the demo prints at the end."""
     r, s, bc = summary["returns"], summary["settings"], summary["bc"]
     gate = r["behaviour_gate"]
     pct = "" if r["improvement_pct"] is None else f" ({r['improvement_pct']:+.1f}%)"
     verdict = "passed" if bc["passed"] else "FAILED"
-    reasons = ", ".join(summary["promotion"]["reasons"])
-    reasons = f" ({reasons})" if reasons else ""
+    reasons = _reasons(summary["promotion"]["reasons"])
     lines = [
         f"townlet demo -> {out} (seed {summary['seed']}, {summary['wall_sec']:.0f} s)",
         f"  demonstrations: {s['demo_ticks']} ticks of the scripted expert, {s['agents']} agents",
@@ -62,7 +74,7 @@ def human_summary(out: Path, summary: dict[str, Any]) -> str:
         f"  anneal: {s['cycles']} PPO cycles on fresh rollouts of {s['rollout_ticks']} ticks, "
         f"bc_weight {s['bc_weight_start']:.2f} -> 0: {summary['anneal']['status']}",
         f"  evaluation ({r['episodes']} episodes x {r['episode_ticks']} ticks, same seeds, "
-        "greedy), mean return per agent:",
+        f"{'greedy' if r['greedy'] else 'sampled actions'}), mean return per agent:",
         f"    random {r['random_mean']:.1f} | BC {r['bc_mean']:.1f} | BC->PPO "
         f"{r['final_mean']:.1f} | scripted expert {r['scripted_mean']:.1f}",
         f"  BC->PPO vs BC: {r['improvement']:+.1f}{pct}; paired gate lower bound "

@@ -6,8 +6,8 @@
    one after a critic warm-up (the orchestrator fold; ``telemetry.jsonl``, ``checkpoints/``,
    ``anneal_results.json``).
 3. Evaluate the BC policy and the final policy on the same seeded episodes
-   (:func:`~townlet.policy.evaluate.evaluate_policy`, greedy), with the scripted expert and a
-   random policy as reference points.
+   (:func:`~townlet.policy.evaluate.evaluate_policy`; sampled actions, as in training, unless
+   ``eval_greedy``), with the scripted expert and a random policy as reference points.
 4. Decide promotion: the anneal evaluation, the paired-return behaviour gate of the final policy
    against the BC policy (DESIGN §5.7), and the decision (``promotion.json``).
 5. Write ``summary.json`` and ``training.png``.
@@ -43,13 +43,14 @@ class DemoSettings:
     ``bc_epochs``, ``cycles`` PPO stages of ``ppo_epochs`` epochs on ``rollout_ticks`` fresh
     ticks each, ``bc_weight`` annealing linearly from ``bc_weight_start`` to 0, PPO
     ``learning_rate``/``gamma``, ``eval_episodes`` of ``eval_ticks`` ticks per evaluation,
-    ``bc_threshold`` the BC gate (held-out accuracy)."""
+    ``bc_threshold`` the BC gate (held-out accuracy), ``eval_greedy`` whether evaluated policies
+    take their most likely action (default: they sample, as in training)."""
 
     agents: int = 8
     demo_ticks: int = 300
     bc_epochs: int = 3
     cycles: int = 8
-    ppo_epochs: int = 2
+    ppo_epochs: int = 4
     rollout_ticks: int = 500
     bc_weight_start: float = 0.2
     learning_rate: float = 3e-4
@@ -58,9 +59,10 @@ class DemoSettings:
     eval_episodes: int = 6
     eval_ticks: int = 1000
     bc_threshold: float = 0.7
+    eval_greedy: bool = False
 
 
-QUICK = DemoSettings(cycles=3, rollout_ticks=300, eval_episodes=3, eval_ticks=400)
+QUICK = DemoSettings(eval_episodes=4, eval_ticks=500)
 
 
 def demo_world(settings: DemoSettings) -> WorldConfig:
@@ -105,7 +107,11 @@ def _evaluate(policy: object, world: WorldConfig, settings: DemoSettings, seed: 
 
     env = attrs.evolve(world, episode_length=settings.eval_ticks)
     return evaluate_policy(
-        policy, env, episodes=settings.eval_episodes, seed=seed + EVAL_SEED_OFFSET
+        policy,
+        env,
+        episodes=settings.eval_episodes,
+        seed=seed + EVAL_SEED_OFFSET,
+        deterministic=settings.eval_greedy,
     )
 
 
@@ -157,6 +163,7 @@ def _returns_block(evals: dict[str, Any]) -> dict[str, Any]:
         "improvement_pct": 100.0 * (final - bc) / abs(bc) if bc else None,
         "episodes": runs["bc"].episodes,
         "episode_ticks": runs["bc"].lengths[0],
+        "greedy": runs["bc"].deterministic,
         "seeds": list(runs["bc"].seeds),
         "behaviour_gate": evals["gate"].to_dict(),
     }

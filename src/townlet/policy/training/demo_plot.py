@@ -38,7 +38,7 @@ def _loss_panel(ax: Any, epochs: Sequence[PPOTrainingResult]) -> None:
             ax.axvline(i + 0.5, color="0.6", linewidth=0.8, linestyle=":")
     ax.set_xlabel("PPO epoch (grey: critic warm-up, dotted: next cycle)")
     ax.set_title("PPO losses per epoch\n(anneal cycles 1, 2, … left to right)")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="center right", fontsize=8)
 
 
 def _rollout_panel(
@@ -57,7 +57,7 @@ def _rollout_panel(
                     xytext=(0, 7), ha="center", fontsize=7)  # fmt: skip
     ax.set_xticks([p[0] for p in points])
     ax.set_xlabel("anneal cycle (labels: bc_weight)")
-    ax.set_ylabel("mean reward per agent")
+    ax.set_ylabel("reward per agent over the rollout")
     ax.set_title("Fresh-rollout return per PPO stage\n(green: no guardrail flag, red: flagged)")
 
 
@@ -73,7 +73,8 @@ def _eval_panel(ax: Any, returns: Mapping[str, Any]) -> None:
     ax.set_ylabel("episode return (mean over agents)")
     ax.set_title(
         f"Evaluation: {returns['episodes']} episodes × {returns['episode_ticks']} ticks, "
-        f"same seeds, greedy\nBC→PPO − BC = {returns['improvement']:+.1f}"
+        f"same seeds, {'greedy' if returns['greedy'] else 'sampled'}\n"
+        f"BC→PPO − BC = {returns['improvement']:+.1f}"
     )
 
 
@@ -97,8 +98,9 @@ def write_plot(out: Path, summary: Mapping[str, Any]) -> Path:
     _eval_panel(axes[2], summary["returns"])
     promotion = summary["promotion"]
     fig.suptitle(
-        f"townlet demo (seed {summary['seed']}): BC accuracy {summary['bc']['accuracy']:.3f}, "
-        f"anneal {summary['anneal']['status']}, promotion {promotion['decision']}",
+        f"townlet demo (seed {summary['seed']}): BC held-out accuracy "
+        f"{summary['bc']['accuracy']:.3f}; BC→PPO return {summary['returns']['improvement']:+.1f} "
+        f"vs BC; anneal {summary['anneal']['status']}; promotion {promotion['decision']}",
         fontsize=12,
     )
     fig.tight_layout()
