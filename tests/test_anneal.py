@@ -192,3 +192,15 @@ def test_rollout_stage_captures_in_the_cycles_social_stage(
     config = _config(PPO1, PPO2, social_reward_schedule=entries)
     run_anneal(config, rollout=RolloutPlan(world=WORLD, ticks=10), quiet=True)
     assert seen == ["OFF", "C2"]
+
+
+def test_ppo_stages_fall_back_to_the_configured_replay_manifest(
+    demos: RolloutBuffer, tmp_path: Path
+) -> None:
+    demos.save(tmp_path / "capture")
+    manifest = tmp_path / "capture" / "rollout_sample_manifest.json"
+    config = _config(BC, PPO1, replay_manifest=manifest, bc=BCConfig(epochs=1, manifest=manifest))
+    summary = run_anneal(config, quiet=True)
+    assert summary.dataset_label == "rollout_sample_manifest"
+    assert [s.mode for s in summary.stages] == ["bc", "ppo"] and summary.status == "PASS"
+    assert summary.promotion_pass_streak == 1 and summary.promotion_candidate_ready is True

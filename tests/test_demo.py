@@ -28,6 +28,7 @@ TINY = demo.DemoSettings(
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 
 
+@pytest.mark.slow  # ~6 s: the first matplotlib figure of the process dominates
 def test_demo_writes_every_file_and_a_consistent_summary(tmp_path: Path) -> None:
     lines: list[str] = []
     summary = demo.run_demo(tmp_path, seed=2, settings=TINY, quiet=True, plot=HAS_MPL,
