@@ -82,3 +82,17 @@ def test_reasons_are_grouped_by_kind() -> None:
         == " (queue flag: cycles 2, 7; loss flag: cycles 5; behaviour gate failed)"
     )
     assert _reasons([]) == ""
+
+
+def test_demo_without_matplotlib_exits_2_with_the_hint(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from townlet.policy.training import demo_plot
+
+    def missing() -> None:
+        raise ImportError(demo_plot.PLOT_HINT)
+
+    monkeypatch.setattr(demo_plot, "require_matplotlib", missing)
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "pip install 'townlet[plot]'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

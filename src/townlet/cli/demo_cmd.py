@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from townlet.cli import UsageError
 from townlet.cli._common import print_json
 from townlet.cli._train_common import check_seed, set_threads
 
@@ -33,7 +34,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"run dir ({DEFAULT_OUT})")
     parser.add_argument("--seed", type=int, default=0, help="run seed (0)")
-    parser.add_argument("--quick", action="store_true", help="a smaller run (well under a minute)")
+    parser.add_argument(
+        "--quick", action="store_true", help="same training, a shorter evaluation (4 x 500 ticks)"
+    )
     parser.add_argument("--no-plot", action="store_true", help="skip training.png (no matplotlib)")
     parser.add_argument("--format", choices=("human", "json"), default="human")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or stage lines")
@@ -89,8 +92,14 @@ def human_summary(out: Path, summary: dict[str, Any]) -> str:
 def run_demo_cmd(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train demo``."""
     from townlet.policy.training.demo import run_demo
+    from townlet.policy.training.demo_plot import require_matplotlib
 
     check_seed(args.seed)
+    if not args.no_plot:
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            raise UsageError(str(exc)) from None
     set_threads(args.threads)
 
     def report(line: str) -> None:
