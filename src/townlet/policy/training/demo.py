@@ -51,7 +51,7 @@ class DemoSettings:
     bc_epochs: int = 3
     cycles: int = 8
     ppo_epochs: int = 4
-    rollout_ticks: int = 500
+    rollout_ticks: int = 1000
     bc_weight_start: float = 0.2
     learning_rate: float = 3e-4
     gamma: float = 0.95
@@ -62,7 +62,7 @@ class DemoSettings:
     eval_greedy: bool = False
 
 
-QUICK = DemoSettings(eval_episodes=4, eval_ticks=500)
+QUICK = DemoSettings(rollout_ticks=500, eval_episodes=4, eval_ticks=500)
 
 
 def demo_world(settings: DemoSettings) -> WorldConfig:

@@ -68,8 +68,8 @@ def _eval_panel(ax: Any, returns: Mapping[str, Any]) -> None:
     means = [returns[f"{n}_mean"] for n in names]
     ax.bar(labels, means, yerr=[returns[f"{n}_std"] for n in names], color=colors, capsize=4)
     for i, mean in enumerate(means):
-        ax.annotate(f"{mean:.1f}", (i, mean), textcoords="offset points", xytext=(0, 14),
-                    ha="center", fontsize=9, color="white", fontweight="bold")  # fmt: skip
+        ax.text(i, mean / 2, f"{mean:.1f}", ha="center", va="center", fontsize=10,
+                color="white", fontweight="bold")  # fmt: skip
     ax.set_ylabel("episode return (mean over agents)")
     ax.set_title(
         f"Evaluation: {returns['episodes']} episodes × {returns['episode_ticks']} ticks, "
