@@ -148,6 +148,10 @@ _EXPORTS: dict[str, str] = {
     "run_anneal_with_state": "townlet.policy.training.strategies.anneal",
     "run_demo": "townlet.policy.training.demo",
     "run_stages": "townlet.policy.training.orchestrator",
+    # telemetry as tables and plots (plot_telemetry needs the plot extra)
+    "format_telemetry_table": "townlet.dto.telemetry_table",
+    "plot_telemetry": "townlet.plots",
+    "telemetry_columns": "townlet.dto.telemetry_table",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -5,6 +5,8 @@
   the baseline cannot be read.
 * ``telemetry convert LOG --to 1.0|1.1|1.2 [--output F]`` — rewrite a log at another version;
   the JSONL goes to stdout unless ``--output`` is given (written atomically).
+* ``telemetry table LOG [--keys K,...]`` — chosen keys per line as an aligned text table.
+* ``telemetry plot LOG --out PNG [--keys K,...]`` — one panel per key (needs matplotlib).
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from typing import Any
 from townlet.cli._common import print_json
 from townlet.dto.convert import to_dict
 from townlet.dto.telemetry import convert_telemetry, dumps_line
+from townlet.dto.telemetry_table import DEFAULT_KEYS, format_telemetry_table, telemetry_columns
 from townlet.dto.telemetry_validate import format_validation, validate_telemetry
+
+
+def _keys(text: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not keys:
+        raise argparse.ArgumentTypeError("expected comma-separated telemetry keys")
+    return keys
 
 
 def register(subparsers: Any) -> None:
@@ -57,6 +67,27 @@ def register(subparsers: Any) -> None:
     convert.add_argument("--output", help="write here (atomically) instead of stdout")
     convert.set_defaults(handler=run_convert)
 
+    table = actions.add_parser(
+        "table",
+        help="print chosen keys of a log as a text table",
+        description="Print chosen telemetry keys, one row per line of the log (any version).",
+    )
+    table.add_argument("log", metavar="LOG", help="telemetry JSONL file (any version)")
+    table.add_argument(
+        "--keys", type=_keys, default=DEFAULT_KEYS, help="comma-separated keys (default: losses)"
+    )
+    table.set_defaults(handler=run_table)
+
+    plot = actions.add_parser(
+        "plot",
+        help="plot chosen keys of a log into a PNG",
+        description="Plot telemetry keys per line of a log into a PNG (needs matplotlib).",
+    )
+    plot.add_argument("log", metavar="LOG", help="telemetry JSONL file (any version)")
+    plot.add_argument("--out", required=True, help="PNG file to write (atomically)")
+    plot.add_argument("--keys", type=_keys, help="comma-separated keys (default: four losses)")
+    plot.set_defaults(handler=run_plot)
+
 
 def run_validate(args: argparse.Namespace) -> int:
     """Validate every log; print JSON (or text with ``--format human``); 0 ok, 1 failed."""
@@ -92,4 +123,20 @@ def run_convert(args: argparse.Namespace) -> int:
                 "records": len(lines),
             }
         )
+    return 0
+
+
+def run_table(args: argparse.Namespace) -> int:
+    """Print the chosen keys of one log as a text table."""
+    sys.stdout.write(format_telemetry_table(telemetry_columns(args.log, args.keys)) + "\n")
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """Plot one log into a PNG; print ``{log, out, keys}``."""
+    from townlet.plots import PLOT_KEYS, plot_telemetry
+
+    keys = args.keys or PLOT_KEYS
+    out = plot_telemetry(args.log, args.out, keys=keys)
+    print_json({"log": args.log, "out": str(out), "keys": list(keys)})
     return 0
