@@ -97,7 +97,11 @@ def test_bc_then_two_ppo_stages_on_fresh_rollouts(demos: RolloutBuffer, tmp_path
     assert run.state.rollout_returns[0] is None and run.state.rollout_returns[1] is not None
     promotion = json.loads((tmp_path / "promotion.json").read_text())
     assert promotion["state"] == "ready" and promotion["candidate"]["mode"] == "ppo"
-    assert promotion["candidate"]["checkpoint"].endswith("stage_003.pt")
+    assert promotion["candidate"]["checkpoint"] == str((tmp_path / "checkpoint.pt").resolve())
+    from townlet.policy.training.strategies.ppo_init import load_ppo_state
+
+    final = load_ppo_state(tmp_path / "checkpoint.pt")
+    assert all(torch.equal(final.params[k], v) for k, v in run.state.params.items())
     decision = decide(summary.to_dict())
     assert (decision.decision, decision.status, decision.reasons) == ("PROMOTE", "pass", ())
 

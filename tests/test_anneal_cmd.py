@@ -69,6 +69,11 @@ def test_anneal_on_a_capture_dir_prints_status_promotion_results(
     assert payload["results"] == json.loads((out / "anneal_results.json").read_text())
     assert json.loads((out / "promotion.json").read_text())["pass_streak"] == 1
     assert len((out / "telemetry.jsonl").read_text().splitlines()) == 3  # 1 warm-up + 1 + 1
+    assert json.loads((out / "anneal_summary.json").read_text()) == payload
+    # PASS but one of two required passes: the decision on the written summary is HOLD.
+    summary = str(out / "anneal_summary.json")
+    assert main(["promote", "evaluate", "--summary", summary]) == 1
+    assert json.loads(capsys.readouterr().out)["reasons"] == ["candidate_not_ready"]
 
 
 def test_rollout_ticks_and_exit_on_failure(

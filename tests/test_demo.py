@@ -33,7 +33,8 @@ def test_demo_writes_every_file_and_a_consistent_summary(tmp_path: Path) -> None
     lines: list[str] = []
     summary = demo.run_demo(tmp_path, seed=2, settings=TINY, quiet=True, plot=HAS_MPL,
                             report=lines.append)  # fmt: skip
-    for name in ("summary.json", "telemetry.jsonl", "anneal_results.json", "promotion.json"):
+    for name in ("summary.json", "telemetry.jsonl", "anneal_results.json", "promotion.json",
+                 "anneal_summary.json", "checkpoint.pt"):  # fmt: skip
         assert (tmp_path / name).is_file(), name
     assert (tmp_path / "training.png").is_file() == HAS_MPL
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [

@@ -17,7 +17,6 @@ from townlet.cli import UsageError
 from townlet.cli._common import print_json
 from townlet.cli._train_common import check_seed, set_threads
 from townlet.config import Config, load_config
-from townlet.dto.convert import to_dict
 from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig
 
 
@@ -76,8 +75,7 @@ def _ppo_sources(args: argparse.Namespace, config: Config) -> dict[str, Any]:
 def run_anneal_cmd(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train anneal``: run, print, and exit 1 on a non-PASS status when
     ``--exit-on-failure`` is given."""
-    from townlet.policy.training.services.promotion_io import promotion_state_to_dict
-    from townlet.policy.training.strategies.anneal import run_anneal_with_state
+    from townlet.policy.training.strategies.anneal import anneal_payload, run_anneal_with_state
 
     check_seed(args.seed)
     config = load_config(args.config)
@@ -91,11 +89,5 @@ def run_anneal_cmd(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         **sources,
     )
-    print_json(
-        {
-            "status": run.summary.status,
-            "promotion": promotion_state_to_dict(run.promotion),
-            "results": [to_dict(stage) for stage in run.summary.stages],
-        }
-    )
+    print_json(anneal_payload(run.summary, run.promotion))
     return 1 if args.exit_on_failure and run.summary.status != "PASS" else 0

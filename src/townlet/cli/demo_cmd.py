@@ -85,8 +85,8 @@ def human_summary(out: Path, summary: dict[str, Any]) -> str:
         f"  BC->PPO vs BC: {r['improvement']:+.1f}{pct}; paired gate lower bound "
         f"{gate['lower_bound']:+.1f} ({'passed' if gate['passed'] else 'failed'})",
         f"  promotion: {summary['promotion']['decision']}{reasons}",
-        "  files: summary.json training.png telemetry.jsonl anneal_results.json promotion.json "
-        "checkpoints/ demos/",
+        "  files: summary.json training.png telemetry.jsonl anneal_results.json "
+        "anneal_summary.json promotion.json checkpoint.pt checkpoints/ demos/",
     ]
     return "\n".join(lines)
 

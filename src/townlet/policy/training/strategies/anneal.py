@@ -10,19 +10,25 @@ PASS / HOLD / FAIL, records that evaluation in the promotion state, and returns 
 
 With ``out_dir`` the run writes ``telemetry.jsonl`` (one telemetry-1.2 line per PPO epoch,
 ``anneal_*`` fields set), ``checkpoints/``, ``run_state.json`` (resume point),
-``anneal_results.json`` (a JSON array, one object per stage, every key present) and
-``promotion.json`` (loaded first when present, so consecutive runs build a PASS streak).
+``anneal_results.json`` (a JSON array, one object per stage, every key present),
+``checkpoint.pt`` (the final network: the candidate), ``anneal_summary.json``
+(``{status, promotion, results}``) and ``promotion.json`` (loaded first when present, so
+consecutive runs build a PASS streak).
 Imports without torch; running needs it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import attrs
 
+from townlet._atomic import write_text_atomic
 from townlet.config import Config
+from townlet.dto.convert import to_dict
 from townlet.dto.policy import AnnealStageResult, AnnealSummary
 from townlet.policy.replay.dataset import ReplayDataset, ReplayDatasetConfig
 from townlet.policy.training.orchestrator import StageCallback, TrainingContext, run_stages
@@ -34,10 +40,11 @@ from townlet.policy.training.services.promotion import (
 from townlet.policy.training.services.promotion_io import (
     load_promotion_state,
     policy_hash,
+    promotion_state_to_dict,
     save_promotion_state,
 )
 from townlet.policy.training.strategies.anneal_flags import anneal_status, baselines_to_dict
-from townlet.policy.training.strategies.anneal_io import CHECKPOINT_DIR
+from townlet.policy.training.strategies.anneal_io import save_network
 from townlet.policy.training.strategies.anneal_step import (
     AnnealData,
     AnnealState,
@@ -51,6 +58,8 @@ from townlet.policy.training.strategies.anneal_step import (
 )
 
 PROMOTION_FILE = "promotion.json"
+SUMMARY_FILE = "anneal_summary.json"
+CHECKPOINT_FILE = "checkpoint.pt"
 
 __all__ = [
     "AnnealRun",
@@ -99,9 +108,7 @@ def _record(
     if state.params is not None:
         candidate["policy_hash"] = policy_hash(state.params)
         if out is not None:
-            candidate["checkpoint"] = str(
-                out / CHECKPOINT_DIR / f"stage_{state.stage_index:03d}.pt"
-            )
+            candidate["checkpoint"] = str(save_network(out / CHECKPOINT_FILE, state).resolve())
     promotion = record_evaluation(
         _promotion(config, out, given),
         status,
@@ -150,7 +157,19 @@ def run_anneal_with_state(
         promotion_pass_streak=promo.pass_streak,
         promotion_candidate_ready=promo.candidate_ready,
     )
+    if out is not None:
+        write_text_atomic(out / SUMMARY_FILE, json.dumps(anneal_payload(summary, promo), indent=2))
     return AnnealRun(summary=summary, state=state, promotion=promo)
+
+
+def anneal_payload(summary: AnnealSummary, promotion: PromotionState) -> dict[str, Any]:
+    """``{status, promotion, results}``: what ``townlet-train anneal`` prints and writes to
+    ``anneal_summary.json`` — the input ``decide`` and ``promote evaluate`` read."""
+    return {
+        "status": summary.status,
+        "promotion": promotion_state_to_dict(promotion),
+        "results": [to_dict(stage) for stage in summary.stages],
+    }
 
 
 def run_anneal(

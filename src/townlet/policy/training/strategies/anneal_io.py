@@ -74,23 +74,26 @@ def save_anneal_state(
     name: str | None = None
     if state.params is not None and state.spec is not None:
         name = f"{CHECKPOINT_DIR}/stage_{state.stage_index:03d}.pt"
-        _save_network(root / name, state)
+        save_network(root / name, state)
     payload = _bookkeeping(state, stages, telemetry_lines, name)
     return write_text_atomic(root / RUN_STATE_FILE, json.dumps(payload, indent=2) + "\n")
 
 
-def _save_network(path: Path, state: AnnealState) -> None:
+def save_network(path: str | Path, state: AnnealState) -> Path:
+    """Save ``state``'s network to ``path``: the whole PPO state (``load_ppo_state`` continues
+    it) when a PPO run is carried, else the parameters. Raises ``CheckpointError`` when the
+    state has no network yet."""
     from townlet.policy.nn.checkpoint import save_checkpoint
     from townlet.policy.training.strategies.ppo_init import save_ppo_state
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    extra = {"kind": "anneal", "anneal_stage": state.stage_index}
     if state.ppo_state is not None:
-        save_ppo_state(path, state.ppo_state, extra={"anneal_stage": state.stage_index})
-    else:
-        assert state.params is not None and state.spec is not None
-        save_checkpoint(
-            path, spec=state.spec, params=state.params, extra={"anneal_stage": state.stage_index}
-        )
+        return save_ppo_state(target, state.ppo_state, extra=extra)
+    if state.params is None or state.spec is None:
+        raise CheckpointError(f"{target}: no network to save before the first stage")
+    return save_checkpoint(target, spec=state.spec, params=state.params, extra=extra)
 
 
 def read_run_state(run_dir: str | Path) -> dict[str, Any] | None:
