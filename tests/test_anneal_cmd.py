@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from _replay_helpers import reference_root
 from townlet.cli import main
 from townlet.policy.rollout import capture_rollout
 from townlet.world import WorldConfig
@@ -101,3 +102,37 @@ def test_input_errors_exit_2_with_one_line(
     assert "--rollout-ticks must be >= 1" in capsys.readouterr().err
     assert main(["anneal", "--config", str(_config(tmp_path))]) == 2
     assert "BC manifest is required" in capsys.readouterr().err
+
+
+def test_reference_acceptance_rehearsal_idle_v1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The reference's m5 acceptance config: BC (gate 0.8) then one PPO stage, both on idle_v1
+    (one action, so BC is trivially exact); PASS, and with two required passes a HOLD decision
+    with ``candidate_not_ready`` — as the reference's rehearsal reports."""
+    root = reference_root()
+    manifest = root / "data" / "bc_datasets" / "manifests" / "idle_v1.json"
+    config = tmp_path / "config_idle_v1.yaml"
+    config.write_text(
+        "training:\n  anneal_accuracy_threshold: 0.8\n  anneal_schedule:\n"
+        "    - {cycle: 0, mode: bc, epochs: 3, bc_weight: 1.0}\n"
+        "    - {cycle: 1, mode: ppo, epochs: 1}\n"
+    )
+    out = tmp_path / "run"
+    code = main(["anneal", "--config", str(config), "--bc-manifest", str(manifest),
+                 "--manifest", str(manifest), "--root", str(root), "--out", str(out),
+                 "--quiet"])  # fmt: skip
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0 and payload["status"] == "PASS"
+    bc, ppo = payload["results"]
+    assert (bc["accuracy"], bc["passed"], bc["threshold"], bc["rolled_back"]) == (
+        1.0,
+        True,
+        0.8,
+        False,
+    )
+    assert ppo["mode"] == "ppo" and ppo["anneal_loss_flag"] is False
+    assert ppo["queue_conflict_events"] == 0.0  # disk replay data carries no social events
+    assert main(["promote", "evaluate", "--summary", str(out / "anneal_summary.json")]) == 1
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["decision"] == "HOLD" and decision["reasons"] == ["candidate_not_ready"]

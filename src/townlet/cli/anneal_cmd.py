@@ -17,7 +17,7 @@ from townlet.cli import UsageError
 from townlet.cli._common import print_json
 from townlet.cli._train_common import check_seed, set_threads
 from townlet.config import Config, load_config
-from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig
+from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig, load_bc_samples
 
 
 def register(subparsers: Any) -> None:
@@ -39,7 +39,9 @@ def register(subparsers: Any) -> None:
     source.add_argument(
         "--rollout-ticks", type=int, help="PPO stages train on fresh rollouts of N ticks"
     )
-    parser.add_argument("--root", type=Path, help="resolve manifest paths against this too")
+    parser.add_argument(
+        "--root", type=Path, help="resolve manifest paths (BC and replay) against this too"
+    )
     parser.add_argument("--batch-size", type=int, default=1, help="samples per PPO batch (1)")
     parser.add_argument("--out", type=Path, help="run directory (files, resume, promotion.json)")
     parser.add_argument(
@@ -81,9 +83,12 @@ def run_anneal_cmd(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     sources = _ppo_sources(args, config)
     set_threads(args.threads)
+    bc_data: Any = args.bc_manifest
+    if bc_data is not None and args.root is not None:
+        bc_data = load_bc_samples(bc_data, root=args.root)
     run = run_anneal_with_state(
         config,
-        bc_data=args.bc_manifest,
+        bc_data=bc_data,
         seed=args.seed,
         out_dir=args.out,
         quiet=args.quiet,
