@@ -182,20 +182,20 @@ def test_social_stage_selection(cycle: int, expected: str) -> None:
 def test_rollout_stage_captures_in_the_cycles_social_stage(
     demos: RolloutBuffer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[str] = []
+    seen: list[tuple[str, str]] = []
     import townlet.policy.rollout as rollout
 
     real = rollout.capture_rollout
 
     def spy(world: WorldConfig, policy: object, ticks: int, seed: int) -> RolloutBuffer:
-        seen.append(world.social_reward_stage)
+        seen.append((world.social_reward_stage, getattr(policy, "kind", "?")))
         return real(world, policy, ticks, seed)
 
     monkeypatch.setattr(rollout, "capture_rollout", spy)
     entries = [SocialRewardScheduleEntry(cycle=2, stage="C2")]
     config = _config(PPO1, PPO2, social_reward_schedule=entries)
     run_anneal(config, rollout=RolloutPlan(world=WORLD, ticks=10), quiet=True)
-    assert seen == ["OFF", "C2"]
+    assert seen == [("OFF", "network"), ("C2", "network")]  # on-policy from the first stage
 
 
 def test_ppo_stages_fall_back_to_the_configured_replay_manifest(

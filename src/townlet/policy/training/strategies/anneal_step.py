@@ -6,7 +6,8 @@ keeps the parameters from before the stage (``rolled_back``) and stops the sched
 continues from the current parameters (DESIGN §5.1) with ``bc_coef = stage.bc_weight`` (§5.2),
 the anneal context of the previous PPO stage's baselines, and — right after a BC stage —
 ``critic_warmup_epochs`` extra value-only epochs first. Its data is a replay dataset or a fresh
-rollout captured with the current parameters in the cycle's social reward stage. The baselines
+rollout captured with the current parameters (a fresh network, seeded by the run seed, when a
+run starts with PPO) in the cycle's social reward stage. The baselines
 for the next PPO stage come from this stage's final epoch, social counters included (§5.4).
 
 Randomness: every stage derives its seeds from the run seed and the stage index, so a run
@@ -232,16 +233,30 @@ def _stage_dataset(
     social = select_social_stage(config.training, stage.cycle)
     if social is not None:
         world = attrs.evolve(world, social_reward_stage=social)
-    policy: object = "scripted"
-    if state.params is not None and state.spec is not None:
-        from townlet.policy.rollout_torch import make_network_policy
+    from townlet.policy.rollout_torch import make_network_policy
 
-        policy = make_network_policy(state.params, state.spec)
+    assert state.params is not None and state.spec is not None  # see _with_network
     seed = stage_seed(state.seed, state.stage_index, _CAPTURE_STREAM)
+    policy = make_network_policy(state.params, state.spec)
     buffer = capture_rollout(world, policy, plan.ticks, seed)
     rewards = [float(np.sum(sample.rewards)) for sample in buffer.samples]
     mean_return = float(np.mean(rewards)) if rewards else None
     return build_rollout_dataset(buffer, batch_size=plan.batch_size), mean_return
+
+
+def _with_network(state: AnnealState, data: AnnealData) -> AnnealState:
+    """Before the first stage of a rollout run, a fresh network sized for the town (seeded by
+    the run seed), so that even the first rollout is captured on-policy."""
+    if state.params is not None or data.ppo is not None or data.rollout is None:
+        return state
+    from townlet.policy.nn.network import init_params
+    from townlet.policy.rollout.capture import make_stepper
+
+    info = make_stepper(data.rollout.world).info
+    spec = NetworkSpec(
+        map_shape=info.map_shape, feature_dim=len(info.feature_names), action_dim=info.action_dim
+    )
+    return attrs.evolve(state, params=init_params(spec, state.seed), spec=spec)
 
 
 def _ppo_start(state: AnnealState) -> dict[str, Any]:
@@ -260,6 +275,7 @@ def _ppo_stage(
     from townlet.policy.training.strategies.ppo import train_ppo
 
     training = config.training
+    state = _with_network(state, data)
     dataset, rollout_return = _stage_dataset(state, stage, data, config)
     last_bc = state.last_bc
     context = AnnealContext(
