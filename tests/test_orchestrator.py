@@ -98,3 +98,30 @@ def test_without_run_dir_nothing_is_written(
     monkeypatch.chdir(tmp_path)
     state = run_stages(_context(None), STAGES[:2], quiet=True).state
     assert state.stage_index == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_anneal_state_save_and_reload_round_trip(tmp_path: Path) -> None:
+    from townlet.policy.training.strategies.anneal_io import load_anneal_state, save_anneal_state
+
+    state = run_stages(_context(None), STAGES[:2], quiet=True).state
+    save_anneal_state(tmp_path, state, stages=STAGES[:2], telemetry_lines=7)
+    data = read_run_state(tmp_path)
+    assert data is not None and data["telemetry_lines"] == 7
+    loaded = load_anneal_state(tmp_path, data)
+    assert _without_durations(loaded.results) == _without_durations(state.results)
+    assert (loaded.stage_index, loaded.seed, loaded.baselines) == (2, 5, state.baselines)
+    assert loaded.last_bc == state.last_bc and loaded.rollout_returns == state.rollout_returns
+    assert loaded.ppo_state is not None and state.ppo_state is not None
+    assert loaded.ppo_state.steps == state.ppo_state.steps
+    assert all(torch.equal(state.params[k], v) for k, v in loaded.params.items())  # type: ignore[index, union-attr]
+
+
+def test_a_broken_run_state_is_a_checkpoint_error(tmp_path: Path) -> None:
+    from townlet.errors import CheckpointError
+    from townlet.policy.training.strategies.anneal_io import load_anneal_state
+
+    (tmp_path / "run_state.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="expected a JSON object"):
+        read_run_state(tmp_path)
+    with pytest.raises(CheckpointError, match="invalid run state"):
+        load_anneal_state(tmp_path, {"seed": 0})
