@@ -83,12 +83,10 @@ def write_plot(out: Path, summary: Mapping[str, Any]) -> Path:
     the demo ``summary``; return its path."""
     import json
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from townlet.dto.telemetry import read_telemetry
+    from townlet.plots import import_pyplot, save_figure
+
+    plt = import_pyplot()
 
     epochs = read_telemetry(out / "telemetry.jsonl")
     stages = json.loads((out / "anneal_results.json").read_text(encoding="utf-8"))
@@ -104,7 +102,4 @@ def write_plot(out: Path, summary: Mapping[str, Any]) -> Path:
         fontsize=12,
     )
     fig.tight_layout()
-    target = out / "training.png"
-    fig.savefig(target, dpi=100)
-    plt.close(fig)
-    return target
+    return save_figure(fig, out / "training.png")
