@@ -17,16 +17,15 @@ $(STAMP): pyproject.toml
 
 DEMO_DIR ?= runs/demo
 
-# Until the `townlet-train demo` subcommand lands, the main job is the most complete pipeline:
-# scripted demonstrations in the town -> behaviour cloning -> PPO fine-tuning from the BC
-# checkpoint -> telemetry validation. Everything lands in $(DEMO_DIR).
+# The main job: scripted demonstrations in the town -> behaviour cloning -> anneal to PPO on
+# fresh rollouts (bc_weight falling to 0) -> the BC and final policies evaluated on the same
+# seeded episodes -> promotion decision. Everything (checkpoints, telemetry.jsonl,
+# anneal_results.json, promotion.json, summary.json, training.png) lands in $(DEMO_DIR);
+# DEMO_ARGS=--quick for the short version. A finished $(DEMO_DIR) is moved aside to
+# $(DEMO_DIR).prev so that every `make demo` is a fresh, comparable run.
 demo: venv
-	$(BIN)/townlet-train capture --agents 8 --ticks 300 --seed 0 --out $(DEMO_DIR)/capture
-	$(BIN)/townlet-train bc --manifest $(DEMO_DIR)/capture/rollout_sample_manifest.json \
-		--epochs 5 --seed 0 --out $(DEMO_DIR)/bc
-	$(BIN)/townlet-train ppo --capture-dir $(DEMO_DIR)/capture --init $(DEMO_DIR)/bc/checkpoint.pt \
-		--epochs 3 --seed 0 --log $(DEMO_DIR)/ppo/telemetry.jsonl --out $(DEMO_DIR)/ppo
-	$(BIN)/townlet-train telemetry validate $(DEMO_DIR)/ppo/telemetry.jsonl --format human
+	rm -rf $(DEMO_DIR).prev && if [ -d $(DEMO_DIR) ]; then mv $(DEMO_DIR) $(DEMO_DIR).prev; fi
+	$(BIN)/townlet-train demo --out $(DEMO_DIR) --seed 0 $(DEMO_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests tools

@@ -69,6 +69,14 @@ def _modules() -> list[str]:
         "townlet.cli.ppo_cmd",
         "townlet.cli.evaluate_cmd",
         "townlet.policy.training.strategies.ppo_online",
+        "townlet.policy.training.strategies.anneal",
+        "townlet.policy.training.strategies.anneal_io",
+        "townlet.policy.training.strategies.anneal_step",
+        "townlet.policy.training.orchestrator",
+        "townlet.policy.training.demo",
+        "townlet.policy.training.demo_plot",
+        "townlet.cli.anneal_cmd",
+        "townlet.cli.demo_cmd",
     ]
     return names
 

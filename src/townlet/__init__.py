@@ -134,6 +134,20 @@ _EXPORTS: dict[str, str] = {
     # evaluation: seeded episode returns in the town or a Gymnasium environment
     "PolicyEvaluation": "townlet.policy.evaluate",
     "evaluate_policy": "townlet.policy.evaluate",
+    # anneal, orchestrator, demo (AnnealStageResult/AnnealSummary: see foundation above)
+    "AnnealData": "townlet.policy.training.strategies.anneal_step",
+    "AnnealRun": "townlet.policy.training.strategies.anneal",
+    "AnnealState": "townlet.policy.training.strategies.anneal_step",
+    "DemoSettings": "townlet.policy.training.demo",
+    "RolloutPlan": "townlet.policy.training.strategies.anneal_step",
+    "TrainingContext": "townlet.policy.training.orchestrator",
+    "anneal_stage_step": "townlet.policy.training.strategies.anneal_step",
+    "init_anneal_state": "townlet.policy.training.strategies.anneal_step",
+    "rollout_cycles": "townlet.policy.training.orchestrator",
+    "run_anneal": "townlet.policy.training.strategies.anneal",
+    "run_anneal_with_state": "townlet.policy.training.strategies.anneal",
+    "run_demo": "townlet.policy.training.demo",
+    "run_stages": "townlet.policy.training.orchestrator",
     # telemetry as tables and plots (plot_telemetry needs the plot extra)
     "format_telemetry_table": "townlet.dto.telemetry_table",
     "plot_telemetry": "townlet.plots",

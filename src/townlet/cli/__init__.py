@@ -25,6 +25,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "townlet.cli.capture_cmd",
     "townlet.cli.bc_cmd",
     "townlet.cli.ppo_cmd",
+    "townlet.cli.anneal_cmd",
+    "townlet.cli.demo_cmd",
     "townlet.cli.evaluate_cmd",
 )
 
