@@ -320,3 +320,11 @@ def test_log_frequency_and_rotation(tmp_path: Path) -> None:
     every_other = tmp_path / "every_other.jsonl"
     train_ppo_online("CartPole-v1", 3 * 64, 1, 64, TINY, 0, log_path=every_other, log_frequency=2)
     assert [r.epoch for r in read_telemetry(every_other)] == [2.0]
+
+
+def test_online_training_is_exported_from_the_package() -> None:
+    import townlet
+    from townlet.policy.training.strategies import ppo_online
+
+    assert townlet.train_ppo_online is ppo_online.train_ppo_online
+    assert townlet.OnlineTrainResult is ppo_online.OnlineTrainResult

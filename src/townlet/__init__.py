@@ -119,6 +119,9 @@ _EXPORTS: dict[str, str] = {
     "save_ppo_state": "townlet.policy.training.strategies.ppo_init",
     "train_bc": "townlet.policy.training.strategies.bc",
     "train_ppo": "townlet.policy.training.strategies.ppo",
+    # online PPO on Gymnasium environments (needs torch and the gym extra)
+    "OnlineTrainResult": "townlet.policy.training.strategies.ppo_online",
+    "train_ppo_online": "townlet.policy.training.strategies.ppo_online",
     # rollout capture (townlet.policy.rollout; NetworkPolicy/make_network_policy need torch,
     # make_gymnasium_source the gym extra)
     "GymnasiumSource": "townlet.envs.gymnasium_adapter",
