@@ -16,8 +16,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from townlet.policy.replay import TRAINING_ARRAY_FIELDS, ReplaySample, compute_sample_metrics
+from townlet.policy.rollout.batch_metrics import batch_sample_metrics
 from townlet.policy.rollout.policies import PolicyOutput
 from townlet.policy.rollout.sources import Obs, ObsSlot, SourceInfo, Transition
+from townlet.policy.rollout.workspace import BufferPool, Field, allocate
 
 OBSERVATION_ALIGNMENT = "decision_time"
 
@@ -32,20 +34,35 @@ class FrameRecorder:
     :meth:`slot`) fills ``maps``/``features`` directly; other observations are copied in by
     :meth:`write`. Sources whose agents can be absent (PettingZoo) also fill ``live``
     (N, T) and each sample keeps only its agent's live ticks (a copy).
+
+    The arrays are views of one block from ``pool`` (default: the module pool of
+    :mod:`~townlet.policy.rollout.workspace`, reused across captures once released).
     """
 
-    def __init__(self, ticks: int, info: SourceInfo) -> None:
+    def __init__(self, ticks: int, info: SourceInfo, pool: BufferPool | None = None) -> None:
         n = len(info.agent_ids)
         self.info = info
         self.ticks = ticks
         self.recorded = 0
-        self.maps = np.empty((n, ticks, *info.map_shape), np.float32) if info.has_map else None
-        self.features = np.empty((n, ticks, len(info.feature_names)), np.float32)
-        self.actions = np.empty((n, ticks), np.int64)
-        self.log_probs = np.empty((n, ticks), np.float32)
-        self.values = np.zeros((n, ticks + 1), np.float32)
-        self.rewards = np.empty((n, ticks), np.float32)
-        self.dones = np.empty((n, ticks), np.bool_)
+        fields: list[Field] = [
+            ("features", (n, ticks, len(info.feature_names)), np.float32),
+            ("actions", (n, ticks), np.int64),
+            ("log_probs", (n, ticks), np.float32),
+            ("values", (n, ticks + 1), np.float32),
+            ("rewards", (n, ticks), np.float32),
+            ("dones", (n, ticks), np.bool_),
+        ]
+        if info.has_map:
+            fields.insert(0, ("maps", (n, ticks, *info.map_shape), np.float32))
+        arrays = allocate(fields, pool)  # reused memory: every entry read is written first
+        self.maps = arrays.get("maps")
+        self.features = arrays["features"]
+        self.actions = arrays["actions"]
+        self.log_probs = arrays["log_probs"]
+        self.values = arrays["values"]
+        self.rewards = arrays["rewards"]
+        self.dones = arrays["dones"]
+        self.values[:, ticks] = 0.0
         self.live: NDArray[np.bool_] | None = None
         self._issued: dict[int, NDArray[np.float32]] = {}  # tick -> features view handed out
 
@@ -121,10 +138,15 @@ class FrameRecorder:
 
 
 def sample_metadata(
-    info: SourceInfo, index: int, timesteps: int, capture: dict[str, Any]
+    info: SourceInfo,
+    index: int,
+    timesteps: int,
+    capture: dict[str, Any],
+    lookup: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The sidecar of agent ``index``: observation layout (reference key order), training
-    array keys, then ``agent_id``/``frame_count`` and the capture settings."""
+    array keys, then ``agent_id``/``frame_count`` and the capture settings. ``lookup``:
+    ``info.action_lookup()`` when the caller already has it (a copy is stored)."""
     meta: dict[str, Any] = {
         "variant": "hybrid" if info.has_map else "vector",
         "map_shape": list(info.map_shape),
@@ -135,7 +157,7 @@ def sample_metadata(
         "timesteps": timesteps,
         "value_pred_steps": timesteps + 1,
     }
-    lookup = info.action_lookup()
+    lookup = info.action_lookup() if lookup is None else dict(lookup)
     if lookup is not None:
         meta["action_lookup"] = lookup
     meta["action_dim"] = info.action_dim
@@ -146,19 +168,36 @@ def sample_metadata(
     return meta
 
 
+def _all_metrics(recorder: FrameRecorder) -> list[dict[str, float]] | None:
+    """Every agent's metrics in one batch when every agent acted every tick, else None."""
+    if recorder.live is not None:
+        return None
+    return batch_sample_metrics(
+        recorder.info,
+        recorder.features,
+        recorder.actions,
+        recorder.log_probs,
+        recorder.values,
+        recorder.rewards,
+    )
+
+
 def recorded_samples(recorder: FrameRecorder, capture: dict[str, Any]) -> list[ReplaySample]:
     """One :class:`ReplaySample` per agent that acted, with ``metrics`` in its sidecar.
 
     The samples' arrays are read-only views of the recorder's (agent-major) arrays.
     """
+    lookup = recorder.info.action_lookup()
+    batched = _all_metrics(recorder)
     samples = []
     for index, arrays in recorder.iter_agent_arrays():
-        meta = sample_metadata(recorder.info, index, len(arrays["dones"]), capture)
-        # Metrics read the validated sample but are not validated themselves, so the sample
-        # is built once with an empty ``metrics`` dict (last key, as the sidecar has it) that
-        # is filled in afterwards: the record holds a shallow copy of ``meta``, this same dict.
-        metrics: dict[str, float] = {}
+        meta = sample_metadata(recorder.info, index, len(arrays["dones"]), capture, lookup)
+        # Metrics are not validated by ReplaySample, so a sample measured one by one is built
+        # once with an empty ``metrics`` dict (last key, as the sidecar has it) filled in
+        # afterwards: the record holds a shallow copy of ``meta``, so this same dict.
+        metrics: dict[str, float] = {} if batched is None else batched[index]
         sample = ReplaySample(**arrays, metadata={**meta, "metrics": metrics})
-        metrics.update(compute_sample_metrics(sample))
+        if batched is None:
+            metrics.update(compute_sample_metrics(sample))
         samples.append(sample)
     return samples
