@@ -45,9 +45,7 @@ def test_synthetic_arrays_match_exactly(ticks: int, named: bool) -> None:
     n = 5
     scale = np.float32(10.0) ** rng.integers(-6, 7, size=(n, ticks)).astype(np.float32)
     arrays = {
-        "features": (rng.standard_normal((n, ticks, len(FEATURE_NAMES))) * 1e3).astype(
-            np.float32
-        ),
+        "features": (rng.standard_normal((n, ticks, len(FEATURE_NAMES))) * 1e3).astype(np.float32),
         "actions": rng.integers(0, len(ACTION_NAMES) - 2, size=(n, ticks)).astype(np.int64),
         "log_probs": (-rng.random((n, ticks)) * scale).astype(np.float32),
         "values": rng.standard_normal((n, ticks + 1)).astype(np.float32),
