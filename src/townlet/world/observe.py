@@ -39,7 +39,7 @@ _CELL_DIST = np.maximum(*np.abs(np.mgrid[-RADIUS : RADIUS + 1, -RADIUS : RADIUS 
 def observe_maps(state: WorldState, out: FloatArray | None = None) -> FloatArray:
     """(N, 4, 11, 11) float32 egocentric windows (see the module docstring), written into
     ``out`` (and returned) when given: any (N, 4, 11, 11) float32 array whose last two axes
-    are C-contiguous (e.g. tick ``t`` of an agent-major recording buffer).
+    can be viewed as one without a copy (e.g. tick ``t`` of an agent-major recording buffer).
     Raises ``ValueError`` for an ``out`` of another shape, dtype or layout."""
     size, lay = state.config.size, state.layout
     _, _, count = agent_tiles(state.position, size)
