@@ -79,3 +79,14 @@ def test_released_capture_memory_is_reused() -> None:
     del again
     assert release_capture_buffers() > 0
     assert POOL.held_bytes() >= 0
+
+
+def test_buffer_protocol_exports_pin_the_block() -> None:
+    cfg = WorldConfig(num_agents=2)
+    buffer = capture_rollout(cfg, "random", 23, seed=0)
+    exported = memoryview(buffer.samples[0].map)
+    saved = bytes(exported)
+    del buffer
+    for seed in (1, 2, 3):
+        capture_rollout(cfg, "random", 23, seed=seed)
+    assert bytes(exported) == saved
