@@ -85,3 +85,42 @@ def test_window_is_zero_outside_the_town() -> None:
 def test_observe_rejects_a_foreign_config() -> None:
     with pytest.raises(ValueError, match="config"):
         observe(reset(WorldConfig(), 0), WorldConfig(size=20))
+
+
+def test_observe_into_strided_out_matches_fresh_arrays() -> None:
+    from townlet.world import scripted_actions, step
+
+    cfg = WorldConfig(num_agents=6)
+    state = reset(cfg, 3)
+    rng = np.random.default_rng(0)
+    maps_buf = np.full((6, 4, 4, 11, 11), np.nan, dtype=np.float32)  # (N, T, C, H, W)
+    feats_buf = np.full((6, 4, 33), np.nan, dtype=np.float32)
+    for tick in range(4):
+        out = (maps_buf[:, tick], feats_buf[:, tick])
+        maps, features = observe(state, out=out)
+        assert maps is out[0] and features is out[1]
+        fresh_maps, fresh_features = observe(state)
+        assert maps.tobytes() == fresh_maps.tobytes()
+        assert features.tobytes() == fresh_features.tobytes()
+        state, _, _, _ = step(state, scripted_actions(state, None, rng))
+    assert not np.isnan(maps_buf).any() and not np.isnan(feats_buf).any()
+    # a features-only ``out`` gets fresh maps
+    maps, features = observe(state, out=(None, feats_buf[:, 0]))
+    assert maps.shape == (6, 4, 11, 11) and features is not None
+
+
+@pytest.mark.parametrize(
+    ("maps_out", "features_out", "match"),
+    [
+        (np.zeros((5, 4, 11, 11), np.float32), np.zeros((6, 33), np.float32), "out maps"),
+        (np.zeros((6, 4, 11, 11), np.float64), np.zeros((6, 33), np.float32), "float32"),
+        (np.zeros((6, 4, 11, 11), np.float32), np.zeros((6, 32), np.float32), "out features"),
+        (np.zeros((6, 4, 11, 12), np.float32)[..., :11], np.zeros((6, 33), np.float32), "copy"),
+    ],
+)
+def test_observe_rejects_bad_out(
+    maps_out: np.ndarray, features_out: np.ndarray, match: str
+) -> None:
+    state = reset(WorldConfig(num_agents=6), 0)
+    with pytest.raises(ValueError, match=match):
+        observe(state, out=(maps_out, features_out))

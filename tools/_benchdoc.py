@@ -12,8 +12,10 @@ def replace_section(path: Path, heading: str, section: str) -> None:
     """Replace the ``## heading`` section of ``path`` with ``section`` (or append it)."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    body = section.rstrip("\n") + "\n"
     if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
+        # A section followed by another keeps one blank line before the next heading.
+        text = pattern.sub(lambda m: body + ("\n" if m.end() < len(text) else ""), text)
     else:
         text = text.rstrip() + "\n\n" + section
     write_text_atomic(path, text)

@@ -1,7 +1,7 @@
 """Benchmark rollout capture against bare stepping of the town.
 
-Usage: ``python tools/bench_capture.py [--repeats 3] [--write docs/benchmarks.md]``. For 8, 128
-and 2048 agents (towns scaled to the default density), times
+Usage: ``python tools/bench_capture.py [--repeats 3] [--rounds 2] [--write docs/benchmarks.md]``.
+For 8, 128 and 2048 agents (towns scaled to the default density), times
 
 * **bare**: ``reset`` then, per tick, ``scripted_actions`` + ``step`` + ``observe`` — the work any
   capture must do;
@@ -9,10 +9,15 @@ and 2048 agents (towns scaled to the default density), times
   every frame, counting events and the bootstrap call;
 * **samples**: ``buffer_from_frames`` — one ``ReplaySample`` with sidecar and metrics per agent
   (``capture_rollout`` = capture loop + samples);
-* **save**: ``RolloutBuffer.save`` of that capture (deflated npz, into a temporary directory).
+* **save**: ``RolloutBuffer.save`` of one capture (deflated npz, into a temporary directory).
 
-Overheads are relative to bare (median of ``--repeats`` runs each). Thread pools are pinned to one
-thread before numpy is imported.
+Each kind runs in its own fresh process — one untimed run, then ``--repeats`` timed runs — so
+neither inherits the other's allocator state; bare and capture processes alternate
+``--rounds`` times and each figure is the median of all timed runs. Overheads are
+``(capture − bare) / bare``. *Cold* is ``capture_rollout`` as the first capture of a fresh
+process. Everything runs twice: with glibc's default allocator settings and with
+:data:`KEEP_MEMORY` (freed memory stays in the process, so no run pays page faults for memory
+it already had). Thread pools are pinned to one thread before numpy is imported.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -49,9 +56,16 @@ from townlet.world import (  # noqa: E402
 
 # (agents, ticks). Recorded observations take agents · ticks · 1,936 bytes (790 MB at 2048 × 200).
 SIZES = ((8, 500), (128, 500), (2048, 200))
+# glibc tunables: never give freed heap memory back to the OS, serve ≤ 32 MB from the heap.
+KEEP_MEMORY = {
+    "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_TOP_PAD_": str(256 << 20),
+}
+ALLOCATORS = (("glibc defaults", {}), ("freed memory kept", KEEP_MEMORY))
 
 
-def _bare(cfg: WorldConfig, ticks: int, seed: int) -> float:
+def _bare(cfg: WorldConfig, ticks: int, seed: int) -> tuple[float, ...]:
     start = time.perf_counter()
     state = reset(cfg, seed)
     rng = np.random.default_rng([seed, POLICY_STREAM])
@@ -59,66 +73,91 @@ def _bare(cfg: WorldConfig, ticks: int, seed: int) -> float:
     for _ in range(ticks):
         state, _, _, _ = step(state, scripted_actions(state, None, rng))
         observe(state)
-    return time.perf_counter() - start
+    return (time.perf_counter() - start,)
 
 
-def _capture(cfg: WorldConfig, ticks: int, seed: int) -> tuple[float, float, float]:
+def _capture(cfg: WorldConfig, ticks: int, seed: int, save: bool = False) -> tuple[float, ...]:
     start = time.perf_counter()
     frames = capture_frames(cfg, "scripted", ticks, seed)
     looped = time.perf_counter() - start
     start = time.perf_counter()
     buffer = buffer_from_frames(frames)
     built = time.perf_counter() - start
+    if not save:
+        return looped, built
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         buffer.save(Path(tmp) / "capture")
-        saved = time.perf_counter() - start
-    return looped, built, saved
+        return looped, built, time.perf_counter() - start
 
 
-def _bench(agents: int, ticks: int, repeats: int) -> tuple[float, ...]:
-    """Steady state: one untimed run of each kind first, so the recording buffers of the timed
-    runs reuse memory the process already holds (as in a PPO loop capturing every iteration)."""
+def _child(kind: str, agents: int, ticks: int, repeats: int) -> list[list[float]]:
+    """Timed runs of one kind in this (fresh) process; ``cold`` is a single first capture."""
     cfg = scaled_world_config(agents)
-    _bare(cfg, ticks, 0)
-    _capture(cfg, ticks, 0)
-    runs = []
-    for seed in range(repeats):
-        runs.append((_bare(cfg, ticks, seed), *_capture(cfg, ticks, seed)))
-    return tuple(float(x) for x in np.median(np.array(runs), axis=0))
+    if kind == "cold":
+        return [list(_capture(cfg, ticks, 0))]
+    run = _bare if kind == "bare" else _capture
+    run(cfg, ticks, 0)
+    runs = [list(run(cfg, ticks, seed)) for seed in range(1, repeats + 1)]
+    if kind == "capture":
+        runs[-1] = list(_capture(cfg, ticks, repeats + 1, save=True))
+    return runs
 
 
-def _cold(agents: int, ticks: int) -> float:
-    """The capture loop's time as the first capture of a fresh process (its recording buffers
-    touch fresh memory: page faults included)."""
+def _spawn(kind: str, agents: int, ticks: int, repeats: int, env: dict[str, str]) -> list[Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--cold", str(agents), str(ticks)],
+        [sys.executable, __file__, "--child", kind, str(agents), str(ticks), str(repeats)],
         check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, **env},
     )
-    return float(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _table(rows: list[tuple[int, int, tuple[float, ...], float]]) -> str:
+def _measure(
+    agents: int, ticks: int, args: argparse.Namespace, env: dict[str, str]
+) -> dict[str, float]:
+    bare: list[float] = []
+    loop: list[float] = []
+    full: list[float] = []
+    saves: list[float] = []
+    for _ in range(args.rounds):
+        bare += [r[0] for r in _spawn("bare", agents, ticks, args.repeats, env)]
+        for r in _spawn("capture", agents, ticks, args.repeats, env):
+            loop.append(r[0])
+            full.append(r[0] + r[1])
+            saves += r[2:]
+    cold = _spawn("cold", agents, ticks, 1, env)[0]
+    return {
+        "bare": float(np.median(bare)),
+        "loop": float(np.median(loop)),
+        "full": float(np.median(full)),
+        "save": float(np.median(saves)),
+        "cold": cold[0] + cold[1],
+    }
+
+
+def _table(rows: list[tuple[int, int, dict[str, dict[str, float]]]]) -> str:
     lines = [
-        "| agents | ticks | bare: agent-steps/s | capture loop: agent-steps/s | loop overhead "
-        "| + samples: agent-steps/s | capture_rollout overhead | save (s) "
-        "| cold loop overhead |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| agents | ticks | allocator | bare: agent-steps/s | capture_rollout: agent-steps/s "
+        "| loop overhead | capture_rollout overhead | cold capture_rollout overhead "
+        "| save (s) |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for agents, ticks, (bare, loop, built, save), cold in rows:
+    for agents, ticks, by_alloc in rows:
         steps = agents * ticks
-        lines.append(
-            f"| {agents} | {ticks} | {steps / bare:,.0f} | {steps / loop:,.0f} "
-            f"| {100 * (loop / bare - 1):+.1f}% | {steps / (loop + built):,.0f} "
-            f"| {100 * ((loop + built) / bare - 1):+.1f}% | {save:.2f} "
-            f"| {100 * (cold / bare - 1):+.1f}% |"
-        )
+        for name, t in by_alloc.items():
+            lines.append(
+                f"| {agents} | {ticks} | {name} | {steps / t['bare']:,.0f} "
+                f"| {steps / t['full']:,.0f} | {100 * (t['loop'] / t['bare'] - 1):+.1f}% "
+                f"| {100 * (t['full'] / t['bare'] - 1):+.1f}% "
+                f"| {100 * (t['cold'] / t['bare'] - 1):+.1f}% | {t['save']:.2f} |"
+            )
     return "\n".join(lines)
 
 
-def _write(path: Path, table: str, repeats: int) -> None:
+def _write(path: Path, table: str, args: argparse.Namespace) -> None:
     """Replace (or append) the self-contained "## Rollout capture" section of ``path``."""
     section = (
         "## Rollout capture\n\n"
@@ -126,14 +165,20 @@ def _write(path: Path, table: str, repeats: int) -> None:
         "policy against bare stepping (`scripted_actions` + `step` + `observe`, the work any "
         "capture needs), one core (thread pools pinned to 1), numpy "
         f"{np.__version__}, Python {platform.python_version()}, "
-        f"{platform.processor() or platform.machine()}; median of {repeats} runs. "
-        "The capture loop (`capture_frames`) records every frame, the event counters and the "
-        "bootstrap values; `+ samples` adds `buffer_from_frames` (one `ReplaySample` with sidecar "
-        "and metrics per agent, a fixed cost per agent), so `capture_rollout` = both; save "
-        "writes the capture directory (deflated npz). Steady state: each kind ran once untimed "
-        "first (as in a PPO loop capturing every iteration); *cold* is the capture loop as "
-        "the first capture of a fresh process, where first touching the recorded observations "
-        "(page faults; 1,936 bytes per agent-step) is paid. "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} vCPUs (a VM). "
+        "Loop = `capture_frames` (records every frame, the event counters and the bootstrap "
+        "values); `capture_rollout` = loop + `buffer_from_frames` (one `ReplaySample` with "
+        "sidecar and metrics per agent). Each kind runs in its own fresh process, one untimed "
+        f"run then {args.repeats} timed ones (steady state: a capture reuses the recording "
+        f"memory of the previous one, as in a PPO loop), processes alternating {args.rounds} "
+        "times; medians. Cold = `capture_rollout` as the first capture of a fresh process "
+        "(page faults on 1,936 bytes of observations per agent-step included). Save = "
+        "`RolloutBuffer.save` (deflated npz). *glibc defaults*: on this VM the bare loop pays "
+        "page faults every tick at 2048 agents (its arrays above glibc's trim threshold go back "
+        "to the OS and come back zeroed), which capture mostly avoids by writing observations "
+        "in place — so the overhead there is negative; *freed memory kept* "
+        "(`MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TOP_PAD_`, see "
+        "tools/bench_capture.py) removes that cost from both and is the strict comparison. "
         "For scale: the original Townlet captured 261–390 agent-steps/s with 2–16 "
         "agents.\n\n"
         f"{table}\n"
@@ -144,23 +189,24 @@ def _write(path: Path, table: str, repeats: int) -> None:
 def main() -> int:
     """Run the benchmark, print the table, optionally write it to a markdown file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="runs per size (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per process")
+    parser.add_argument("--rounds", type=int, default=2, help="bare/capture process pairs")
     parser.add_argument("--write", type=Path, default=None, help="markdown file to update")
-    parser.add_argument("--cold", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.cold:
-        print(_capture(scaled_world_config(args.cold[0]), args.cold[1], 0)[0])
+    if args.child:
+        kind, agents, ticks, repeats = args.child
+        print(json.dumps(_child(kind, int(agents), int(ticks), int(repeats))))
         return 0
     rows = []
     for agents, ticks in SIZES:
-        cold = _cold(agents, ticks)
-        times = _bench(agents, ticks, args.repeats)
-        rows.append((agents, ticks, times, cold))
-        print(f"{agents} agents: bare/loop/samples/save {times} cold loop {cold:.3f}", flush=True)
+        by_alloc = {name: _measure(agents, ticks, args, env) for name, env in ALLOCATORS}
+        rows.append((agents, ticks, by_alloc))
+        print(f"{agents} agents: {json.dumps(by_alloc)}", flush=True)
     table = _table(rows)
     print(table)
     if args.write is not None:
-        _write(args.write, table, args.repeats)
+        _write(args.write, table, args)
     return 0
 
 

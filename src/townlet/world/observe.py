@@ -36,8 +36,11 @@ FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)
 _CELL_DIST = np.maximum(*np.abs(np.mgrid[-RADIUS : RADIUS + 1, -RADIUS : RADIUS + 1])).ravel()
 
 
-def observe_maps(state: WorldState) -> FloatArray:
-    """(N, 4, 11, 11) float32 egocentric windows (see the module docstring)."""
+def observe_maps(state: WorldState, out: FloatArray | None = None) -> FloatArray:
+    """(N, 4, 11, 11) float32 egocentric windows (see the module docstring), written into
+    ``out`` (and returned) when given: any (N, 4, 11, 11) float32 array whose last two axes
+    can be viewed as one without a copy (e.g. tick ``t`` of an agent-major recording buffer).
+    Raises ``ValueError`` for an ``out`` of another shape, dtype or layout."""
     size, lay = state.config.size, state.layout
     _, _, count = agent_tiles(state.position, size)
     grids = np.zeros((3, size + 2 * RADIUS, size + 2 * RADIUS), dtype=np.float32)
@@ -51,15 +54,23 @@ def observe_maps(state: WorldState) -> FloatArray:
     offs = (np.arange(WINDOW)[:, None] * side + np.arange(WINDOW)).ravel()
     flat = (state.position[:, 1] * side + state.position[:, 0])[:, None] + offs
     n = state.position.shape[0]
-    maps = np.empty((n, 4, WINDOW, WINDOW), dtype=np.float32)
-    cells = maps.reshape(n, 4, WINDOW * WINDOW)
+    maps = np.empty((n, 4, WINDOW, WINDOW), dtype=np.float32) if out is None else out
+    _check_out("maps", maps, (n, 4, WINDOW, WINDOW))
+    cells = np.reshape(maps, (n, 4, WINDOW * WINDOW), copy=False)
     for channel in range(3):
-        np.take(grids[channel].ravel(), flat, out=cells[:, channel + 1])
+        # Indices are always in range (the grids are padded); "clip" lets take write
+        # straight into a strided ``out`` where the default mode buffers first.
+        np.take(grids[channel].ravel(), flat, out=cells[:, channel + 1], mode="clip")
     maps[:, 1, RADIUS, RADIUS] -= 1.0  # the agent itself is the self channel
     np.minimum(maps[:, 1], 1.0, out=maps[:, 1])
     maps[:, 0] = 0.0
     maps[:, 0, RADIUS, RADIUS] = 1.0
     return maps
+
+
+def _check_out(name: str, out: FloatArray, shape: tuple[int, ...]) -> None:
+    if out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"out {name}: expected float32 {shape}, got {out.dtype} {out.shape}")
 
 
 def _path_hint(state: WorldState) -> FloatArray:
@@ -77,11 +88,20 @@ def _path_hint(state: WorldState) -> FloatArray:
     return hint
 
 
-def observe_features(state: WorldState, maps: FloatArray) -> FloatArray:
-    """(N, 33) float32 features in ``FEATURE_NAMES`` order (``maps`` from ``observe_maps``)."""
+def observe_features(
+    state: WorldState, maps: FloatArray, out: FloatArray | None = None
+) -> FloatArray:
+    """(N, 33) float32 features in ``FEATURE_NAMES`` order (``maps`` from ``observe_maps``),
+    written into ``out`` (and returned) when given. Raises ``ValueError`` for an ``out`` of
+    another shape or dtype."""
     cfg = state.config
     n = state.needs.shape[0]
-    f = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+    if out is None:
+        f = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+    else:
+        _check_out("features", out, (n, len(FEATURE_NAMES)))
+        f = out
+        f[...] = 0.0
     f[:, 0:3] = state.needs
     f[:, 3] = state.wallet
     f[:, 4] = state.lateness_counter
@@ -102,7 +122,7 @@ def observe_features(state: WorldState, maps: FloatArray) -> FloatArray:
     f[:, 23] = state.using >= 0
     f[:, 24] = state.queued >= 0
     f[:, 25:29] = _path_hint(state)
-    flat = maps.reshape(n, 4, WINDOW * WINDOW)
+    flat = np.reshape(maps, (n, 4, WINDOW * WINDOW), copy=False)
     cells = WINDOW * WINDOW
     f[:, 29] = flat[:, 1].sum(axis=1) / (cells - 1)
     f[:, 30] = flat[:, 2].sum(axis=1) / cells
@@ -112,15 +132,24 @@ def observe_features(state: WorldState, maps: FloatArray) -> FloatArray:
     return f
 
 
-def observe(state: WorldState, config: WorldConfig | None = None) -> tuple[FloatArray, FloatArray]:
+def observe(
+    state: WorldState,
+    config: WorldConfig | None = None,
+    *,
+    out: tuple[FloatArray | None, FloatArray] | None = None,
+) -> tuple[FloatArray, FloatArray]:
     """``(maps (N,4,11,11), features (N,33))`` float32 for every agent of ``state``.
 
-    ``config`` defaults to ``state.config``; a different one raises ``ValueError``.
+    ``out``: ``(maps, features)`` arrays to write into and return instead of new ones (a
+    ``None`` maps entry gets a new array) — a capture passes views of its recording buffers.
+    ``config`` defaults to ``state.config``; a different one raises ``ValueError``, as does an
+    ``out`` array of the wrong shape, dtype or layout.
     """
     if config is not None and config is not state.config and config != state.config:
         raise ValueError("config: expected the config the state was reset with")
-    maps = observe_maps(state)
-    return maps, observe_features(state, maps)
+    maps_out, features_out = (None, None) if out is None else out
+    maps = observe_maps(state, maps_out)
+    return maps, observe_features(state, maps, features_out)
 
 
 observe_world = observe  # the name exported from ``townlet``

@@ -32,6 +32,7 @@ from townlet.policy.rollout.policies import (
 )
 from townlet.policy.rollout.save import sample_stem, save_rollout
 from townlet.policy.rollout.sources import Obs, SourceInfo, Transition, episode_seed
+from townlet.policy.rollout.workspace import release_capture_buffers
 
 __all__ = [
     "OBSERVATION_ALIGNMENT",
@@ -58,6 +59,7 @@ __all__ = [
     "make_stepper",
     "policy_kind",
     "recorded_samples",
+    "release_capture_buffers",
     "resolve_policy",
     "rollout_summary",
     "sample_stem",

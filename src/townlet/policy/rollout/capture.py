@@ -122,10 +122,10 @@ def capture_frames(
     actor = stepper.actor(policy)
     rng = np.random.default_rng([seed, POLICY_STREAM])
     recorder = FrameRecorder(ticks, info)
-    obs = stepper.reset(seed)
+    obs = stepper.reset(seed, out=recorder.slot(0))
     for tick in range(ticks):
         output = check_policy_output(actor(obs, rng), len(obs.features), info.action_dim)
-        outcome = stepper.step(output[0])
+        outcome = stepper.step(output[0], out=recorder.slot(tick + 1))
         recorder.write(tick, obs, output, outcome)
         obs = outcome.next_obs
         if progress is not None:

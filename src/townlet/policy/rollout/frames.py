@@ -1,5 +1,5 @@
-"""Frames of a capture, held as preallocated ``(T, N, …)`` arrays, and their conversion to one
-:class:`ReplaySample` per agent.
+"""Frames of a capture, held agent-major in preallocated ``(N, T, …)`` arrays, and their
+conversion to one :class:`ReplaySample` per agent.
 
 Frame ``t`` of agent ``i`` pairs the observation the agent acted on at tick ``t`` with the
 action, its log-probability and the value of that observation (all computed from that same
@@ -16,105 +16,137 @@ import numpy as np
 from numpy.typing import NDArray
 
 from townlet.policy.replay import TRAINING_ARRAY_FIELDS, ReplaySample, compute_sample_metrics
+from townlet.policy.rollout.batch_metrics import batch_sample_metrics
 from townlet.policy.rollout.policies import PolicyOutput
-from townlet.policy.rollout.sources import Obs, SourceInfo, Transition
+from townlet.policy.rollout.sources import Obs, ObsSlot, SourceInfo, Transition
+from townlet.policy.rollout.workspace import BufferPool, Field, allocate
 
 OBSERVATION_ALIGNMENT = "decision_time"
 
 
-_BLOCK_BYTES = 8 << 20  # per-agent blocks are built this many bytes at a time
-
-
-def _full(rows: NDArray[np.intp], values: NDArray[Any], n: int) -> NDArray[Any]:
-    out = np.zeros((n, *values.shape[1:]), dtype=values.dtype)
-    out[rows] = values
-    return out
-
-
 class FrameRecorder:
-    """The frames of a capture, as the per-tick batches the loop saw.
+    """The frames of a capture, agent-major: ``maps`` (N, T, C, H, W) (None without a map),
+    ``features`` (N, T, D), ``actions``/``log_probs``/``rewards``/``dones`` (N, T) and
+    ``values`` (N, T+1, the last column the bootstrap value).
 
-    Recording keeps references to each tick's arrays (no copy: sources return fresh arrays
-    every tick); :meth:`agent_arrays` transposes them to per-agent arrays a block of agents at a
-    time. A single preallocated ``(T, N, …)`` buffer measured a loop overhead of +29% (128
-    agents) and +122% (2048) against +5% and +53% this way: an allocation that big always comes
-    fresh from the OS, and first touching it costs more than the copy.
-    Sources whose agents can be absent (PettingZoo) are scattered into full ``(N, …)`` rows
-    and a ``live`` mask; absent rows are never read.
+    Agent ``i``'s sample is made of the views ``maps[i]``, ``features[i]``, … — no copy, no
+    transposition. A source that writes observations in place (the town, through
+    :meth:`slot`) fills ``maps``/``features`` directly; other observations are copied in by
+    :meth:`write`. Sources whose agents can be absent (PettingZoo) also fill ``live``
+    (N, T) and each sample keeps only its agent's live ticks (a copy).
+
+    The arrays are views of one block from ``pool`` (default: the module pool of
+    :mod:`~townlet.policy.rollout.workspace`, reused across captures once released).
     """
 
-    def __init__(self, ticks: int, info: SourceInfo) -> None:
+    def __init__(self, ticks: int, info: SourceInfo, pool: BufferPool | None = None) -> None:
+        n = len(info.agent_ids)
         self.info = info
         self.ticks = ticks
-        self.columns: dict[str, list[NDArray[Any]]] = {
-            key: [] for key in ("map", "features", "actions", "log_probs", "values", "rewards")
-        }
-        self.columns["dones"] = []
-        self.live: list[NDArray[np.bool_]] | None = None
-        self.bootstrap = np.zeros(len(info.agent_ids), dtype=np.float32)
+        self.recorded = 0
+        fields: list[Field] = [
+            ("features", (n, ticks, len(info.feature_names)), np.float32),
+            ("actions", (n, ticks), np.int64),
+            ("log_probs", (n, ticks), np.float32),
+            ("values", (n, ticks + 1), np.float32),
+            ("rewards", (n, ticks), np.float32),
+            ("dones", (n, ticks), np.bool_),
+        ]
+        if info.has_map:
+            fields.insert(0, ("maps", (n, ticks, *info.map_shape), np.float32))
+        arrays = allocate(fields, pool)  # reused memory: every entry read is written first
+        self.maps = arrays.get("maps")
+        self.features = arrays["features"]
+        self.actions = arrays["actions"]
+        self.log_probs = arrays["log_probs"]
+        self.values = arrays["values"]
+        self.rewards = arrays["rewards"]
+        self.dones = arrays["dones"]
+        self.values[:, ticks] = 0.0
+        self.live: NDArray[np.bool_] | None = None
+        self._issued: dict[int, NDArray[np.float32]] = {}  # tick -> features view handed out
+
+    def slot(self, tick: int) -> ObsSlot | None:
+        """Where the observations of tick ``tick`` go, for a source that writes them in place:
+        ``(maps (N, C, H, W) or None, features (N, D))`` views; None past the last tick."""
+        if tick >= self.ticks:
+            return None
+        maps = None if self.maps is None else self.maps[:, tick]
+        features = self._issued[tick] = self.features[:, tick]
+        return maps, features
 
     def write(self, tick: int, obs: Obs, output: PolicyOutput, outcome: Transition) -> None:
         """Record tick ``tick``: the observation acted on, the policy's output, the outcome."""
-        row: tuple[Any, ...] = (obs.maps, obs.features, *output, outcome.rewards, outcome.dones)
+        rows: Any = slice(None)
         if obs.live is not None:
-            n = len(self.info.agent_ids)
             if self.live is None:
-                self.live = [np.ones(n, dtype=np.bool_)] * len(self.columns["dones"])
-            self.live.append(_full(obs.live, np.ones(len(obs.live), dtype=np.bool_), n))
-            row = tuple(None if a is None else _full(obs.live, a, n) for a in row)
-        for column, array in zip(self.columns.values(), row, strict=True):
-            if array is not None:
-                column.append(array)
+                self.live = np.zeros(self.dones.shape, np.bool_)
+                self.live[:, :tick] = True
+            rows = obs.live
+            self.live[rows, tick] = True
+        elif self.live is not None:
+            self.live[:, tick] = True
+        if obs.features is not self._issued.pop(tick, None):  # not written in place
+            if self.maps is not None and obs.maps is not None:
+                self.maps[rows, tick] = obs.maps
+            self.features[rows, tick] = obs.features
+        self.actions[rows, tick], self.log_probs[rows, tick], self.values[rows, tick] = output
+        self.rewards[rows, tick], self.dones[rows, tick] = outcome.rewards, outcome.dones
+        self.recorded = tick + 1
 
     def write_bootstrap(self, obs: Obs, values: NDArray[np.float32]) -> None:
-        """Values of the observations after the last tick (agents absent then keep 0)."""
-        self.bootstrap[:] = 0.0
-        self.bootstrap[slice(None) if obs.live is None else obs.live] = values
+        """Values of the observations after the last tick (agents absent then keep 0); an
+        agent whose last recorded frame ended an episode bootstraps from 0."""
+        column = self.values[:, self.ticks]
+        column[:] = 0.0
+        column[slice(None) if obs.live is None else obs.live] = values
+        if self.live is None:
+            column[self.dones[:, -1]] = 0.0
 
     def iter_agent_arrays(self) -> Iterator[tuple[int, dict[str, NDArray[Any]]]]:
         """``(agent index, the seven replay arrays)`` for every agent that acted, in order."""
-        n, ticks = len(self.info.agent_ids), len(self.columns["dones"])
-        small = {k: np.stack(self.columns[k], axis=1) for k in _SMALL}  # (N, T) each
-        live = np.stack(self.live, axis=1) if self.live is not None else None
-        per_agent = ticks * (len(self.info.feature_names) + int(np.prod(self.info.map_shape))) * 4
-        group = max(1, _BLOCK_BYTES // max(per_agent, 1))
-        for start in range(0, n, group):
-            stop = min(n, start + group)
-            block = {
-                k: np.stack([a[start:stop] for a in self.columns[k]], axis=1)
-                for k in ("map", "features")
-                if self.columns[k]
-            }
-            for index in range(start, stop):
-                pick: Any = slice(None) if live is None else live[index]
-                arrays = {k: a[index - start][pick] for k, a in block.items()}
-                arrays.update({k: a[index][pick] for k, a in small.items()})
-                if len(arrays["dones"]):
-                    yield index, self._replay_arrays(index, arrays)
+        if self.recorded != self.ticks:
+            raise RuntimeError(f"recorded {self.recorded} of {self.ticks} ticks")
+        for index in range(len(self.info.agent_ids)):
+            arrays = self._agent_arrays(index)
+            if arrays is not None:
+                yield index, arrays
 
-    def _replay_arrays(self, index: int, arrays: dict[str, NDArray[Any]]) -> dict[str, Any]:
-        dones = arrays["dones"]
-        last = 0.0 if dones[-1] else float(self.bootstrap[index])
-        grid = arrays.get("map")
+    def _agent_arrays(self, index: int) -> dict[str, NDArray[Any]] | None:
+        i = index
+        if self.live is None:
+            values = self.values[i]
+            pick: Any = slice(None)
+        else:
+            pick = self.live[i]
+            if not pick.any():
+                return None
+            values = self.values[i, : self.ticks][pick]
+            last_done = self.dones[i][pick][-1]
+            values = np.append(values, 0.0 if last_done else self.values[i, self.ticks])
+        dones = self.dones[i][pick]
+        grid = self.maps[i][pick] if self.maps is not None else None
         return {
             "map": grid if grid is not None else np.zeros((len(dones), 0, 0, 0), np.float32),
-            "features": arrays["features"],
-            "actions": arrays["actions"],
-            "old_log_probs": arrays["log_probs"],
-            "value_preds": np.append(arrays["values"], np.float32(last)),
-            "rewards": arrays["rewards"],
+            "features": self.features[i][pick],
+            "actions": self.actions[i][pick],
+            "old_log_probs": self.log_probs[i][pick],
+            "value_preds": values,
+            "rewards": self.rewards[i][pick],
             "dones": dones,
         }
 
 
-_SMALL = ("actions", "log_probs", "values", "rewards", "dones")
-
-
 def sample_metadata(
-    info: SourceInfo, index: int, timesteps: int, capture: dict[str, Any]
+    info: SourceInfo,
+    index: int,
+    timesteps: int,
+    capture: dict[str, Any],
+    lookup: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The sidecar of agent ``index``: observation layout (reference key order), training
-    array keys, then ``agent_id``/``frame_count`` and the capture settings."""
+    array keys, then ``agent_id``/``frame_count`` and the capture settings. ``lookup``:
+    ``info.action_lookup()`` when the caller already has it (a copy is stored)."""
     meta: dict[str, Any] = {
         "variant": "hybrid" if info.has_map else "vector",
         "map_shape": list(info.map_shape),
@@ -125,7 +157,7 @@ def sample_metadata(
         "timesteps": timesteps,
         "value_pred_steps": timesteps + 1,
     }
-    lookup = info.action_lookup()
+    lookup = info.action_lookup() if lookup is None else dict(lookup)
     if lookup is not None:
         meta["action_lookup"] = lookup
     meta["action_dim"] = info.action_dim
@@ -136,16 +168,36 @@ def sample_metadata(
     return meta
 
 
+def _all_metrics(recorder: FrameRecorder) -> list[dict[str, float]] | None:
+    """Every agent's metrics in one batch when every agent acted every tick, else None."""
+    if recorder.live is not None:
+        return None
+    return batch_sample_metrics(
+        recorder.info,
+        recorder.features,
+        recorder.actions,
+        recorder.log_probs,
+        recorder.values,
+        recorder.rewards,
+    )
+
+
 def recorded_samples(recorder: FrameRecorder, capture: dict[str, Any]) -> list[ReplaySample]:
     """One :class:`ReplaySample` per agent that acted, with ``metrics`` in its sidecar.
 
-    Metrics come from a map-less copy (they never read the map), so the large map arrays are
-    validated once.
+    The samples' arrays are read-only views of the recorder's (agent-major) arrays.
     """
+    lookup = recorder.info.action_lookup()
+    batched = _all_metrics(recorder)
     samples = []
     for index, arrays in recorder.iter_agent_arrays():
-        meta = sample_metadata(recorder.info, index, len(arrays["dones"]), capture)
-        light = {k: a for k, a in arrays.items() if k != "map"}
-        metrics = compute_sample_metrics(ReplaySample(**light, metadata=meta))
-        samples.append(ReplaySample(**arrays, metadata={**meta, "metrics": metrics}))
+        meta = sample_metadata(recorder.info, index, len(arrays["dones"]), capture, lookup)
+        # Metrics are not validated by ReplaySample, so a sample measured one by one is built
+        # once with an empty ``metrics`` dict (last key, as the sidecar has it) filled in
+        # afterwards: the record holds a shallow copy of ``meta``, so this same dict.
+        metrics: dict[str, float] = {} if batched is None else batched[index]
+        sample = ReplaySample(**arrays, metadata={**meta, "metrics": metrics})
+        if batched is None:
+            metrics.update(compute_sample_metrics(sample))
+        samples.append(sample)
     return samples

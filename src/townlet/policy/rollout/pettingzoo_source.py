@@ -21,6 +21,7 @@ from townlet.policy.rollout.policies import PolicyOutput, WorldPolicy
 from townlet.policy.rollout.sources import (
     Actor,
     Obs,
+    ObsSlot,
     SourceInfo,
     Transition,
     episode_seed,
@@ -104,8 +105,9 @@ class ParallelEnvStepper:
         live = np.array([self._index[a] for a in names], dtype=np.intp)
         return Obs(maps, features, live)
 
-    def reset(self, seed: int) -> Obs:
-        """Reset the env with ``seed`` (episode 0); observations of the live agents."""
+    def reset(self, seed: int, out: ObsSlot | None = None) -> Obs:
+        """Reset the env with ``seed`` (episode 0); observations of the live agents (``out``
+        unused: the recorder copies them)."""
         self._seed, self._episode = seed, 0
         observations, _ = self.env.reset(seed=seed)
         return self._obs(observations)
@@ -123,8 +125,9 @@ class ParallelEnvStepper:
             return act
         return observation_actor(policy)
 
-    def step(self, actions: NDArray[np.int64]) -> Transition:
-        """Step the live agents; when none remain the env is reset with the next episode seed."""
+    def step(self, actions: NDArray[np.int64], out: ObsSlot | None = None) -> Transition:
+        """Step the live agents; when none remain the env is reset with the next episode seed
+        (``out`` unused)."""
         names = self._names
         observations, rewards, terms, truncs, _ = self.env.step(
             {a: int(x) for a, x in zip(names, actions.tolist(), strict=True)}

@@ -87,22 +87,28 @@ class Transition(NamedTuple):
 
 Actor = Callable[[Obs, np.random.Generator], PolicyOutput]
 
+ObsSlot = tuple[NDArray[np.float32] | None, NDArray[np.float32]]
+"""Where a stepper may write the next observations in place: ``(maps (N, C, H, W) or None,
+features (N, D))`` views of the capture's recording buffers."""
+
 
 class Stepper(Protocol):
     """The stepping interface of a rollout source (module docstring)."""
 
     info: SourceInfo
 
-    def reset(self, seed: int) -> Obs:
-        """Reset the source with ``seed``; the observations of the agents that act first."""
+    def reset(self, seed: int, out: ObsSlot | None = None) -> Obs:
+        """Reset the source with ``seed``; the observations of the agents that act first
+        (written into ``out`` when the source can, and then returned as those arrays)."""
         ...
 
     def actor(self, policy: object) -> Actor:
         """``policy`` as an :data:`Actor`; raises :class:`RolloutError` if it cannot act here."""
         ...
 
-    def step(self, actions: NDArray[np.int64]) -> Transition:
-        """Apply one action per acting agent (L,); rewards, dones and the next observations."""
+    def step(self, actions: NDArray[np.int64], out: ObsSlot | None = None) -> Transition:
+        """Apply one action per acting agent (L,); rewards, dones and the next observations
+        (written into ``out`` when the source can)."""
         ...
 
     def event_counts(self) -> ReplayEventCounts:
@@ -199,15 +205,19 @@ class TownStepper:
             raise RuntimeError("reset the town before reading its state")
         return self._state
 
-    def _obs(self) -> Obs:
-        maps, features = observe(self.state)
+    def _obs(self, out: ObsSlot | None) -> Obs:
+        if out is None:
+            maps, features = observe(self.state)
+        else:
+            maps, features = observe(self.state, out=(out[0], out[1]))
         return Obs(maps, features, None)
 
-    def reset(self, seed: int) -> Obs:
-        """Reset the town with ``seed`` (episode 0) and return every agent's observations."""
+    def reset(self, seed: int, out: ObsSlot | None = None) -> Obs:
+        """Reset the town with ``seed`` (episode 0) and return every agent's observations,
+        written into ``out`` when given."""
         self._seed, self._episode = seed, 0
         self._state = reset(self.config, seed)
-        return self._obs()
+        return self._obs(out)
 
     def actor(self, policy: object) -> Actor:
         """A :class:`WorldPolicy` acts on the world state, any other policy on observations
@@ -220,8 +230,9 @@ class TownStepper:
             return act
         return observation_actor(policy)
 
-    def step(self, actions: NDArray[np.int64]) -> Transition:
-        """One town tick for all N agents; at truncation all are done and the town is reset."""
+    def step(self, actions: NDArray[np.int64], out: ObsSlot | None = None) -> Transition:
+        """One town tick for all N agents; at truncation all are done and the town is reset.
+        The next observations are written into ``out`` when given."""
         state, rewards, dones, events = step(self.state, actions)
         self._counts += _town_event_vector(events)
         if is_truncated(state):
@@ -229,7 +240,7 @@ class TownStepper:
             self._episode += 1
             state = reset(self.config, episode_seed(self._seed, self._episode))
         self._state = state
-        return Transition(rewards, dones, self._obs())
+        return Transition(rewards, dones, self._obs(out))
 
     def event_counts(self) -> ReplayEventCounts:
         """The town's social event counters summed over every tick stepped so far."""
@@ -248,19 +259,21 @@ class GymStepper:
             feature_names=source.feature_names,
         )
 
-    def reset(self, seed: int) -> Obs:
-        """Reset the K copies from ``seed``; observations (K, D), no maps."""
+    def reset(self, seed: int, out: ObsSlot | None = None) -> Obs:
+        """Reset the K copies from ``seed``; observations (K, D), no maps (``out`` unused:
+        the recorder copies them)."""
         return Obs(None, self.source.reset(seed), None)
 
     def actor(self, policy: object) -> Actor:
         """``policy.act`` on the observations; raises :class:`RolloutError` without one."""
         return observation_actor(policy)
 
-    def step(self, actions: NDArray[np.int64]) -> Transition:
-        """Step the K copies with one action each; done = terminated or truncated."""
-        out = self.source.step(actions)
-        next_obs = Obs(None, out.observations, None)
-        return Transition(out.rewards, out.terminated | out.truncated, next_obs)
+    def step(self, actions: NDArray[np.int64], out: ObsSlot | None = None) -> Transition:
+        """Step the K copies with one action each; done = terminated or truncated (``out``
+        unused)."""
+        result = self.source.step(actions)
+        next_obs = Obs(None, result.observations, None)
+        return Transition(result.rewards, result.terminated | result.truncated, next_obs)
 
     def event_counts(self) -> ReplayEventCounts:
         """Always zero counters: a Gymnasium environment has no social events."""
