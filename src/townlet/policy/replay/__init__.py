@@ -16,6 +16,7 @@ from townlet.policy.replay.buckets import (
     group_by_signature,
     plan_batches,
 )
+from townlet.policy.replay.bulk import samples_from_block
 from townlet.policy.replay.dataset import (
     InMemoryReplayDataset,
     ReplayDataset,
@@ -92,6 +93,7 @@ __all__ = [
     "resolve_manifest_path",
     "sample_conflict_stats",
     "sample_signature",
+    "samples_from_block",
     "save_replay_sample",
     "sidecar_json",
     "summarize_batch",

@@ -15,7 +15,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from townlet.policy.replay import TRAINING_ARRAY_FIELDS, ReplaySample, compute_sample_metrics
+from townlet.policy.replay import (
+    TRAINING_ARRAY_FIELDS,
+    ReplaySample,
+    compute_sample_metrics,
+    samples_from_block,
+)
 from townlet.policy.rollout.batch_metrics import batch_sample_metrics
 from townlet.policy.rollout.policies import PolicyOutput
 from townlet.policy.rollout.sources import Obs, ObsSlot, SourceInfo, Transition
@@ -185,19 +190,36 @@ def _all_metrics(recorder: FrameRecorder) -> list[dict[str, float]] | None:
 def recorded_samples(recorder: FrameRecorder, capture: dict[str, Any]) -> list[ReplaySample]:
     """One :class:`ReplaySample` per agent that acted, with ``metrics`` in its sidecar.
 
-    The samples' arrays are read-only views of the recorder's (agent-major) arrays.
+    The samples' arrays are read-only views of the recorder's (agent-major) arrays. When every
+    agent acted every tick the block is validated once (:func:`samples_from_block`).
     """
+    if recorder.recorded != recorder.ticks:
+        raise RuntimeError(f"recorded {recorder.recorded} of {recorder.ticks} ticks")
     lookup = recorder.info.action_lookup()
     batched = _all_metrics(recorder)
+    if batched is not None:
+        metas = [
+            {**sample_metadata(recorder.info, i, recorder.ticks, capture, lookup), "metrics": m}
+            for i, m in enumerate(batched)
+        ]
+        block = {
+            "map": recorder.maps,
+            "features": recorder.features,
+            "actions": recorder.actions,
+            "old_log_probs": recorder.log_probs,
+            "value_preds": recorder.values,
+            "rewards": recorder.rewards,
+            "dones": recorder.dones,
+        }
+        return samples_from_block(block, metas)
     samples = []
     for index, arrays in recorder.iter_agent_arrays():
         meta = sample_metadata(recorder.info, index, len(arrays["dones"]), capture, lookup)
         # Metrics are not validated by ReplaySample, so a sample measured one by one is built
         # once with an empty ``metrics`` dict (last key, as the sidecar has it) filled in
         # afterwards: the record holds a shallow copy of ``meta``, so this same dict.
-        metrics: dict[str, float] = {} if batched is None else batched[index]
+        metrics: dict[str, float] = {}
         sample = ReplaySample(**arrays, metadata={**meta, "metrics": metrics})
-        if batched is None:
-            metrics.update(compute_sample_metrics(sample))
+        metrics.update(compute_sample_metrics(sample))
         samples.append(sample)
     return samples
