@@ -179,7 +179,7 @@ def _discrete_size(space: Any, env_id: str) -> tuple[int, int]:
     if not isinstance(space, spaces.Discrete):
         raise RolloutError(
             f"{env_id}: action space must be gymnasium.spaces.Discrete, got {space!r}; "
-            "rollout capture samples one of A discrete actions"
+            "townlet policies pick one of n discrete actions; continuous actions are not supported"
         )
     return int(space.n), int(space.start)
 
