@@ -70,7 +70,7 @@ def test_factory_and_repr() -> None:
 @pytest.mark.parametrize(
     ("env", "match"),
     [
-        ("Pendulum-v1", "action space must be gymnasium.spaces.Discrete"),
+        ("Pendulum-v1", "Discrete, got Box.*continuous actions are not supported"),
         ("FrozenLake-v1", "observation space must be a flat Box"),
         ("NoSuchEnv-v0", "unknown Gymnasium environment 'NoSuchEnv-v0'"),
         ("CartPole-v99", "unknown Gymnasium environment"),
