@@ -17,17 +17,17 @@ from collections.abc import Sequence
 
 from townlet.errors import TorchNotAvailableError, TownletInputError, TrainingFailedError
 
-# Subcommand modules, in the order they appear in ``--help``.
+# Subcommand modules, in the order they appear in ``--help``: the main job, then the user's path.
 _COMMAND_MODULES: tuple[str, ...] = (
-    "townlet.cli.replay_cmd",
-    "townlet.cli.telemetry_cmd",
-    "townlet.cli.promote_cmd",
+    "townlet.cli.demo_cmd",
     "townlet.cli.capture_cmd",
     "townlet.cli.bc_cmd",
     "townlet.cli.ppo_cmd",
     "townlet.cli.anneal_cmd",
-    "townlet.cli.demo_cmd",
     "townlet.cli.evaluate_cmd",
+    "townlet.cli.promote_cmd",
+    "townlet.cli.telemetry_cmd",
+    "townlet.cli.replay_cmd",
 )
 
 

@@ -33,8 +33,8 @@ def register(subparsers: Any) -> None:
     """Add the ``telemetry`` command with its ``validate`` and ``convert`` subcommands."""
     parser = subparsers.add_parser(
         "telemetry",
-        help="validate or convert PPO telemetry logs",
-        description="Validate PPO telemetry logs or convert them between versions 1.0-1.2.",
+        help="validate, convert, tabulate or plot PPO telemetry logs",
+        description="Validate, convert (1.0-1.2), tabulate or plot PPO telemetry logs.",
     )
     actions = parser.add_subparsers(dest="telemetry_command", metavar="ACTION")
     actions.required = True
