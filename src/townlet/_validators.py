@@ -53,6 +53,15 @@ class DTOFieldError(FieldValueError, DTOValidationError):
 ErrorFactory = Callable[[object, str, str], FieldValueError]
 
 
+def check_int_arg(name: str, value: object, low: int) -> int:
+    """``value`` if it is an int (not a bool) ``>= low``; otherwise :class:`ConfigError`
+    ``"<name> must be an integer >= <low>, got <value!r>"``. For function arguments such as a
+    run's ``seed`` or ``epochs``, which are not record fields."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
 def config_error(instance: object, field: str, detail: str) -> FieldValueError:
     """Error factory for config records."""
     return ConfigFieldError(field, detail)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
+from townlet._validators import check_int_arg
 from townlet.config import AnnealStage, Config, SocialRewardStage, TrainingConfig
 from townlet.dto.policy import AnnealStageResult, BCTrainingResult, PPOTrainingResult
 from townlet.errors import ConfigError
@@ -110,8 +111,7 @@ def init_anneal_state(
 
     Raises ``ConfigError`` for a negative seed or ``params`` without ``spec``.
     """
-    if isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    check_int_arg("seed", seed, 0)
     if params is not None and spec is None:
         raise ConfigError("init params need their network spec (spec=...)")
     return AnnealState(seed=seed, params=params, spec=spec)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from townlet._validators import check_int_arg
 from townlet.config import BCConfig
 from townlet.dto.policy import BCTrainingResult
 from townlet.errors import ConfigError
@@ -114,8 +115,7 @@ def train_bc(
     from townlet.policy.training.strategies.bc_step import init_bc_state
 
     cfg = BCConfig() if cfg is None else cfg
-    if isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    check_int_arg("seed", seed, 0)
     started = time.perf_counter()
     samples, source = _samples(samples_or_manifest, cfg, root)
     frames = flatten_bc_frames(samples)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from townlet._validators import check_int_arg
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import ConfigError, ReplayDataError, TorchNotAvailableError
@@ -56,10 +57,8 @@ class TrainResult:
 
 
 def _check_args(epochs: int, seed: int, value_only_epochs: int) -> None:
-    if isinstance(epochs, bool) or epochs < 1:
-        raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
-    if isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    check_int_arg("epochs", epochs, 1)
+    check_int_arg("seed", seed, 0)
     if value_only_epochs < 0:
         raise ConfigError(f"value_only_epochs must be >= 0, got {value_only_epochs!r}")
 

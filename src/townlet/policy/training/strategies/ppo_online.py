@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from townlet._validators import check_int_arg
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import ConfigError
@@ -82,12 +83,6 @@ def gym_env_id(env_spec: str) -> str:
     return env_id
 
 
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
-
-
 @contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     """Run the block with ``threads`` torch intra-op threads, restoring the previous count
@@ -96,7 +91,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
     previous = torch.get_num_threads()
     if threads is not None:
-        torch.set_num_threads(_check_int("threads", threads, 1))
+        torch.set_num_threads(check_int_arg("threads", threads, 1))
     try:
         yield
     finally:
@@ -187,9 +182,9 @@ def train_ppo_online(
         ("rollout_steps", rollout_steps, 1),
         ("seed", seed, 0),
     ):
-        _check_int(name, value, low)
+        check_int_arg(name, value, low)
     if threads is not None:
-        _check_int("threads", threads, 1)
+        check_int_arg("threads", threads, 1)
     updates = math.ceil(total_steps / (num_envs * rollout_steps))
     log = None
     if log_path is not None:
