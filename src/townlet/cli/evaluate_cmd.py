@@ -13,7 +13,7 @@ from typing import Any
 
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
-from townlet.cli._train_common import set_threads
+from townlet.cli._train_common import check_seed, set_threads
 
 
 def register(subparsers: Any) -> None:
@@ -41,8 +41,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train evaluate``."""
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    check_seed(args.seed)
     set_threads(args.threads)
     from townlet.policy.evaluate import evaluate_policy
     from townlet.policy.rollout_torch import load_network_policy

@@ -8,6 +8,7 @@ from typing import Any
 
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
+from townlet.cli._train_common import check_seed
 from townlet.errors import ReplayDataError
 from townlet.policy.replay import (
     InMemoryReplayDataset,
@@ -132,8 +133,7 @@ def run_replay(args: argparse.Namespace) -> int:
     """
     if args.batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    check_seed(args.seed)
     dataset, source = _dataset(args)
     print_json({"source": source, **summarize_dataset(dataset)})
     return 0
