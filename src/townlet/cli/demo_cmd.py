@@ -7,7 +7,6 @@ summary record); stage lines go to stderr as they finish.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -119,5 +118,5 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
     if args.format == "json":
         print_json(summary)
     else:
-        sys.stdout.write(human_summary(args.out, json.loads(json.dumps(summary))) + "\n")
+        sys.stdout.write(human_summary(args.out, summary) + "\n")
     return 0
