@@ -122,6 +122,19 @@ def _read_arrays(path: Path) -> dict[str, NDArray[Any]]:
     return arrays
 
 
+def _sample_sidecar(
+    path: Path, meta_path: str | os.PathLike[str] | None, require_conflict_features: bool
+) -> dict[str, Any]:
+    """The sidecar of the sample at ``path``: ``meta_path`` (which must exist) or the sibling
+    ``.json`` (which may be absent only when conflict features are not required)."""
+    meta = Path(meta_path) if meta_path is not None else default_meta_path(path)
+    return read_sidecar(
+        meta,
+        require_conflict_features=require_conflict_features,
+        required=meta_path is not None or require_conflict_features,
+    )
+
+
 def load_replay_sample(
     sample_path: str | os.PathLike[str],
     meta_path: str | os.PathLike[str] | None = None,
@@ -140,12 +153,7 @@ def load_replay_sample(
     """
     path = Path(sample_path)
     arrays = _read_arrays(path)
-    meta = Path(meta_path) if meta_path is not None else default_meta_path(path)
-    metadata = read_sidecar(
-        meta,
-        require_conflict_features=require_conflict_features,
-        required=meta_path is not None or require_conflict_features,
-    )
+    metadata = _sample_sidecar(path, meta_path, require_conflict_features)
     try:
         return ReplaySample(**arrays, metadata=metadata)
     except ReplayDataError as exc:
@@ -254,12 +262,7 @@ def read_sample_header(
         raise ReplayDataError(f"Replay sample {path}: {exc}") from exc
     except _READ_ERRORS as exc:
         raise ReplayDataError(f"Replay sample {path} array {key!r} unreadable: {exc}") from exc
-    meta = Path(meta_path) if meta_path is not None else default_meta_path(path)
-    metadata = read_sidecar(
-        meta,
-        require_conflict_features=require_conflict_features,
-        required=meta_path is not None or require_conflict_features,
-    )
+    metadata = _sample_sidecar(path, meta_path, require_conflict_features)
     try:
         check_metadata(metadata, shapes)
     except ReplayDataError as exc:
