@@ -16,6 +16,7 @@ from townlet.policy.replay.sample import (
     STEP_ARRAY_FIELDS,
     TRAINING_ARRAY_FIELDS,
     ReplaySample,
+    metadata_feature_names,
     sample_signature,
 )
 
@@ -131,8 +132,7 @@ class ReplayBatch:
     @property
     def feature_names(self) -> tuple[str, ...] | None:
         """``metadata["feature_names"]`` as a tuple, or None."""
-        names = self.metadata.get("feature_names")
-        return tuple(names) if isinstance(names, list | tuple) else None
+        return metadata_feature_names(self.metadata)
 
     def conflict_stats(self) -> dict[str, float]:
         """``<f>_mean``/``<f>_max`` of each conflict feature over batch × time (see

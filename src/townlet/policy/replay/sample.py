@@ -282,13 +282,18 @@ class ReplaySample:
     @property
     def feature_names(self) -> tuple[str, ...] | None:
         """The sidecar's ``feature_names`` as a tuple, or None when absent."""
-        names = self.metadata.get("feature_names")
-        return tuple(names) if isinstance(names, list | tuple) else None
+        return metadata_feature_names(self.metadata)
 
     def conflict_stats(self) -> dict[str, float]:
         """``{rivalry_max: mean, rivalry_avoid_count: mean}`` over time (see
         :func:`sample_conflict_stats`)."""
         return sample_conflict_stats(self)
+
+
+def metadata_feature_names(metadata: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """``metadata["feature_names"]`` as a tuple, or None when it is absent or not a list."""
+    names = metadata.get("feature_names")
+    return tuple(names) if isinstance(names, list | tuple) else None
 
 
 def array_shapes(sample: ReplaySample) -> dict[str, Shape]:
