@@ -327,24 +327,15 @@ def promote(
     _check_promotable(
         state, merged, require_ready=require_ready, require_gate=require_behaviour_gate
     )
-    release = normalize_release(merged, config_id=_config_id(state))
-    event = PromotionEvent(
-        event="promoted",
-        tick=_event_tick(state, tick),
-        metadata=merged,
-        previous_release=state.current_release,
-        release=release,
-        timestamp=timestamp,
-    )
-    return attrs.evolve(
+    return _change_release(
         state,
-        state="promoted",
-        candidate_ready=False,
-        candidate_ready_tick=None,
-        pass_streak=0,
+        "promoted",
+        metadata=merged,
+        release=normalize_release(merged, config_id=_config_id(state)),
+        phase="promoted",
         candidate=merged,
-        current_release=release,
-        history=_append(state.history, event),
+        tick=tick,
+        timestamp=timestamp,
     )
 
 
@@ -374,15 +365,9 @@ def rollback(
     config_id = _config_id(state)
     if config_id is not None:
         target.setdefault("config_id", config_id)
-    event = PromotionEvent(
-        event="rollback",
-        tick=_event_tick(state, tick),
-        metadata=metadata or {},
-        previous_release=state.current_release,
-        release=target,
-        timestamp=timestamp,
+    return _change_release(
+        state, "rollback", metadata=metadata or {}, release=target, tick=tick, timestamp=timestamp
     )
-    return _back_to_monitoring(state, release=target, event=event)
 
 
 def swap(
@@ -397,27 +382,39 @@ def swap(
     The state returns to ``monitoring`` with no streak and no candidate.
     """
     release = normalize_release(metadata, config_id=_config_id(state))
+    return _change_release(
+        state, "policy_swap", metadata=metadata, release=release, tick=tick, timestamp=timestamp
+    )
+
+
+def _change_release(
+    state: PromotionState,
+    kind: PromotionEventKind,
+    *,
+    metadata: Mapping[str, Any],
+    release: Mapping[str, Any],
+    phase: PromotionPhase = "monitoring",
+    candidate: Mapping[str, Any] | None = None,
+    tick: int | None,
+    timestamp: str | None,
+) -> PromotionState:
+    # Every release change (promotion, rollback, swap) records the old and the new release and
+    # clears the streak and readiness; only the phase and the candidate differ.
     event = PromotionEvent(
-        event="policy_swap",
+        event=kind,
         tick=_event_tick(state, tick),
         metadata=metadata,
         previous_release=state.current_release,
         release=release,
         timestamp=timestamp,
     )
-    return _back_to_monitoring(state, release=release, event=event)
-
-
-def _back_to_monitoring(
-    state: PromotionState, *, release: Mapping[str, Any], event: PromotionEvent
-) -> PromotionState:
     return attrs.evolve(
         state,
-        state="monitoring",
+        state=phase,
         candidate_ready=False,
         candidate_ready_tick=None,
         pass_streak=0,
-        candidate=None,
+        candidate=candidate,
         current_release=release,
         history=_append(state.history, event),
     )
