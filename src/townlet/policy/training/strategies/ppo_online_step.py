@@ -38,6 +38,7 @@ from townlet.policy.training.strategies.ppo_math import (
     select_minibatch,
 )
 from townlet.policy.training.strategies.ppo_step import (
+    STATS_FIELDS,
     MinibatchStats,
     PPOState,
     ppo_minibatch_update,
@@ -53,6 +54,8 @@ from townlet.policy.training.strategies.ppo_summary import (
 # Tags of the random streams in derive_generator(seed, tag, update, ...).
 ONLINE_PERMUTATION_STREAM = 11
 ACTION_STREAM = 12
+# The entries of a stats vector that a diverged update turns non-finite first.
+_DIVERGENCE_COLUMNS = tuple(STATS_FIELDS.index(k) for k in ("loss_total", "grad_norm", "adv_std"))
 
 
 def slice_minibatch(data: PPOMinibatch, start: int, stop: int) -> PPOMinibatch:
@@ -81,8 +84,7 @@ def shuffled_minibatches(
 
 def _check_rows(rows: list[list[float]], label: str, update: int) -> None:
     for index, row in enumerate(rows, start=1):
-        # loss_total (0), grad_norm (7), adv_std (9): the values a diverged update shows first.
-        if not all(math.isfinite(row[i]) for i in (0, 7, 9)):
+        if not all(math.isfinite(row[i]) for i in _DIVERGENCE_COLUMNS):
             raise NonFiniteTrainingError(
                 f"PPO loss, gradient norm or advantage std became NaN/inf "
                 f"(env={label}, update={update}, minibatch={index})"
