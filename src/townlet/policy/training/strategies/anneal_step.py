@@ -18,7 +18,8 @@ imports without torch; running a stage needs it (``TorchNotAvailableError``).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -27,17 +28,24 @@ import numpy as np
 from townlet._validators import check_int_arg
 from townlet.config import AnnealStage, Config, SocialRewardStage, TrainingConfig
 from townlet.dto.policy import AnnealStageResult, BCTrainingResult, PPOTrainingResult
-from townlet.errors import ConfigError
+from townlet.errors import ConfigError, ReplayDataError
 from townlet.policy.nn.spec import NetworkSpec
+from townlet.policy.replay.batch import ReplayBatch
 from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
 from townlet.policy.replay.sample import ReplaySample
 from townlet.policy.streams import Stream, stream_seed
 from townlet.policy.training.strategies.anneal_flags import AnnealBaselines, update_baselines
-from townlet.policy.training.strategies.ppo_summary import AnnealContext
+from townlet.policy.training.strategies.ppo_summary import (
+    AnnealContext,
+    PPODatasetInfo,
+    dataset_info,
+)
 from townlet.world import WorldConfig
 
 if TYPE_CHECKING:
     from townlet.policy.nn.network import Params
+    from townlet.policy.training.strategies.bc import BCInputs
+    from townlet.policy.training.strategies.ppo_init import DataShape
     from townlet.policy.training.strategies.ppo_step import PPOState
 
 BCData = str | os.PathLike[str] | Sequence[ReplaySample]
@@ -83,9 +91,8 @@ class AnnealState:
     epoch. ``last_bc``: the latest BC stage result. ``warmup_pending``: the next PPO stage
     starts with the critic warm-up. ``stage_index``: stages run so far. ``results``: their
     results. ``rollout_returns``: per stage, the mean per-agent reward sum of its fresh rollout
-    (None for BC and replay stages). ``stopped``: a BC gate failed. ``last_epochs``/
-    ``last_bc_result``: what the latest stage produced (its telemetry records, its BC record),
-    for the I/O around the fold.
+    (None for BC and replay stages). ``stopped``: a BC gate failed. What a stage produced
+    beyond that (its telemetry records, its BC record) is its :class:`StageOutput`, not state.
     """
 
     seed: int = attrs.field(validator=attrs.validators.ge(0))
@@ -99,8 +106,51 @@ class AnnealState:
     results: tuple[AnnealStageResult, ...] = ()
     rollout_returns: tuple[float | None, ...] = ()
     stopped: bool = False
-    last_epochs: tuple[PPOTrainingResult, ...] = ()
-    last_bc_result: BCTrainingResult | None = None
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class StageOutput:
+    """What one stage produced: its ``result``, the telemetry records of its PPO ``epochs``
+    (empty for BC) and its ``bc`` run record (None for PPO)."""
+
+    result: AnnealStageResult
+    epochs: tuple[PPOTrainingResult, ...] = ()
+    bc: BCTrainingResult | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        # anneal_stage_step returned the AnnealStageResult itself before #11.
+        if name.startswith("__") or name not in attrs.fields_dict(AnnealStageResult):
+            raise AttributeError(name)
+        warnings.warn(
+            f"StageOutput.{name} is deprecated: read StageOutput.result.{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(self.result, name)
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class PPOInputs:
+    """A PPO stage's data, loaded once: the ``batches`` of ``dataset.batches(0)``, the dataset
+    ``info`` and the ``shape`` a network must fit (None without batches)."""
+
+    batches: tuple[ReplayBatch, ...]
+    info: PPODatasetInfo
+    shape: DataShape | None
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class AnnealInputs:
+    """:class:`AnnealData` loaded once (:func:`load_anneal_data`): BC demonstrations as frame
+    tensors, the replay batches of PPO stages, or the rollout plan with the network spec a
+    fresh rollout run starts with. What :func:`anneal_stage_step` reads; no file is read
+    after this."""
+
+    bc: BCInputs | None
+    ppo: PPOInputs | None
+    rollout: RolloutPlan | None
+    rollout_spec: NetworkSpec | None
+    label: str
 
 
 def init_anneal_state(
@@ -162,31 +212,98 @@ def check_schedule(schedule: Sequence[AnnealStage], data: AnnealData, config: Co
         )
 
 
+def _no_clock() -> float:
+    return 0.0
+
+
+def ppo_inputs(dataset: PPOData) -> PPOInputs:
+    """The batches, info and data shape of ``dataset`` (read once)."""
+    from townlet.policy.training.strategies.ppo_init import data_shape
+
+    batches = tuple(dataset.batches(0))
+    return PPOInputs(
+        batches=batches,
+        info=dataset_info(dataset),
+        shape=data_shape(batches) if batches else None,
+    )
+
+
+def load_anneal_data(
+    data: AnnealData, config: Config, *, stages: Sequence[AnnealStage] | None = None
+) -> AnnealInputs:
+    """Read what the stages train on, once: the BC demonstrations (``data.bc``, else
+    ``training.bc.manifest``), the replay batches, or the network spec of the rollout town —
+    each only when a stage of ``stages`` (default: both kinds) needs it. Raises
+    ``ConfigError``/``ReplayDataError`` for missing or bad data and ``TorchNotAvailableError``
+    without torch."""
+    from townlet.policy.training.strategies.bc import load_bc_inputs
+
+    modes = {"bc", "ppo"} if stages is None else {stage.mode for stage in stages}
+    bc_cfg = config.training.bc
+    bc = None
+    if "bc" in modes and (data.bc is not None or bc_cfg.manifest is not None):
+        bc = load_bc_inputs(data.bc, bc_cfg)
+    rollout_spec = None
+    if data.ppo is None and data.rollout is not None:
+        from townlet.policy.rollout.capture import make_stepper
+
+        info = make_stepper(data.rollout.world).info
+        rollout_spec = NetworkSpec(
+            map_shape=info.map_shape,
+            feature_dim=len(info.feature_names),
+            action_dim=info.action_dim,
+        )
+    return AnnealInputs(
+        bc=bc,
+        ppo=None if data.ppo is None or "ppo" not in modes else ppo_inputs(data.ppo),
+        rollout=data.rollout,
+        rollout_spec=rollout_spec,
+        label=data.label,
+    )
+
+
 def anneal_stage_step(
-    state: AnnealState, stage: AnnealStage, data: AnnealData, config: Config
-) -> tuple[AnnealState, AnnealStageResult]:
-    """Run one anneal stage from ``state``; return the next state and the stage's result.
+    state: AnnealState,
+    stage: AnnealStage,
+    data: AnnealInputs | AnnealData,
+    config: Config,
+    *,
+    clock: Callable[[], float] = _no_clock,
+) -> tuple[AnnealState, StageOutput]:
+    """Run one anneal stage from ``state``; return the next state and the stage's output.
 
     See the module docstring for what a BC and a PPO stage do. ``state`` is not modified.
-    Raises ``ConfigError`` when the stage lacks its data, ``TorchNotAvailableError`` without
-    torch, and whatever ``train_bc``/``train_ppo``/capture raise for bad data.
+    ``data`` is :func:`load_anneal_data` output (an :class:`AnnealData` is loaded here, on every
+    call). The step reads no file and no clock: ``clock`` (0 by default) only times the
+    ``duration_sec`` fields, and the orchestrator passes the run clock. Raises ``ConfigError``
+    when the stage lacks its data, ``TorchNotAvailableError`` without torch, and
+    ``ReplayDataError``/``NonFiniteTrainingError`` for bad data.
     """
+    if isinstance(data, AnnealData):
+        data = load_anneal_data(data, config, stages=(stage,))
     if stage.mode == "bc":
-        return _bc_stage(state, stage, data, config)
-    return _ppo_stage(state, stage, data, config)
+        return _bc_stage(state, stage, data, config, clock)
+    return _ppo_stage(state, stage, data, config, clock)
 
 
 def _bc_stage(
-    state: AnnealState, stage: AnnealStage, data: AnnealData, config: Config
-) -> tuple[AnnealState, AnnealStageResult]:
-    from townlet.policy.training.strategies.bc import train_bc
+    state: AnnealState,
+    stage: AnnealStage,
+    data: AnnealInputs,
+    config: Config,
+    clock: Callable[[], float],
+) -> tuple[AnnealState, StageOutput]:
+    from townlet.policy.training.strategies.bc_loop import fit_bc
 
-    run = train_bc(
+    if data.bc is None:
+        raise ConfigError(f"BC stage at cycle {stage.cycle} has no demonstrations")
+    run = fit_bc(
         data.bc,
-        cfg=config.training.bc,
+        config.training.bc,
         seed=stage_seed(state.seed, state.stage_index, Stream.STAGE_BC),
         init=state.params,
         spec=state.spec,
+        clock=clock,
     )
     gate = run.result.val_accuracy
     accuracy = run.result.accuracy if gate is None else gate
@@ -207,78 +324,110 @@ def _bc_stage(
         "stage_index": state.stage_index + 1,
         "results": (*state.results, result),
         "last_bc": result,
-        "last_epochs": (),
-        "last_bc_result": run.result,
         "rollout_returns": (*state.rollout_returns, None),
     }
+    output = StageOutput(result=result, bc=run.result)
     if not passed:  # keep the parameters from before the stage
-        return attrs.evolve(state, stopped=True, **common), result
+        return attrs.evolve(state, stopped=True, **common), output
     new = attrs.evolve(
         state, params=run.params, spec=run.spec, ppo_state=None, warmup_pending=True, **common
     )
-    return new, result
+    return new, output
 
 
-def _stage_dataset(
-    state: AnnealState, stage: AnnealStage, data: AnnealData, config: Config
-) -> tuple[PPOData, float | None]:
+def _stage_inputs(
+    state: AnnealState, stage: AnnealStage, data: AnnealInputs, config: Config
+) -> tuple[PPOInputs, float | None]:
     if data.ppo is not None:
         return data.ppo, None
     if data.rollout is None:
         raise ConfigError(f"PPO stage at cycle {stage.cycle} has no dataset and no rollout plan")
     from townlet.policy.rollout import build_rollout_dataset, capture_rollout
+    from townlet.policy.rollout_torch import make_network_policy
 
     plan = data.rollout
     world = plan.world
     social = select_social_stage(config.training, stage.cycle)
     if social is not None:
         world = attrs.evolve(world, social_reward_stage=social)
-    from townlet.policy.rollout_torch import make_network_policy
-
     assert state.params is not None and state.spec is not None  # see _with_network
     seed = stage_seed(state.seed, state.stage_index, Stream.STAGE_CAPTURE)
-    policy = make_network_policy(state.params, state.spec)
-    buffer = capture_rollout(world, policy, plan.ticks, seed)
+    buffer = capture_rollout(world, make_network_policy(state.params, state.spec), plan.ticks, seed)
     rewards = [float(np.sum(sample.rewards)) for sample in buffer.samples]
     mean_return = float(np.mean(rewards)) if rewards else None
-    return build_rollout_dataset(buffer, batch_size=plan.batch_size), mean_return
+    dataset = build_rollout_dataset(buffer, batch_size=plan.batch_size)
+    return ppo_inputs(dataset), mean_return
 
 
-def _with_network(state: AnnealState, data: AnnealData) -> AnnealState:
+def _with_network(state: AnnealState, data: AnnealInputs) -> AnnealState:
     """Before the first stage of a rollout run, a fresh network sized for the town (seeded by
     the run seed), so that even the first rollout is captured on-policy."""
-    if state.params is not None or data.ppo is not None or data.rollout is None:
+    if state.params is not None or data.rollout_spec is None:
         return state
     from townlet.policy.nn.network import init_params
-    from townlet.policy.rollout.capture import make_stepper
 
-    info = make_stepper(data.rollout.world).info
-    spec = NetworkSpec(
-        map_shape=info.map_shape, feature_dim=len(info.feature_names), action_dim=info.action_dim
-    )
+    spec = data.rollout_spec
     return attrs.evolve(state, params=init_params(spec, state.seed), spec=spec)
 
 
-def _ppo_start(state: AnnealState) -> dict[str, Any]:
-    """``train_ppo`` keyword arguments: continue the carried PPO run, or start from the current
-    parameters with fresh Adam moments (after BC), or from scratch."""
-    if state.ppo_state is not None:
-        return {"state": state.ppo_state}
-    if state.params is not None:
-        return {"init": state.params, "spec": state.spec}
-    return {}
-
-
 def _ppo_stage(
-    state: AnnealState, stage: AnnealStage, data: AnnealData, config: Config
-) -> tuple[AnnealState, AnnealStageResult]:
-    from townlet.policy.training.strategies.ppo import train_ppo
+    state: AnnealState,
+    stage: AnnealStage,
+    data: AnnealInputs,
+    config: Config,
+    clock: Callable[[], float],
+) -> tuple[AnnealState, StageOutput]:
+    from townlet.policy.training.strategies.ppo_init import start_state
+    from townlet.policy.training.strategies.ppo_loop import fit_ppo, prepare_batches
 
     training = config.training
     state = _with_network(state, data)
-    dataset, rollout_return = _stage_dataset(state, stage, data, config)
+    inputs, rollout_return = _stage_inputs(state, stage, data, config)
+    label = inputs.info.label
+    if inputs.shape is None:
+        raise ReplayDataError(f"Replay dataset yielded no batches (dataset={label})")
+    carried = state.ppo_state is not None
+    start = start_state(
+        inputs.shape,
+        label=label,
+        seed=state.seed,
+        state=state.ppo_state,
+        init=None if carried else state.params,
+        spec=None if carried else state.spec,
+    )
+    cfg = attrs.evolve(config.ppo, bc_coef=stage.bc_weight)
+    device = next(iter(start.params.values())).device
+    warmup = training.critic_warmup_epochs if state.warmup_pending else 0
+    run = fit_ppo(
+        start,
+        prepare_batches(inputs.batches, cfg, label=label, device=device),
+        inputs.info,
+        cfg,
+        epochs=stage.epochs + warmup,
+        value_only_epochs=warmup,
+        anneal_context=_anneal_context(state, stage, data, training),
+        clock=clock,
+    )
+    result = _ppo_result(stage, run.result)
+    new = attrs.evolve(
+        state,
+        params=run.state.params,
+        spec=run.state.spec,
+        ppo_state=run.state,
+        baselines=update_baselines(state.baselines, run.result),
+        warmup_pending=False,
+        stage_index=state.stage_index + 1,
+        results=(*state.results, result),
+        rollout_returns=(*state.rollout_returns, rollout_return),
+    )
+    return new, StageOutput(result=result, epochs=run.results)
+
+
+def _anneal_context(
+    state: AnnealState, stage: AnnealStage, data: AnnealInputs, training: TrainingConfig
+) -> AnnealContext:
     last_bc = state.last_bc
-    context = AnnealContext(
+    return AnnealContext(
         cycle=stage.cycle,
         dataset_label=data.label,
         stage=stage.mode,
@@ -289,18 +438,10 @@ def _ppo_stage(
         loss_tolerance=training.anneal_loss_tolerance,
         queue_tolerance=training.anneal_queue_tolerance,
     )
-    warmup = training.critic_warmup_epochs if state.warmup_pending else 0
-    run = train_ppo(
-        dataset,
-        cfg=attrs.evolve(config.ppo, bc_coef=stage.bc_weight),
-        epochs=stage.epochs + warmup,
-        seed=state.seed,
-        anneal_context=context,
-        value_only_epochs=warmup,
-        **_ppo_start(state),
-    )
-    last = run.result
-    result = AnnealStageResult(
+
+
+def _ppo_result(stage: AnnealStage, last: PPOTrainingResult) -> AnnealStageResult:
+    return AnnealStageResult(
         duration_sec=last.duration_sec,
         cycle=float(stage.cycle),
         mode="ppo",
@@ -314,17 +455,3 @@ def _ppo_stage(
         anneal_queue_flag=last.anneal_queue_flag,
         anneal_intensity_flag=last.anneal_intensity_flag,
     )
-    new = attrs.evolve(
-        state,
-        params=run.state.params,
-        spec=run.state.spec,
-        ppo_state=run.state,
-        baselines=update_baselines(state.baselines, last),
-        warmup_pending=False,
-        stage_index=state.stage_index + 1,
-        results=(*state.results, result),
-        last_epochs=run.results,
-        last_bc_result=None,
-        rollout_returns=(*state.rollout_returns, rollout_return),
-    )
-    return new, result

@@ -9,18 +9,28 @@ them. Evaluation runs without gradients.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import attrs
 import torch
 import torch.nn.functional as F
 
 from townlet.config import BCConfig
+from townlet.dto.policy import BCTrainingResult
 from townlet.policy.nn.network import Params, apply
 from townlet.policy.nn.rng import stream_generator
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.bc import BCFrames
 from townlet.policy.streams import Stream
-from townlet.policy.training.strategies.bc_step import BCBatch, BCState, bc_minibatch_step
+from townlet.policy.training.fold import Sink, run_fold
+from townlet.policy.training.strategies.bc import BCInputs, BCRun
+from townlet.policy.training.strategies.bc_step import (
+    BCBatch,
+    BCState,
+    bc_minibatch_step,
+    init_bc_state,
+)
+from townlet.policy.training.strategies.ppo_init import Init, initial_params
 
 # Deprecated names of the streams' tags.
 BC_SHUFFLE_STREAM = Stream.BC_SHUFFLE.tag
@@ -139,3 +149,60 @@ def bc_evaluate(
             correct += int(hit_value)
     n = max(1, len(frames))
     return correct / n, loss_sum / n
+
+
+def _no_clock() -> float:
+    return 0.0
+
+
+def bc_epoch_step(
+    state: BCState, epoch: int, *, train: BCFrameTensors, cfg: BCConfig
+) -> tuple[BCState, BCEpochStats]:
+    """Epoch ``epoch`` (0-based): :func:`bc_epoch` over :func:`bc_batches` of ``train``."""
+    return bc_epoch(state, bc_batches(train, cfg.batch_size, seed=state.seed, epoch=epoch), cfg)
+
+
+def fit_bc(
+    inputs: BCInputs,
+    cfg: BCConfig,
+    *,
+    seed: int,
+    init: Init | None = None,
+    spec: NetworkSpec | None = None,
+    sinks: Sequence[Sink] = (),
+    clock: Callable[[], float] = _no_clock,
+) -> BCRun:
+    """Behaviour-clone ``inputs`` (loaded once): the seeded train/validation split, ``cfg.epochs``
+    epochs folded by :func:`~townlet.policy.training.fold.run_fold` (each epoch's stats handed
+    to ``sinks``), then accuracy and loss on both parts. Pure apart from ``sinks`` and ``clock``
+    (which only times ``duration_sec``; 0 by default). ``init`` is parameters or a
+    ``Checkpoint`` (paths are resolved by the caller)."""
+    started = clock()
+    net, params = initial_params(
+        inputs.shape, label=inputs.source, seed=seed, init=init, spec=spec, device=cfg.device
+    )
+    train, val = split_frames(inputs.frames, cfg.val_fraction, seed)
+    state, history = run_fold(
+        lambda s, epoch: bc_epoch_step(s, epoch, train=train, cfg=cfg),
+        init_bc_state(net, seed=seed, params=params),
+        range(cfg.epochs),
+        sinks=sinks,
+    )
+    accuracy, loss = bc_evaluate(state.params, train, spec=net)
+    val_accuracy, val_loss = (
+        (None, None) if val is None else bc_evaluate(state.params, val, spec=net)
+    )
+    result = BCTrainingResult(
+        duration_sec=clock() - started,
+        manifest=inputs.source,
+        accuracy=accuracy,
+        loss=loss,
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        val_accuracy=val_accuracy,
+        val_loss=val_loss,
+        weight_decay=cfg.weight_decay,
+        device=cfg.device,
+    )
+    return BCRun(state=state, result=result, history=history)

@@ -22,10 +22,10 @@ from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import ConfigError, ReplayDataError, TorchNotAvailableError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
-from townlet.policy.training.strategies.ppo_log import log_epoch, open_log
+from townlet.policy.training.fold import Sink, callback_sink, telemetry_sink
+from townlet.policy.training.strategies.ppo_log import open_log
 from townlet.policy.training.strategies.ppo_summary import (
     AnnealContext,
-    PPODatasetInfo,
     dataset_info,
 )
 
@@ -61,21 +61,6 @@ def _check_args(epochs: int, seed: int, value_only_epochs: int) -> None:
     check_int_arg("seed", seed, 0)
     if value_only_epochs < 0:
         raise ConfigError(f"value_only_epochs must be >= 0, got {value_only_epochs!r}")
-
-
-def _run_cycle(
-    state: PPOState, info: PPODatasetInfo, anneal: AnnealContext | None
-) -> tuple[PPOState, int]:
-    """The state the epochs run with (its ``cycle_id`` is what they report, floored at 0) and
-    the ``cycle_id`` the run leaves behind (§12, legacy rule): a rollout/mixed run advances the
-    cycle; a replay run reports ``max(c, 0)`` and stores nothing; an anneal stage reports its
-    own cycle (+1 for in-memory data) and stores nothing."""
-    in_memory = info.data_mode != "replay"
-    if anneal is not None:
-        return attrs.evolve(state, cycle_id=anneal.cycle + int(in_memory)), state.cycle_id
-    if in_memory:
-        return attrs.evolve(state, cycle_id=state.cycle_id + 1), state.cycle_id + 1
-    return state, state.cycle_id
 
 
 def train_ppo(
@@ -124,39 +109,31 @@ def train_ppo(
     batches = list(dataset.batches(0))
     if not batches:
         raise ReplayDataError(f"Replay dataset yielded no batches (dataset={info.label})")
-    shape = ppo_init.data_shape(batches)
-    if state is None:
-        state = ppo_init.initial_state(
-            shape, label=info.label, seed=seed, init=init, spec=spec, device=device
-        )
-    elif init is not None or (spec is not None and spec != state.spec):
-        raise ConfigError("pass either state= (continue a run) or init=/spec=, not both")
-    else:
-        ppo_init.check_state(state, shape, label=info.label)
+    state = ppo_init.start_state(
+        ppo_init.data_shape(batches),
+        label=info.label,
+        seed=seed,
+        state=state,
+        init=ppo_init.resolve_init(init, device=device),
+        spec=spec,
+        device=device,
+    )
     param_device = next(iter(state.params.values())).device
     prepared = ppo_loop.prepare_batches(batches, cfg, label=info.label, device=param_device)
-    log = None
+    sinks: list[Sink] = []
     if log_path is not None:
         log = open_log(log_path, log_frequency=log_frequency, max_entries=max_log_entries)
-    state, cycle_after = _run_cycle(state, info, anneal_context)
-    start = clock()
-    results: list[PPOTrainingResult] = []
-    for index in range(epochs):
-        state, record = ppo_loop.replay_epoch(
-            state,
-            prepared,
-            cfg,
-            epoch_index=index,
-            dataset_info=info,
-            anneal_context=anneal_context,
-            value_only=index < value_only_epochs,
-            clock=clock,
-        )
-        if log is not None:
-            log = log_epoch(log, index + 1, record)
-        results.append(record)
-        if progress is not None:
-            progress(index + 1, record)
-    state = attrs.evolve(state, cycle_id=cycle_after)
-    last = attrs.evolve(results[-1], duration_sec=max(0.0, clock() - start))
-    return TrainResult(state=state, result=last, results=tuple(results))
+        sinks.append(telemetry_sink(log, lambda record: (record,)))
+    if progress is not None:
+        sinks.append(callback_sink(progress))
+    return ppo_loop.fit_ppo(
+        state,
+        prepared,
+        info,
+        cfg,
+        epochs=epochs,
+        value_only_epochs=value_only_epochs,
+        anneal_context=anneal_context,
+        sinks=sinks,
+        clock=clock,
+    )

@@ -88,6 +88,14 @@ def _params_on(params: Mapping[str, torch.Tensor], device: str | torch.device) -
     return {k: v.detach().to(device) for k, v in params.items()}
 
 
+def resolve_init(init: Init | None, *, device: str | torch.device = "cpu") -> Init | None:
+    """``init`` with a checkpoint path read into a :class:`Checkpoint` (the one file read of a
+    run's start; the pure steps take parameters or checkpoints). Raises ``CheckpointError``."""
+    if isinstance(init, str | os.PathLike):
+        return load_checkpoint(init, map_location=device)
+    return init
+
+
 def initial_params(
     shape: DataShape,
     *,
@@ -146,6 +154,27 @@ def initial_state(
 def check_state(state: PPOState, shape: DataShape, *, label: str) -> None:
     """Refuse to continue ``state`` on data its network cannot read (``ConfigError``)."""
     check_fit(state.spec, shape, label=label, source="the state to continue")
+
+
+def start_state(
+    shape: DataShape,
+    *,
+    label: str,
+    seed: int,
+    state: PPOState | None = None,
+    init: Init | None = None,
+    spec: NetworkSpec | None = None,
+    device: str | torch.device = "cpu",
+) -> PPOState:
+    """The state a PPO run on data of ``shape`` starts from: ``state`` (continue a run; checked
+    against the data), else :func:`initial_state` from ``init``/``spec``. Raises
+    ``ConfigError`` when both ``state`` and ``init``/another ``spec`` are given."""
+    if state is None:
+        return initial_state(shape, label=label, seed=seed, init=init, spec=spec, device=device)
+    if init is not None or (spec is not None and spec != state.spec):
+        raise ConfigError("pass either state= (continue a run) or init=/spec=, not both")
+    check_state(state, shape, label=label)
+    return state
 
 
 def save_ppo_state(

@@ -24,6 +24,8 @@ from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import NonFiniteTrainingError
 from townlet.policy.replay.batch import ReplayBatch
 from townlet.policy.streams import Stream
+from townlet.policy.training.fold import Sink, run_fold
+from townlet.policy.training.strategies.ppo import TrainResult
 from townlet.policy.training.strategies.ppo_fold import EpochData
 from townlet.policy.training.strategies.ppo_fold import ppo_epoch as fold_epoch
 from townlet.policy.training.strategies.ppo_math import PPOMinibatch, prepare_batch
@@ -173,6 +175,62 @@ def replay_epoch(
         critic_warmup=value_only,
     )
     return state, record
+
+
+def _no_clock() -> float:
+    return 0.0
+
+
+def run_cycle(
+    state: PPOState, info: PPODatasetInfo, anneal: AnnealContext | None
+) -> tuple[PPOState, int]:
+    """The state the epochs run with (its ``cycle_id`` is what they report, floored at 0) and
+    the ``cycle_id`` the run leaves behind (§12, legacy rule): a rollout/mixed run advances the
+    cycle; a replay run reports ``max(c, 0)`` and stores nothing; an anneal stage reports its
+    own cycle (+1 for in-memory data) and stores nothing."""
+    in_memory = info.data_mode != "replay"
+    if anneal is not None:
+        return attrs.evolve(state, cycle_id=anneal.cycle + int(in_memory)), state.cycle_id
+    if in_memory:
+        return attrs.evolve(state, cycle_id=state.cycle_id + 1), state.cycle_id + 1
+    return state, state.cycle_id
+
+
+def fit_ppo(
+    state: PPOState,
+    prepared: PreparedBatches,
+    info: PPODatasetInfo,
+    cfg: PPOConfig,
+    *,
+    epochs: int,
+    value_only_epochs: int = 0,
+    anneal_context: AnnealContext | None = None,
+    sinks: Sequence[Sink] = (),
+    clock: Callable[[], float] = _no_clock,
+) -> TrainResult:
+    """``epochs`` replay epochs (:func:`replay_epoch`) folded by
+    :func:`~townlet.policy.training.fold.run_fold`, each epoch's record handed to ``sinks``;
+    the first ``value_only_epochs`` train only the value head. Pure apart from ``sinks`` and
+    ``clock`` (which only times durations; 0 by default)."""
+    state, cycle_after = run_cycle(state, info, anneal_context)
+    start = clock()
+
+    def step(current: PPOState, index: int) -> tuple[PPOState, PPOTrainingResult]:
+        return replay_epoch(
+            current,
+            prepared,
+            cfg,
+            epoch_index=index,
+            dataset_info=info,
+            anneal_context=anneal_context,
+            value_only=index < value_only_epochs,
+            clock=clock,
+        )
+
+    state, results = run_fold(step, state, range(epochs), sinks=sinks)
+    state = attrs.evolve(state, cycle_id=cycle_after)
+    last = attrs.evolve(results[-1], duration_sec=max(0.0, clock() - start))
+    return TrainResult(state=state, result=last, results=results)
 
 
 def ppo_epoch(
