@@ -236,7 +236,5 @@ def test_stages_read_their_data_once_and_no_file_after(
         outputs.append(output)
     assert [o.result.mode for o in outputs] == ["bc", "ppo", "ppo"]
     assert outputs[0].bc is not None and outputs[0].epochs == ()
-    assert [o.result.loss_total for o in outputs] == [
-        r.loss_total for r in expected.summary.stages
-    ]
+    assert [o.result.loss_total for o in outputs] == [r.loss_total for r in expected.summary.stages]
     assert all(o.result.duration_sec == 0.0 for o in outputs)  # no clock given: none read

@@ -328,3 +328,21 @@ def test_online_training_is_exported_from_the_package() -> None:
 
     assert townlet.train_ppo_online is ppo_online.train_ppo_online
     assert townlet.OnlineTrainResult is ppo_online.OnlineTrainResult
+
+
+def test_online_settings_record_equals_the_separate_arguments() -> None:
+    from townlet.policy.training.strategies.ppo_online import OnlinePPOConfig
+
+    settings = OnlinePPOConfig(total_steps=128, num_envs=2, rollout_steps=32, hidden_dim=16)
+    assert settings.updates == 2
+    by_record = train_ppo_online("CartPole-v1", cfg=TINY, seed=0, online=settings)
+    by_args = train_ppo_online("CartPole-v1", 128, 2, 32, TINY, 0, hidden_dim=16)
+    assert [r.to_dict() | {"epoch_duration_sec": 0} for r in by_record.history] == [
+        r.to_dict() | {"epoch_duration_sec": 0} for r in by_args.history
+    ]
+    with pytest.raises(ConfigError, match="not both"):
+        train_ppo_online("CartPole-v1", 128, online=settings)
+    with pytest.raises(ConfigError, match="num_envs must be an integer >= 1"):
+        OnlinePPOConfig(total_steps=1, num_envs=0)
+    with pytest.raises(TypeError, match="hidden"):
+        train_ppo_online("CartPole-v1", 128, hidden=3)

@@ -79,7 +79,7 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
     """Train, evaluate and write the outputs; return the JSON summary."""
     from townlet.policy.evaluate import evaluate_policy
     from townlet.policy.rollout_torch import make_network_policy
-    from townlet.policy.training.strategies.ppo_online import train_ppo_online
+    from townlet.policy.training.strategies.ppo_online import OnlinePPOConfig, train_ppo_online
 
     _check(args)
     weight_init, checkpoint = _init(args)
@@ -95,20 +95,23 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
             if record.episode_return_mean is not None:
                 bar.set_postfix(ret=f"{record.episode_return_mean:.1f}")
 
-        run = train_ppo_online(
-            args.env,
-            args.total_steps,
-            args.num_envs,
-            args.rollout_steps,
-            cfg,
-            seed,
+        settings = OnlinePPOConfig(
+            total_steps=args.total_steps,
+            num_envs=args.num_envs,
+            rollout_steps=args.rollout_steps,
             hidden_dim=args.hidden,
             activation=args.activation,
             weight_init=weight_init,  # type: ignore[arg-type]
             critic=args.critic,
-            init=checkpoint,
             device=args.device,
             threads=args.threads or 1,
+        )
+        run = train_ppo_online(
+            args.env,
+            cfg=cfg,
+            seed=seed,
+            online=settings,
+            init=checkpoint,
             log_path=log,
             log_frequency=args.log_frequency,
             max_log_entries=args.log_max_entries,
