@@ -8,7 +8,6 @@ over: loss → gradients → global-norm clip → Adam, returning a new :class:`
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 
 import attrs
 import torch
@@ -19,6 +18,21 @@ from townlet.policy.nn.grads import apply_gradients, value_and_grad
 from townlet.policy.nn.network import VALUE_HEAD_KEYS, Params, init_params
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.training.strategies.ppo_math import PPOMinibatch, ppo_loss
+from townlet.policy.training.strategies.ppo_stats import (
+    STATS_FIELDS,
+    MinibatchStats,
+    stats_from_values,
+)
+
+__all__ = [
+    "STATS_FIELDS",
+    "MinibatchStats",
+    "PPOState",
+    "init_ppo_state",
+    "ppo_minibatch_step",
+    "ppo_minibatch_update",
+    "stats_from_values",
+]
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -52,50 +66,11 @@ def init_ppo_state(spec: NetworkSpec, *, seed: int, params: Params | None = None
     return PPOState(spec=spec, params=params, adam_state=adam_init(params), seed=seed)
 
 
-@attrs.frozen(kw_only=True)
-class MinibatchStats:
-    """What one PPO minibatch update reports (§6.6), as Python numbers.
-
-    Losses are those of the parameters *before* the update (the forward pass the gradient came
-    from). ``loss_entropy`` is the mean entropy (positive); ``kl_divergence`` = mean(old − new
-    log-prob), signed; ``grad_norm`` is the global L2 norm before clipping; ``adv_mean`` /
-    ``adv_std`` are the mean and population std of the minibatch's advantages (std 0 for one
-    element); ``transitions`` is the minibatch length.
-    """
-
-    loss_total: float
-    loss_policy: float
-    loss_value: float
-    loss_entropy: float
-    loss_bc: float
-    clip_fraction: float
-    kl_divergence: float
-    grad_norm: float
-    adv_mean: float
-    adv_std: float
-    transitions: int
-
-
 @functools.lru_cache(maxsize=64)
 def _adam_config(lr: float) -> AdamConfig:
     # Built once per learning rate: an attrs record with validators costs microseconds, and a
     # run builds one per minibatch otherwise.
     return AdamConfig(lr=lr)
-
-
-STATS_FIELDS: tuple[str, ...] = (
-    "loss_total",
-    "loss_policy",
-    "loss_value",
-    "loss_entropy",
-    "loss_bc",
-    "clip_fraction",
-    "kl_divergence",
-    "grad_norm",
-    "adv_mean",
-    "adv_std",
-)
-"""The order of the entries of the stats vector :func:`ppo_minibatch_update` returns."""
 
 
 def ppo_minibatch_update(
@@ -138,23 +113,6 @@ def ppo_minibatch_update(
     )
     new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
     return new_state, values
-
-
-def stats_from_values(values: Sequence[float], transitions: int) -> MinibatchStats:
-    """The :class:`MinibatchStats` of one update from its read-back stats vector."""
-    return MinibatchStats(
-        loss_total=values[0],
-        loss_policy=values[1],
-        loss_value=values[2],
-        loss_entropy=values[3],
-        loss_bc=values[4],
-        clip_fraction=values[5],
-        kl_divergence=values[6],
-        grad_norm=values[7],
-        adv_mean=values[8],
-        adv_std=values[9],
-        transitions=transitions,
-    )
 
 
 def ppo_minibatch_step(

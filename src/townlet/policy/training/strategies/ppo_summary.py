@@ -22,6 +22,7 @@ from townlet.dto.policy import PPO_TELEMETRY_VERSION, PPOTrainingResult
 from townlet.errors import ConfigError
 from townlet.policy.replay.metrics import ReplayEventCounts
 from townlet.policy.training.strategies.anneal_flags import AnnealBaselines, evaluate_flags
+from townlet.policy.training.strategies.ppo_stats import MinibatchStats
 
 DataMode = Literal["replay", "rollout", "mixed"]
 DEFAULT_LABEL = "training_dataset"
@@ -163,65 +164,6 @@ def batch_facts(
     )
 
 
-class MinibatchLike(Protocol):
-    """The fields of :class:`~townlet.policy.training.strategies.ppo_step.MinibatchStats`."""
-
-    @property
-    def loss_total(self) -> float:
-        """Weighted total loss of the minibatch, before the update."""
-        ...
-
-    @property
-    def loss_policy(self) -> float:
-        """Clipped policy (surrogate) loss."""
-        ...
-
-    @property
-    def loss_value(self) -> float:
-        """Value-head loss, unweighted."""
-        ...
-
-    @property
-    def loss_entropy(self) -> float:
-        """Mean policy entropy (positive), in nats."""
-        ...
-
-    @property
-    def loss_bc(self) -> float:
-        """Cross-entropy of the logits against the taken actions (weighted by ``bc_coef``)."""
-        ...
-
-    @property
-    def clip_fraction(self) -> float:
-        """Share of strictly clipped probability ratios, in [0, 1]."""
-        ...
-
-    @property
-    def kl_divergence(self) -> float:
-        """Signed approximate KL: mean(old − new log-prob)."""
-        ...
-
-    @property
-    def grad_norm(self) -> float:
-        """Global L2 norm of the gradients before clipping."""
-        ...
-
-    @property
-    def adv_mean(self) -> float:
-        """Mean of the minibatch's advantages."""
-        ...
-
-    @property
-    def adv_std(self) -> float:
-        """Population std of the minibatch's advantages (0 for one element)."""
-        ...
-
-    @property
-    def transitions(self) -> int:
-        """Number of transitions in the minibatch."""
-        ...
-
-
 def _population_std(values: Sequence[float]) -> float:
     if len(values) < 2:
         return 0.0
@@ -229,7 +171,7 @@ def _population_std(values: Sequence[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
 
 
-def _core_fields(stats: Sequence[MinibatchLike]) -> dict[str, float]:
+def _core_fields(stats: Sequence[MinibatchStats]) -> dict[str, float]:
     updates = len(stats)
 
     def mean(name: str) -> float:
@@ -315,7 +257,7 @@ class EpochCounters:
 
 
 def summarize_epoch(
-    stats: Sequence[MinibatchLike],
+    stats: Sequence[MinibatchStats],
     facts: BatchFacts,
     info: PPODatasetInfo,
     cfg: PPOConfig,
