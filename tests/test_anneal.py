@@ -23,7 +23,12 @@ from townlet.config import (  # noqa: E402
 from townlet.dto.telemetry import read_telemetry  # noqa: E402
 from townlet.errors import ConfigError  # noqa: E402
 from townlet.policy.replay import ReplaySample  # noqa: E402
-from townlet.policy.rollout import RolloutBuffer, build_rollout_dataset, capture_rollout  # noqa: E402
+from townlet.policy.rollout import (  # noqa: E402
+    RolloutBuffer,
+    build_rollout_dataset,
+    capture_rollout,
+    save_rollout,
+)
 from townlet.policy.training.services.promotion_decision import decide  # noqa: E402
 from townlet.policy.training.strategies.anneal import (  # noqa: E402
     run_anneal,
@@ -205,7 +210,7 @@ def test_rollout_stage_captures_in_the_cycles_social_stage(
 def test_ppo_stages_fall_back_to_the_configured_replay_manifest(
     demos: RolloutBuffer, tmp_path: Path
 ) -> None:
-    demos.save(tmp_path / "capture")
+    save_rollout(demos, tmp_path / "capture")
     manifest = tmp_path / "capture" / "rollout_sample_manifest.json"
     config = _config(BC, PPO1, replay_manifest=manifest, bc=BCConfig(epochs=1, manifest=manifest))
     summary = run_anneal(config, quiet=True)
@@ -220,7 +225,7 @@ def test_stages_read_their_data_once_and_no_file_after(
     from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig
     from townlet.policy.training.strategies.anneal_step import load_anneal_data
 
-    demos.save(tmp_path / "capture")
+    save_rollout(demos, tmp_path / "capture")
     manifest = tmp_path / "capture" / "rollout_sample_manifest.json"
     config = _config(BC, PPO1, PPO2)
     dataset = ReplayDataset(ReplayDatasetConfig.from_capture_dir(tmp_path / "capture"))
