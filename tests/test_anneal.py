@@ -30,18 +30,18 @@ from townlet.policy.rollout import (  # noqa: E402
     save_rollout,
 )
 from townlet.policy.training.services.promotion_decision import decide  # noqa: E402
-from townlet.policy.training.strategies.anneal import (  # noqa: E402
+from townlet.policy.training.strategies.anneal.run import (  # noqa: E402
     run_anneal,
     run_anneal_with_state,
 )
-from townlet.policy.training.strategies.anneal_step import (  # noqa: E402
+from townlet.policy.training.strategies.anneal.step import (  # noqa: E402
     AnnealData,
     RolloutPlan,
     anneal_stage_step,
     init_anneal_state,
     select_social_stage,
 )
-from townlet.policy.training.strategies.ppo import train_ppo  # noqa: E402
+from townlet.policy.training.strategies.ppo.train import train_ppo  # noqa: E402
 from townlet.world import WorldConfig  # noqa: E402
 
 WORLD = WorldConfig(num_agents=4)
@@ -103,7 +103,7 @@ def test_bc_then_two_ppo_stages_on_fresh_rollouts(demos: RolloutBuffer, tmp_path
     promotion = json.loads((tmp_path / "promotion.json").read_text())
     assert promotion["state"] == "ready" and promotion["candidate"]["mode"] == "ppo"
     assert promotion["candidate"]["checkpoint"] == str((tmp_path / "checkpoint.pt").resolve())
-    from townlet.policy.training.strategies.ppo_init import load_ppo_state
+    from townlet.policy.training.strategies.ppo.checkpoint import load_ppo_state
 
     final = load_ppo_state(tmp_path / "checkpoint.pt")
     assert all(torch.equal(final.params[k], v) for k, v in run.state.params.items())
@@ -223,7 +223,7 @@ def test_stages_read_their_data_once_and_no_file_after(
     demos: RolloutBuffer, tmp_path: Path
 ) -> None:
     from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig
-    from townlet.policy.training.strategies.anneal_step import load_anneal_data
+    from townlet.policy.training.strategies.anneal.step import load_anneal_data
 
     save_rollout(demos, tmp_path / "capture")
     manifest = tmp_path / "capture" / "rollout_sample_manifest.json"

@@ -11,9 +11,9 @@ import pytest
 from townlet.config import PPOConfig
 from townlet.errors import ConfigError
 from townlet.policy.replay import ReplayEventCounts
-from townlet.policy.training.strategies.anneal_flags import AnnealBaselines
-from townlet.policy.training.strategies.ppo_stats import MinibatchStats
-from townlet.policy.training.strategies.ppo_summary import (
+from townlet.policy.training.strategies.anneal.flags import AnnealBaselines
+from townlet.policy.training.strategies.ppo.stats import MinibatchStats
+from townlet.policy.training.strategies.ppo.summary import (
     AnnealContext,
     BatchFacts,
     EpochCounters,

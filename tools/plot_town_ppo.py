@@ -32,8 +32,8 @@ from _benchdoc import replace_section
 from townlet.config import BCConfig, PPOConfig
 from townlet.policy.rollout import build_rollout_dataset, capture_rollout
 from townlet.policy.rollout_torch import make_network_policy
-from townlet.policy.training.strategies.bc import train_bc
-from townlet.policy.training.strategies.ppo import train_ppo
+from townlet.policy.training.strategies.bc.train import train_bc
+from townlet.policy.training.strategies.ppo.train import train_ppo
 from townlet.world import WorldConfig
 
 ROOT = Path(__file__).resolve().parents[1]

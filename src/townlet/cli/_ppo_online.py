@@ -1,6 +1,6 @@
 """``townlet-train ppo --env gymnasium:<id>``: online PPO on a Gymnasium environment.
 
-Trains with :func:`~townlet.policy.training.strategies.ppo_online.train_ppo_online`, evaluates
+Trains with :func:`~townlet.policy.training.strategies.ppo.online.train_ppo_online`, evaluates
 the final policy (deterministic, ``--eval-episodes`` seeded episodes), prints a JSON summary and,
 with ``--out DIR``, writes ``DIR/checkpoint.pt``, ``DIR/telemetry.jsonl`` (one line per update)
 and ``DIR/summary.json``.
@@ -79,7 +79,7 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
     """Train, evaluate and write the outputs; return the JSON summary."""
     from townlet.policy.evaluate import evaluate_policy
     from townlet.policy.rollout_torch import make_network_policy
-    from townlet.policy.training.strategies.ppo_online import OnlinePPOConfig, train_ppo_online
+    from townlet.policy.training.strategies.ppo.online import OnlinePPOConfig, train_ppo_online
 
     _check(args)
     weight_init, checkpoint = _init(args)
@@ -137,7 +137,7 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
     }
     if args.out is not None:
         from townlet.dto.convert import to_dict
-        from townlet.policy.training.strategies.ppo_init import save_ppo_state
+        from townlet.policy.training.strategies.ppo.checkpoint import save_ppo_state
 
         extra = {"ppo": to_dict(cfg), "env": summary["env"], "env_steps": run.env_steps}
         save_ppo_state(args.out / CHECKPOINT_NAME, run.state, extra=extra)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from townlet.dto.policy import PPOTrainingResult
-from townlet.policy.training.strategies.ppo_log import TelemetryLog, log_epoch
+from townlet.policy.training.telemetry_log import TelemetryLog, log_epoch
 
 S = TypeVar("S")
 X = TypeVar("X")

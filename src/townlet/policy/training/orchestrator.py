@@ -3,7 +3,7 @@
 A BC run, a PPO run on replay data, rollout-PPO cycles (capture with the current parameters →
 PPO → repeat, each cycle in its social reward stage) and an anneal schedule are all sequences of
 :class:`~townlet.config.AnnealStage` folded with
-:func:`~townlet.policy.training.strategies.anneal_step.anneal_stage_step`. Around each step:
+:func:`~townlet.policy.training.strategies.anneal.step.anneal_stage_step`. Around each step:
 a tqdm bar (off when stderr is not a TTY), the stage's epochs appended to
 ``run_dir/telemetry.jsonl``, a checkpoint, and an ``on_stage`` callback; at the end
 ``anneal_results.json``. A run directory that holds a checkpoint resumes after its last stage
@@ -31,13 +31,13 @@ from townlet.dto.policy import AnnealStageResult
 from townlet.dto.telemetry import write_telemetry
 from townlet.errors import ConfigError
 from townlet.policy.training.fold import Sink, run_fold
-from townlet.policy.training.strategies.anneal_io import (
+from townlet.policy.training.strategies.anneal.io import (
     load_anneal_state,
     read_run_state,
     save_anneal_state,
     stage_to_dict,
 )
-from townlet.policy.training.strategies.anneal_step import (
+from townlet.policy.training.strategies.anneal.step import (
     AnnealData,
     AnnealInputs,
     AnnealState,

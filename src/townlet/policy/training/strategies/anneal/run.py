@@ -3,7 +3,7 @@
 ``run_anneal(config, …)`` sorts ``training.anneal_schedule`` by cycle, refuses before any stage
 runs what would fail midway (an empty schedule, a BC stage without demonstrations, a PPO stage
 without a dataset or rollout source), folds
-:func:`~townlet.policy.training.strategies.anneal_step.anneal_stage_step` over the stages
+:func:`~townlet.policy.training.strategies.anneal.step.anneal_stage_step` over the stages
 (:func:`~townlet.policy.training.orchestrator.run_stages`), reduces the results to
 PASS / HOLD / FAIL, records that evaluation in the promotion state, and returns an
 :class:`~townlet.dto.policy.AnnealSummary` that :func:`~townlet.decide` reads directly.
@@ -43,9 +43,9 @@ from townlet.policy.training.services.promotion_io import (
     promotion_state_to_dict,
     save_promotion_state,
 )
-from townlet.policy.training.strategies.anneal_flags import anneal_status, baselines_to_dict
-from townlet.policy.training.strategies.anneal_io import save_network
-from townlet.policy.training.strategies.anneal_step import (
+from townlet.policy.training.strategies.anneal.flags import anneal_status, baselines_to_dict
+from townlet.policy.training.strategies.anneal.io import save_network
+from townlet.policy.training.strategies.anneal.step import (
     AnnealData,
     AnnealState,
     BCData,

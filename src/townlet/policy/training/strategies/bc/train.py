@@ -1,5 +1,5 @@
 """Behaviour cloning runs: ``train_bc`` loads demonstrations, splits them (seeded), folds
-:func:`~townlet.policy.training.strategies.bc_loop.bc_epoch` over ``cfg.epochs`` epochs and
+:func:`~townlet.policy.training.strategies.bc.epoch.bc_epoch` over ``cfg.epochs`` epochs and
 reports training and validation accuracy/loss (DESIGN §5.6). The trained parameters have the
 PPO network's spec, so they initialise PPO (DESIGN §5.1).
 
@@ -25,13 +25,13 @@ from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.bc import flatten_bc_frames, load_bc_samples
 from townlet.policy.replay.sample import ReplaySample
 from townlet.policy.training.fold import callback_sink
-from townlet.policy.training.strategies.ppo import require_torch
+from townlet.policy.training.strategies.ppo.train import require_torch
 
 if TYPE_CHECKING:
     from townlet.policy.nn.network import Params
-    from townlet.policy.training.strategies.bc_loop import BCEpochStats, BCFrameTensors
-    from townlet.policy.training.strategies.bc_step import BCState
-    from townlet.policy.training.strategies.ppo_init import DataShape, Init
+    from townlet.policy.training.strategies.bc.epoch import BCEpochStats, BCFrameTensors
+    from townlet.policy.training.strategies.bc.step import BCState
+    from townlet.policy.training.strategies.ppo.start import DataShape, Init
 
 BCSource = str | os.PathLike[str] | Sequence[ReplaySample]
 BCEpochCallback = Callable[[int, "BCEpochStats"], None]
@@ -94,7 +94,8 @@ def load_bc_inputs(
     ``cfg.device`` with the data shape a network must fit. Raises ``ConfigError`` without a
     source, ``ReplayDataError`` for bad data, ``TorchNotAvailableError`` without torch."""
     require_torch("load_bc_inputs")
-    from townlet.policy.training.strategies import bc_loop, ppo_init
+    from townlet.policy.training.strategies.bc import epoch as bc_loop
+    from townlet.policy.training.strategies.ppo import start as ppo_init
 
     samples, source = _samples(samples_or_manifest, cfg, root)
     frames = flatten_bc_frames(samples)
@@ -130,14 +131,15 @@ def train_bc(
     ``init`` (parameters, a Checkpoint or a path) starts from trained weights.
 
     A shell: :func:`load_bc_inputs`, then the pure
-    :func:`~townlet.policy.training.strategies.bc_loop.fit_bc` with the run clock and
+    :func:`~townlet.policy.training.strategies.bc.epoch.fit_bc` with the run clock and
     ``progress`` as a sink.
 
     Raises ``TorchNotAvailableError`` without torch, ``ReplayDataError`` for bad data,
     ``ConfigError``/``CheckpointError`` for bad arguments or a network the data does not fit.
     """
     require_torch("train_bc")
-    from townlet.policy.training.strategies import bc_loop, ppo_init
+    from townlet.policy.training.strategies.bc import epoch as bc_loop
+    from townlet.policy.training.strategies.ppo import start as ppo_init
 
     cfg = BCConfig() if cfg is None else cfg
     check_int_arg("seed", seed, 0)

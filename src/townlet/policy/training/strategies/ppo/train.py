@@ -3,8 +3,8 @@ around it (telemetry lines, progress, the run clock). ``spec/reference-ppo.md`` 
 
 This module imports without torch; calling :func:`train_ppo` without torch raises
 :class:`~townlet.errors.TorchNotAvailableError`. Everything that computes lives in
-:mod:`~townlet.policy.training.strategies.ppo_loop` (the epoch) and
-:mod:`~townlet.policy.training.strategies.ppo_init` (the initial state and checkpoints).
+:mod:`~townlet.policy.training.strategies.ppo.replay` (the epoch) and
+:mod:`~townlet.policy.training.strategies.ppo.start` (the initial state and checkpoints).
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from townlet.errors import ConfigError, ReplayDataError, TorchNotAvailableError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
 from townlet.policy.training.fold import Sink, callback_sink, telemetry_sink
-from townlet.policy.training.strategies.ppo_log import open_log
-from townlet.policy.training.strategies.ppo_summary import (
+from townlet.policy.training.strategies.ppo.summary import (
     AnnealContext,
     dataset_info,
 )
+from townlet.policy.training.telemetry_log import open_log
 
 if TYPE_CHECKING:
-    from townlet.policy.training.strategies.ppo_init import Init
-    from townlet.policy.training.strategies.ppo_step import PPOState
+    from townlet.policy.training.strategies.ppo.start import Init
+    from townlet.policy.training.strategies.ppo.step import PPOState
 
 EpochCallback = Callable[[int, PPOTrainingResult], None]
 """``progress(epoch, record)``: called after each epoch (1-based) with its telemetry record."""
@@ -101,7 +101,8 @@ def train_ppo(
     advantages, returns or losses are NaN/Inf.
     """
     require_torch("train_ppo")
-    from townlet.policy.training.strategies import ppo_init, ppo_loop
+    from townlet.policy.training.strategies.ppo import replay as ppo_loop
+    from townlet.policy.training.strategies.ppo import start as ppo_init
 
     cfg = PPOConfig() if cfg is None else cfg
     _check_args(epochs, seed, value_only_epochs)
