@@ -10,10 +10,11 @@ and call user callbacks. Torch-free.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from townlet.dto.policy import PPOTrainingResult
-from townlet.policy.training.telemetry_log import TelemetryLog, log_epoch
+from townlet.policy.training.telemetry_log import TelemetryLog, log_epoch, open_log
 
 S = TypeVar("S")
 X = TypeVar("X")
@@ -72,3 +73,24 @@ def telemetry_sink(
             current = log_epoch(current, written, record)
 
     return sink
+
+
+def run_sinks(
+    *,
+    log_path: str | Path | None,
+    log_frequency: int,
+    max_log_entries: int | None,
+    progress: Callable[[int, Any], None] | None,
+    record: Callable[[Any], PPOTrainingResult],
+) -> list[Sink]:
+    """The sinks of a ``train_ppo``/``train_ppo_online`` run: the rotating telemetry file at
+    ``log_path`` (opened, and so created, now) with ``record(out)`` of every step, and
+    ``progress(index, record(out))``."""
+    sinks: list[Sink] = []
+    if log_path is not None:
+        log = open_log(log_path, log_frequency=log_frequency, max_entries=max_log_entries)
+        sinks.append(telemetry_sink(log, lambda out: (record(out),)))
+    if progress is not None:
+        callback = progress
+        sinks.append(callback_sink(lambda index, out: callback(index, record(out))))
+    return sinks

@@ -1,5 +1,6 @@
-"""Old module paths of the strategies, kept as deprecated re-exports after #11 moved each
-strategy into its own package (``ppo/``, ``bc/``, ``anneal/``)."""
+"""Module ``__getattr__`` factories: the old flat module paths of the strategies, kept as
+deprecated re-exports after #11 moved each strategy into its own package (``ppo/``, ``bc/``,
+``anneal/``), and the packages' lazy re-exports of their drivers."""
 
 from __future__ import annotations
 
@@ -27,5 +28,18 @@ def moved_module(old: str, new: tuple[str, ...]) -> Callable[[str], Any]:
                 )
                 return getattr(module, name)
         raise AttributeError(f"module {old!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+def lazy_exports(package: str, driver: str, names: tuple[str, ...]) -> Callable[[str], Any]:
+    """A package ``__getattr__`` returning ``names`` from its ``driver`` module on first use,
+    so that importing a step module of the package does not import the driver (and through
+    it the orchestrator, which imports step modules in turn)."""
+
+    def __getattr__(name: str) -> Any:  # noqa: N807 - a module __getattr__
+        if name in names:
+            return getattr(importlib.import_module(f"{package}.{driver}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__

@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from townlet.policy.training.strategies._moved import lazy_exports
 
 __all__ = [
     "AnnealRun",
@@ -19,11 +18,4 @@ __all__ = [
     "run_anneal",
     "run_anneal_with_state",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # Lazily, so that importing a step module of this package does not import the driver (and
-    # through it the orchestrator), which imports step modules in turn.
-    if name in __all__:
-        return getattr(importlib.import_module(f"{__name__}.run"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, "run", tuple(__all__))

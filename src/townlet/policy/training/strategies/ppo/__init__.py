@@ -11,15 +11,7 @@ here (``from townlet.policy.training.strategies.ppo import train_ppo`` keeps wor
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from townlet.policy.training.strategies._moved import lazy_exports
 
 __all__ = ["EpochCallback", "TrainResult", "require_torch", "train_ppo"]
-
-
-def __getattr__(name: str) -> Any:
-    # Lazily, so that importing a step module of this package does not import the driver (and
-    # through it the orchestrator), which imports step modules in turn.
-    if name in __all__:
-        return getattr(importlib.import_module(f"{__name__}.train"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, "train", tuple(__all__))

@@ -28,9 +28,8 @@ from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import ConfigError
 from townlet.policy.nn.spec import Activation, CriticKind, InitScheme, NetworkSpec
-from townlet.policy.training.fold import Sink, callback_sink, run_fold, telemetry_sink
+from townlet.policy.training.fold import Sink, run_fold, run_sinks
 from townlet.policy.training.strategies.ppo.train import require_torch
-from townlet.policy.training.telemetry_log import open_log
 
 if TYPE_CHECKING:
     from townlet.envs.gymnasium_adapter import GymnasiumSource
@@ -243,12 +242,13 @@ def train_ppo_online(
     cfg = PPOConfig() if cfg is None else cfg
     settings = _settings(online, total_steps, num_envs, rollout_steps, legacy)
     check_int_arg("seed", seed, 0)
-    sinks: list[Sink] = []
-    if log_path is not None:
-        log = open_log(log_path, log_frequency=log_frequency, max_entries=max_log_entries)
-        sinks.append(telemetry_sink(log, lambda out: (out[0],)))
-    if progress is not None:
-        sinks.append(callback_sink(lambda update, out: progress(update, out[0])))
+    sinks = run_sinks(
+        log_path=log_path,
+        log_frequency=log_frequency,
+        max_log_entries=max_log_entries,
+        progress=progress,
+        record=lambda out: out[0],
+    )
     with torch_threads(settings.threads):
         source = make_online_source(env_spec, settings.num_envs)
         try:

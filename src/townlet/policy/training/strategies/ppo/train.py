@@ -22,12 +22,11 @@ from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import ConfigError, ReplayDataError, TorchNotAvailableError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
-from townlet.policy.training.fold import Sink, callback_sink, telemetry_sink
+from townlet.policy.training.fold import run_sinks
 from townlet.policy.training.strategies.ppo.summary import (
     AnnealContext,
     dataset_info,
 )
-from townlet.policy.training.telemetry_log import open_log
 
 if TYPE_CHECKING:
     from townlet.policy.training.strategies.ppo.start import Init
@@ -121,12 +120,13 @@ def train_ppo(
     )
     param_device = next(iter(state.params.values())).device
     prepared = ppo_loop.prepare_batches(batches, cfg, label=info.label, device=param_device)
-    sinks: list[Sink] = []
-    if log_path is not None:
-        log = open_log(log_path, log_frequency=log_frequency, max_entries=max_log_entries)
-        sinks.append(telemetry_sink(log, lambda record: (record,)))
-    if progress is not None:
-        sinks.append(callback_sink(progress))
+    sinks = run_sinks(
+        log_path=log_path,
+        log_frequency=log_frequency,
+        max_log_entries=max_log_entries,
+        progress=progress,
+        record=lambda record: record,
+    )
     return ppo_loop.fit_ppo(
         state,
         prepared,
