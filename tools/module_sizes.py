@@ -23,9 +23,9 @@ def _docstring_lines(tree: ast.AST) -> set[int]:
         if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         first = node.body[0] if node.body else None
-        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-            if isinstance(first.value.value, str):
-                lines.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+        value = first.value if isinstance(first, ast.Expr) else None
+        if first is not None and isinstance(value, ast.Constant) and isinstance(value.value, str):
+            lines.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
     return lines
 
 
