@@ -43,19 +43,21 @@ from townlet.policy.training.services.promotion_io import (
     promotion_state_to_dict,
     save_promotion_state,
 )
-from townlet.policy.training.strategies.anneal.flags import anneal_status, baselines_to_dict
-from townlet.policy.training.strategies.anneal.io import save_network
-from townlet.policy.training.strategies.anneal.step import (
+from townlet.policy.training.strategies.anneal.data import (
     AnnealData,
-    AnnealState,
     BCData,
     PPOData,
     RolloutPlan,
-    anneal_stage_step,
     check_schedule,
+)
+from townlet.policy.training.strategies.anneal.flags import anneal_status, baselines_to_dict
+from townlet.policy.training.strategies.anneal.io import save_network
+from townlet.policy.training.strategies.anneal.state import (
+    AnnealState,
     init_anneal_state,
     sorted_schedule,
 )
+from townlet.policy.training.strategies.anneal.step import anneal_stage_step
 
 PROMOTION_FILE = "promotion.json"
 SUMMARY_FILE = "anneal_summary.json"

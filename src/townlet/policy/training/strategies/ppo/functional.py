@@ -6,9 +6,12 @@ numbers below refer to it). Tensors are float32 unless noted; nothing here reads
 
 from __future__ import annotations
 
+import operator
+
 import attrs
 import torch
 
+from townlet._records import map_fields
 from townlet.config import PPOConfig
 from townlet.errors import ReplayDataError
 from townlet.policy.nn.network import Params, apply
@@ -121,15 +124,7 @@ class PPOMinibatch:
 
 def select_minibatch(data: PPOMinibatch, indices: torch.Tensor) -> PPOMinibatch:
     """The rows ``indices`` of every field of ``data`` (new tensors; ``data`` is unchanged)."""
-    return PPOMinibatch(
-        maps=None if data.maps is None else data.maps[indices],
-        features=data.features[indices],
-        actions=data.actions[indices],
-        old_log_probs=data.old_log_probs[indices],
-        advantages=data.advantages[indices],
-        returns=data.returns[indices],
-        old_values=data.old_values[indices],
-    )
+    return map_fields(operator.itemgetter(indices), data)
 
 
 def prepare_batch(

@@ -148,16 +148,16 @@ def _initial_state(
     source: GymnasiumSource, seed: int, spec: NetworkSpec, init: Init | None, device: str
 ) -> PPOState:
     from townlet.policy.nn.adam import adam_init
-    from townlet.policy.training.strategies.ppo import start as ppo_init
+    from townlet.policy.training.strategies.ppo import start
     from townlet.policy.training.strategies.ppo.step import PPOState
 
-    shape = ppo_init.DataShape(
+    shape = start.DataShape(
         map_shape=(0, 0, 0),
         feature_dim=source.observation_dim,
         action_dim=source.action_dim,
         max_action=source.action_dim - 1,
     )
-    net, params = ppo_init.initial_params(
+    net, params = start.initial_params(
         shape,
         label=source.env_id,
         seed=seed,

@@ -4,7 +4,7 @@ around it (telemetry lines, progress, the run clock). ``spec/reference-ppo.md`` 
 This module imports without torch; calling :func:`train_ppo` without torch raises
 :class:`~townlet.errors.TorchNotAvailableError`. Everything that computes lives in
 :mod:`~townlet.policy.training.strategies.ppo.replay` (the epoch) and
-:mod:`~townlet.policy.training.strategies.ppo.start` (the initial state and checkpoints).
+:mod:`~townlet.policy.training.strategies.ppo.start` (the initial state).
 """
 
 from __future__ import annotations
@@ -100,8 +100,7 @@ def train_ppo(
     advantages, returns or losses are NaN/Inf.
     """
     require_torch("train_ppo")
-    from townlet.policy.training.strategies.ppo import replay as ppo_loop
-    from townlet.policy.training.strategies.ppo import start as ppo_init
+    from townlet.policy.training.strategies.ppo import replay, start
 
     cfg = PPOConfig() if cfg is None else cfg
     _check_args(epochs, seed, value_only_epochs)
@@ -109,17 +108,17 @@ def train_ppo(
     batches = list(dataset.batches(0))
     if not batches:
         raise ReplayDataError(f"Replay dataset yielded no batches (dataset={info.label})")
-    state = ppo_init.start_state(
-        ppo_init.data_shape(batches),
+    state = start.start_state(
+        start.data_shape(batches),
         label=info.label,
         seed=seed,
         state=state,
-        init=ppo_init.resolve_init(init, device=device),
+        init=start.resolve_init(init, device=device),
         spec=spec,
         device=device,
     )
     param_device = next(iter(state.params.values())).device
-    prepared = ppo_loop.prepare_batches(batches, cfg, label=info.label, device=param_device)
+    prepared = replay.prepare_batches(batches, cfg, label=info.label, device=param_device)
     sinks = run_sinks(
         log_path=log_path,
         log_frequency=log_frequency,
@@ -127,7 +126,7 @@ def train_ppo(
         progress=progress,
         record=lambda record: record,
     )
-    return ppo_loop.fit_ppo(
+    return replay.fit_ppo(
         state,
         prepared,
         info,
