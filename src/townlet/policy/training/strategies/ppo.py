@@ -103,7 +103,8 @@ def train_ppo(
     epoch (as the reference). The network starts from ``state`` (continue a run: its counters
     go on), else from ``init`` (parameters, a ``Checkpoint`` or a checkpoint path, e.g. a BC
     run's — its spec wins and the data must fit it), else from ``init_params(spec, seed)`` with
-    ``spec`` inferred from the data (§2.4: sidecar ``action_dim``, else max action + 1). The
+    ``spec`` inferred from the data (§2.4: sidecar ``action_dim``, else max action + 1;
+    ``cfg.reference_compat``: max action + 1, and the reference's minibatch order). The
     first ``value_only_epochs`` epochs train only the value head (critic warm-up). With
     ``log_path`` every ``log_frequency``-th epoch is appended as a telemetry 1.2 line, rotating
     to ``<log>.1``, ``<log>.2`` … after ``max_log_entries`` lines (§13). ``anneal_context``
@@ -116,7 +117,7 @@ def train_ppo(
     advantages, returns or losses are NaN/Inf.
     """
     require_torch("train_ppo")
-    from townlet.policy.training.strategies import ppo_init, ppo_loop
+    from townlet.policy.training.strategies import minibatch_order, ppo_init, ppo_loop
 
     cfg = PPOConfig() if cfg is None else cfg
     _check_args(epochs, seed, value_only_epochs)
@@ -124,7 +125,7 @@ def train_ppo(
     batches = list(dataset.batches(0))
     if not batches:
         raise ReplayDataError(f"Replay dataset yielded no batches (dataset={info.label})")
-    shape = ppo_init.data_shape(batches)
+    shape = minibatch_order.run_data_shape(batches, cfg)
     if state is None:
         state = ppo_init.initial_state(
             shape, label=info.label, seed=seed, init=init, spec=spec, device=device

@@ -19,8 +19,8 @@ import torch
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import NonFiniteTrainingError
-from townlet.policy.nn.rng import derive_generator
 from townlet.policy.replay.batch import ReplayBatch
+from townlet.policy.training.strategies.minibatch_order import minibatch_generator
 from townlet.policy.training.strategies.ppo_math import (
     PPOMinibatch,
     minibatch_indices,
@@ -40,9 +40,6 @@ from townlet.policy.training.strategies.ppo_summary import (
     batch_facts,
     summarize_epoch,
 )
-
-# Tag of the minibatch-permutation stream in derive_generator(seed, tag, epoch, batch).
-PERMUTATION_STREAM = 1
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -118,15 +115,19 @@ def ppo_epoch_updates(
 
     Batch ``b`` (1-based) is cut by a permutation from
     ``derive_generator(state.seed, PERMUTATION_STREAM, state.log_stream_offset, b)``: seeded,
-    and different in every epoch of a continued run. Counters are not advanced here.
+    and different in every epoch of a continued run (``cfg.reference_compat``: the reference's
+    order, see :mod:`~townlet.policy.training.strategies.minibatch_order`). Counters are not
+    advanced here.
     """
     stats: list[MinibatchStats] = []
+    sizes = [len(data) for data in prepared.batches]
     for index, data in enumerate(prepared.batches, start=1):
-        generator = derive_generator(
-            state.seed,
-            PERMUTATION_STREAM,
-            state.log_stream_offset,
-            index,
+        generator = minibatch_generator(
+            cfg,
+            seed=state.seed,
+            epoch=state.log_stream_offset,
+            batch=index,
+            batch_sizes=sizes,
             device=data.actions.device,
         )
         for indices in minibatch_indices(len(data), cfg, generator):
