@@ -20,6 +20,7 @@ import attrs
 import numpy as np
 from numpy.typing import NDArray
 
+from townlet._summary import record_dict, short_repr
 from townlet.errors import ReplayDataError
 
 REQUIRED_CONFLICT_FEATURES: tuple[str, ...] = ("rivalry_max", "rivalry_avoid_count")
@@ -238,6 +239,9 @@ class ReplaySample:
     NaN/Inf in a float array, negative actions, an ``action_dim`` below ``max(actions) + 1``, or
     sidecar keys that disagree with the arrays.
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     features: NDArray[np.float32] = attrs.field(converter=_convert_features)
     actions: NDArray[np.int64] = attrs.field(converter=_convert_actions)

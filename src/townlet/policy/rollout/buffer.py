@@ -14,6 +14,7 @@ import attrs
 import numpy as np
 from attrs import validators as v
 
+from townlet._summary import record_dict, short_repr
 from townlet.errors import RolloutError
 from townlet.policy.replay import (
     InMemoryReplayDataset,
@@ -62,6 +63,9 @@ class RolloutBuffer:
 
     Raises :class:`RolloutError` when built with no samples.
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     samples: tuple[ReplaySample, ...] = attrs.field(converter=_samples)
     event_counts: ReplayEventCounts = attrs.field(

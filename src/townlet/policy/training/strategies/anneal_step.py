@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
+from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import AnnealStage, Config, SocialRewardStage, TrainingConfig
 from townlet.dto.policy import AnnealStageResult, BCTrainingResult, PPOTrainingResult
@@ -88,6 +89,9 @@ class AnnealState:
     ``last_bc_result``: what the latest stage produced (its telemetry records, its BC record),
     for the I/O around the fold.
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     seed: int = attrs.field(validator=attrs.validators.ge(0))
     params: Params | None = None

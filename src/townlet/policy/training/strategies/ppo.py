@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
@@ -50,6 +51,9 @@ class TrainResult:
     """A PPO run: the final ``state`` (pass it back as ``state=`` to continue the run), the last
     epoch's record ``result`` (with ``duration_sec`` = the whole run's wall time) and every
     epoch's record ``results`` in order (what the telemetry log holds, unsampled)."""
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     state: PPOState
     result: PPOTrainingResult

@@ -16,6 +16,7 @@ import attrs
 import numpy as np
 import torch
 
+from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import NonFiniteTrainingError
@@ -47,6 +48,9 @@ class PreparedBatches:
     """Replay batches ready for PPO: one flat :class:`PPOMinibatch` per batch (N = B·T rows,
     advantages normalised per batch when configured) and the per-batch facts every epoch
     reports (:class:`BatchFacts`). ``label`` names the dataset in error messages."""
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     batches: tuple[PPOMinibatch, ...]
     facts: BatchFacts
