@@ -75,7 +75,7 @@ def describe(value: Any) -> str:
 
 
 def _record_line(value: Any) -> str:
-    if type(value).__repr__ is short_repr:
+    if getattr(type(value), "__repr__", None) is short_repr:
         return short_repr(value)
     text = repr(value)
     if len(text) <= _LINE:
