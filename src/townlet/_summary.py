@@ -76,7 +76,7 @@ def describe(value: Any) -> str:
 
 def _record_line(value: Any) -> str:
     if getattr(type(value), "__repr__", None) is short_repr:
-        return short_repr(value)
+        return str(short_repr(value))
     text = repr(value)
     if len(text) <= _LINE:
         return text
