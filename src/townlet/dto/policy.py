@@ -126,6 +126,11 @@ class TrainingResultBase:
 
         return to_dict(self)
 
+    def model_dump(self) -> dict[str, Any]:
+        """:meth:`to_dict` under the reference's pydantic name — a thin alias for code written
+        against its DTOs (``townlet.compat``)."""
+        return self.to_dict()
+
 
 @attrs.frozen(kw_only=True, repr=False)
 class BCTrainingResult(TrainingResultBase):
@@ -328,3 +333,8 @@ class PromotionEvaluation:
         from townlet.dto.convert import to_dict
 
         return to_dict(self)
+
+    def model_dump(self) -> dict[str, Any]:
+        """:meth:`to_dict` under the reference's pydantic name — a thin alias for code written
+        against its DTOs (``townlet.compat``)."""
+        return self.to_dict()
