@@ -48,6 +48,7 @@ from townlet.policy.training.strategies.anneal_step import select_social_stage
 
 if TYPE_CHECKING:
     from townlet.policy.training.strategies.bc import BCRun
+    from townlet.policy.training.strategies.ppo import EpochCallback
     from townlet.policy.training.strategies.ppo_step import PPOState
 
 PathLike = str | os.PathLike[str]
@@ -119,11 +120,13 @@ class PolicyTrainingOrchestrator:
         max_log_entries: int | None = None,
         in_memory_dataset: InMemoryReplayDataset | ReplayDataset | None = None,
         device_str: str | None = None,
+        *,
+        progress: EpochCallback | None = None,
     ) -> PPOTrainingResult:
         """Adapter over :func:`~townlet.policy.training.strategies.ppo.train_ppo` on
         ``in_memory_dataset``, else ``ReplayDataset(dataset_config)``, with ``config.ppo`` and
-        ``config.seed``; continues ``ppo_state`` when there is one. Returns the last epoch's
-        record."""
+        ``config.seed``; continues ``ppo_state`` when there is one. ``progress(epoch, record)``
+        is called after every epoch. Returns the last epoch's record."""
         from townlet.policy.training.strategies.ppo import train_ppo
 
         if in_memory_dataset is not None:
@@ -144,6 +147,7 @@ class PolicyTrainingOrchestrator:
             log_frequency=log_frequency,
             max_log_entries=max_log_entries,
             device=device_str or "cpu",
+            progress=progress,
         )
         self.ppo_state = run.state
         return run.result
