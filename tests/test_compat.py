@@ -154,3 +154,39 @@ def test_compat_imports_without_torch() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_reference_config_yaml_reads_with_one_warning(tmp_path: Path) -> None:
+    from townlet.compat import ReferenceConfigWarning, load_reference_config
+
+    path = tmp_path / "config_idle_v1.yaml"
+    path.write_text(
+        "config_id: v1.3.0\n"
+        "features:\n  stages:\n    relationships: B\n    social_rewards: C1\n"
+        "world:\n  grid_size: 48\n  num_agents: 2\n"
+        "stability:\n  lateness_threshold: 3\n  promotion:\n    required_passes: 3\n"
+        "ppo:\n  learning_rate: 0.001\n"
+        "training:\n  source: mixed\n  anneal_enable_policy_blend: false\n"
+        "  anneal_schedule:\n  - cycle: 0\n    mode: bc\n    epochs: 3\n"
+    )
+    with pytest.warns(ReferenceConfigWarning) as record:
+        config = load_reference_config(path)
+    assert len(record) == 1
+    assert str(record[0].message).endswith(
+        "dropped: config_id, world.grid_size, training.anneal_enable_policy_blend, "
+        "stability.lateness_threshold, features.stages.relationships"
+    )
+    assert config.training.source == "mixed" and config.ppo.learning_rate == 0.001
+    assert config.world.social_reward_stage == "C1" and config.world.num_agents == 2
+    assert config.promotion.required_passes == 3
+    assert config.training.anneal_schedule[0].epochs == 3
+
+
+def test_own_env_example_runs(tmp_path: Path) -> None:
+    pytest.importorskip("pettingzoo")
+    import runpy
+
+    example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "own_env.py"
+    module = runpy.run_path(str(example))
+    module["main"](str(tmp_path / "corridor"))
+    assert (tmp_path / "corridor" / "rollout_sample_ann_001.npz").is_file()

@@ -6,10 +6,12 @@ Same flags and control flow (spec reference-dtos_orchestrator_cli §8): ``--mode
 ``training.source``; ``replay`` summarises or (with ``--train-ppo``) trains on a sample,
 manifest or capture directory; ``rollout`` captures ``--rollout-ticks`` ticks of the configured
 town and trains on them; ``mixed`` trains on the replay data, then on a fresh rollout, into one
-log; ``bc`` and ``anneal`` print their results as JSON. ``--ppo-*`` flags override ``ppo``
-config keys. Differences: exit status 2 (not 1) for bad usage or input, as every townlet
-command; a PPO run prints ``PPO epoch N: {...}`` lines with the telemetry record. New scripts
-should use ``townlet-train ppo|bc|anneal|capture`` (docs/migration.md).
+log; ``bc`` and ``anneal`` print their results as JSON. ``CONFIG`` may be the reference's own
+YAML (:func:`~townlet.compat.config.load_reference_config` keeps its training keys);
+``--ppo-*`` flags override ``ppo`` config keys. Differences: exit status 2 (not 1) for bad
+usage or input, as every townlet command; a PPO run prints ``PPO epoch N: {...}`` lines with
+the telemetry record. New scripts should use ``townlet-train ppo|bc|anneal|capture``
+(docs/migration.md).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import attrs
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
 from townlet.cli._train_common import without_nulls
-from townlet.config import Config, load_config
+from townlet.compat.config import load_reference_config
+from townlet.config import Config
 from townlet.dto.policy import PPOTrainingResult
 from townlet.policy.replay import InMemoryReplayDataset, ReplayDatasetConfig
 
@@ -92,7 +95,7 @@ def ppo_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
+    config = load_reference_config(args.config)
     overrides = ppo_overrides(args)
     return attrs.evolve(config, ppo=attrs.evolve(config.ppo, **overrides)) if overrides else config
 

@@ -6,6 +6,8 @@ over (docs/migration.md maps every name):
 * :class:`PolicyTrainingOrchestrator` (also ``TrainingOrchestrator``, ``TrainingHarness``) —
   the reference's stateful orchestrator, each method a few lines over ``train_bc``,
   ``train_ppo``, ``run_anneal_with_state``, ``capture_from_config``;
+* :func:`load_reference_config` — a reference ``SimulationConfig`` YAML as a townlet
+  ``Config`` (the training keys kept, the simulation's own dropped with one warning);
 * the reference's DTO names for townlet's result records, which have ``model_dump()``;
 * ``townlet-train run --mode replay|rollout|mixed|bc|anneal`` — the reference's
   ``scripts/run_training.py`` (:mod:`townlet.cli.run_cmd`).
@@ -15,6 +17,7 @@ Importing this package does not import torch; training methods need it.
 
 from __future__ import annotations
 
+from townlet.compat.config import ReferenceConfigWarning, load_reference_config
 from townlet.compat.orchestrator import (
     PolicyTrainingOrchestrator,
     TrainingHarness,
@@ -32,7 +35,9 @@ __all__ = [
     "BCTrainingResultDTO",
     "PPOTrainingResultDTO",
     "PolicyTrainingOrchestrator",
+    "ReferenceConfigWarning",
     "TrainingHarness",
     "TrainingOrchestrator",
     "TrainingResultBase",
+    "load_reference_config",
 ]

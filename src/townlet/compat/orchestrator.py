@@ -28,7 +28,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from townlet.config import BCConfig, Config, load_config
+from townlet.compat.config import load_reference_config
+from townlet.config import BCConfig, Config
 from townlet.dto.policy import AnnealSummary, BCTrainingResult, PPOTrainingResult
 from townlet.errors import ConfigError, ReplayDataError
 from townlet.policy.replay import (
@@ -57,11 +58,11 @@ PathLike = str | os.PathLike[str]
 class PolicyTrainingOrchestrator:
     """Thin adapter: the reference's ``PolicyTrainingOrchestrator(config)`` over townlet's
     functional API (see the module docstring). ``config`` is a :class:`~townlet.config.Config`
-    or the path of a TOML/YAML config file."""
+    or the path of a townlet or reference config file (:func:`load_reference_config`)."""
 
     def __init__(self, config: Config | PathLike) -> None:
         if isinstance(config, str | os.PathLike):
-            config = load_config(Path(config))
+            config = load_reference_config(config)
         if not isinstance(config, Config):
             raise ConfigError(f"config must be a townlet Config or a path, got {config!r}")
         self.config = config
