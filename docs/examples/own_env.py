@@ -4,7 +4,7 @@ Townlet capture directory, read back and trained on (docs/migration.md)."""
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
@@ -17,7 +17,7 @@ from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig
 class Corridor(ParallelEnv):  # type: ignore[misc]
     """Each agent walks a corridor of 5 cells; reward 1 for reaching the end."""
 
-    metadata = {"name": "corridor_v0"}
+    metadata: ClassVar[dict[str, str]] = {"name": "corridor_v0"}
 
     def __init__(self) -> None:
         self.possible_agents = ["ann", "bob"]
