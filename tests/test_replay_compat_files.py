@@ -130,3 +130,13 @@ def test_buffer_keeps_metrics_a_sample_already_has() -> None:
     buffer = _buffer([given])
     assert buffer.samples[0] is given
     assert buffer.baseline_metrics["reward_sum"] == 42.0
+
+
+def test_train_ppo_on_a_buffer_of_bare_samples_reports_the_baseline() -> None:
+    pytest.importorskip("torch")
+    from townlet.policy.training.strategies.ppo import train_ppo
+
+    buffer = _buffer([_bare(1, "anna"), _bare(2, "bob")])
+    record = train_ppo(buffer.build_dataset(batch_size=2), epochs=1).result
+    assert record.baseline_sample_count == 2.0
+    assert record.baseline_reward_sum == pytest.approx(buffer.baseline_metrics["reward_sum"])
