@@ -19,7 +19,7 @@ from townlet.policy.replay import (
     read_sample_header,
     save_replay_sample,
 )
-from townlet.policy.rollout import RolloutBuffer
+from townlet.policy.rollout import RolloutBuffer, build_rollout_dataset, save_rollout
 
 CONFLICT = ["rivalry_max", "rivalry_avoid_count"]
 
@@ -114,8 +114,8 @@ def test_buffer_computes_missing_metrics_for_baseline_dataset_and_save(tmp_path:
     assert buffer.baseline_metrics["reward_sum"] == pytest.approx(
         expected[0]["reward_sum"] + expected[1]["reward_sum"]
     )
-    assert buffer.build_dataset().baseline_metrics == buffer.baseline_metrics
-    out = buffer.save(tmp_path / "cap")
+    assert build_rollout_dataset(buffer).baseline_metrics == buffer.baseline_metrics
+    out = save_rollout(buffer, tmp_path / "cap")
     flat = json.loads((out / "rollout_sample_metrics.json").read_text())
     assert flat == {
         "rollout_sample_anna_001.npz": expected[0],
@@ -137,6 +137,6 @@ def test_train_ppo_on_a_buffer_of_bare_samples_reports_the_baseline() -> None:
     from townlet.policy.training.strategies.ppo import train_ppo
 
     buffer = _buffer([_bare(1, "anna"), _bare(2, "bob")])
-    record = train_ppo(buffer.build_dataset(batch_size=2), epochs=1).result
+    record = train_ppo(build_rollout_dataset(buffer, batch_size=2), epochs=1).result
     assert record.baseline_sample_count == 2.0
     assert record.baseline_reward_sum == pytest.approx(buffer.baseline_metrics["reward_sum"])

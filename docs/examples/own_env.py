@@ -50,7 +50,7 @@ class Corridor(ParallelEnv):  # type: ignore[misc]
 
 def main(out: str) -> None:
     buffer = townlet.capture_rollout(Corridor(), "random", ticks=40, seed=0)
-    buffer.save(out)  # rollout_sample_*.npz/.json + manifest + metrics, the reference's layout
+    townlet.save_rollout(buffer, out)  # npz/json per agent + manifest + metrics (reference layout)
     config = ReplayDatasetConfig.from_capture_dir(
         out, batch_size=2, require_conflict_features=False
     )

@@ -30,6 +30,7 @@ from townlet.compat.config import load_reference_config
 from townlet.config import Config
 from townlet.dto.policy import PPOTrainingResult
 from townlet.policy.replay import InMemoryReplayDataset, ReplayDatasetConfig
+from townlet.policy.rollout import build_rollout_dataset
 
 MODES = ("replay", "rollout", "mixed", "bc", "anneal")
 _PPO_FLOATS = (
@@ -186,8 +187,8 @@ def _rollout_dataset(
     if ticks <= 0:
         raise UsageError("rollout_ticks must be positive for rollout/mixed modes")
     buffer = orchestrator.capture_rollout(ticks, output_dir=args.rollout_save_dir)
-    dataset: InMemoryReplayDataset = buffer.build_dataset(
-        batch_size=args.replay_batch_size, drop_last=args.replay_drop_last
+    dataset: InMemoryReplayDataset = build_rollout_dataset(
+        buffer, batch_size=args.replay_batch_size, drop_last=args.replay_drop_last
     )
     return dataset
 

@@ -41,16 +41,16 @@ from townlet.policy.replay import (
     load_replay_sample,
 )
 from townlet.policy.replay.batch import summarize_batch
-from townlet.policy.rollout import RolloutBuffer
+from townlet.policy.rollout import RolloutBuffer, build_rollout_dataset
 from townlet.policy.training.services.promotion import PromotionState
 from townlet.policy.training.services.rollout import capture_from_config
-from townlet.policy.training.strategies.anneal_flags import anneal_status
-from townlet.policy.training.strategies.anneal_step import select_social_stage
+from townlet.policy.training.strategies.anneal.flags import anneal_status
+from townlet.policy.training.strategies.anneal.state import select_social_stage
 
 if TYPE_CHECKING:
-    from townlet.policy.training.strategies.bc import BCRun
-    from townlet.policy.training.strategies.ppo import EpochCallback
-    from townlet.policy.training.strategies.ppo_step import PPOState
+    from townlet.policy.training.strategies.bc.train import BCRun
+    from townlet.policy.training.strategies.ppo.step import PPOState
+    from townlet.policy.training.strategies.ppo.train import EpochCallback
 
 PathLike = str | os.PathLike[str]
 
@@ -97,7 +97,7 @@ class PolicyTrainingOrchestrator:
         """Adapter over :func:`~townlet.policy.training.strategies.bc.train_bc`: clone the
         demonstrations of ``manifest`` (default ``training.bc.manifest``) with ``config``
         (default ``training.bc``), seeded by ``config.seed``. The run is kept as ``bc_run``."""
-        from townlet.policy.training.strategies.bc import train_bc
+        from townlet.policy.training.strategies.bc.train import train_bc
 
         cfg = config if config is not None else self.config.training.bc
         source = manifest if manifest is not None else cfg.manifest
@@ -128,7 +128,7 @@ class PolicyTrainingOrchestrator:
         ``in_memory_dataset``, else ``ReplayDataset(dataset_config)``, with ``config.ppo`` and
         ``config.seed``; continues ``ppo_state`` when there is one. ``progress(epoch, record)``
         is called after every epoch. Returns the last epoch's record."""
-        from townlet.policy.training.strategies.ppo import train_ppo
+        from townlet.policy.training.strategies.ppo.train import train_ppo
 
         if in_memory_dataset is not None:
             dataset: InMemoryReplayDataset | ReplayDataset = in_memory_dataset
@@ -203,7 +203,7 @@ class PolicyTrainingOrchestrator:
             log_path=log_path,
             log_frequency=log_frequency,
             max_log_entries=max_log_entries,
-            in_memory_dataset=buffer.build_dataset(batch_size=batch_size),
+            in_memory_dataset=build_rollout_dataset(buffer, batch_size=batch_size),
         )
 
     def _next_social_stage(self) -> str | None:
@@ -224,7 +224,7 @@ class PolicyTrainingOrchestrator:
         on ``in_memory_dataset``, else ``ReplayDataset(dataset_config)``, else
         ``training.replay_manifest``; ``log_dir`` is its ``out_dir``. Keeps the status and the
         promotion state (passed back on the next call, as the reference's manager was)."""
-        from townlet.policy.training.strategies.anneal import run_anneal_with_state
+        from townlet.policy.training.strategies.anneal.run import run_anneal_with_state
 
         ppo_data = in_memory_dataset
         if ppo_data is None and dataset_config is not None:
