@@ -44,11 +44,12 @@ def _known(
 
 
 def _nested(data: Mapping[str, Any], *keys: str) -> Any:
+    value: Any = data
     for key in keys:
-        if not isinstance(data, Mapping) or key not in data:
+        if not isinstance(value, Mapping) or key not in value:
             return None
-        data = data[key]
-    return data
+        value = value[key]
+    return value
 
 
 def reference_config_dict(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
