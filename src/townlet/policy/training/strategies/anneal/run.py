@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from townlet._atomic import write_text_atomic
+from townlet._summary import record_dict, short_repr
 from townlet.config import Config
 from townlet.dto.convert import to_dict
 from townlet.dto.policy import AnnealStageResult, AnnealSummary
@@ -77,6 +78,9 @@ __all__ = [
 class AnnealRun:
     """An anneal run: the ``summary``, the final ``state`` (parameters included) and the
     ``promotion`` state after recording this run's evaluation."""
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     summary: AnnealSummary
     state: AnnealState

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import AnnealStage, SocialRewardStage, TrainingConfig
 from townlet.dto.policy import AnnealStageResult, BCTrainingResult, PPOTrainingResult
@@ -38,6 +39,9 @@ class AnnealState:
     (None for BC and replay stages). ``stopped``: a BC gate failed. What a stage produced
     beyond that (its telemetry records, its BC record) is its :class:`StageOutput`, not state.
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     seed: int = attrs.field(validator=attrs.validators.ge(0))
     params: Params | None = None

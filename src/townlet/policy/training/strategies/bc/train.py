@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import BCConfig
 from townlet.dto.policy import BCTrainingResult
@@ -53,6 +54,9 @@ class BCInputs:
 class BCRun:
     """A BC run: the final ``state`` (spec, parameters, Adam moments), the ``result`` record and
     the per-epoch stats ``history``."""
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     state: BCState
     result: BCTrainingResult

@@ -12,6 +12,7 @@ import attrs
 import torch
 
 from townlet._records import map_fields
+from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
 from townlet.errors import ReplayDataError
 from townlet.policy.nn.network import Params, apply
@@ -109,6 +110,9 @@ class PPOMinibatch:
     ``features`` ``(N, D)``, ``actions`` int64 ``(N,)``, and float32 ``(N,)``:
     ``old_log_probs``, ``advantages`` (normalised when configured), ``returns``, ``old_values``.
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     maps: torch.Tensor | None
     features: torch.Tensor

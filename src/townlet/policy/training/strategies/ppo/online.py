@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
@@ -90,6 +91,9 @@ class OnlineTrainResult:
     ``total_steps``); ``wall_seconds`` the run's wall time; ``episode_returns`` /
     ``episode_lengths`` every episode that ended during training, in order.
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     state: PPOState
     history: tuple[PPOTrainingResult, ...]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
@@ -49,6 +50,9 @@ class TrainResult:
     """A PPO run: the final ``state`` (pass it back as ``state=`` to continue the run), the last
     epoch's record ``result`` (with ``duration_sec`` = the whole run's wall time) and every
     epoch's record ``results`` in order (what the telemetry log holds, unsampled)."""
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     state: PPOState
     result: PPOTrainingResult
@@ -87,9 +91,11 @@ def train_ppo(
     epoch (as the reference). The network starts from ``state`` (continue a run: its counters
     go on), else from ``init`` (parameters, a ``Checkpoint`` or a checkpoint path, e.g. a BC
     run's — its spec wins and the data must fit it), else from ``init_params(spec, seed)`` with
-    ``spec`` inferred from the data (§2.4: sidecar ``action_dim``, else max action + 1). The
+    ``spec`` inferred from the data (§2.4: sidecar ``action_dim``, else max action + 1;
+    ``cfg.reference_compat``: max action + 1, and the reference's minibatch order). The
     first ``value_only_epochs`` epochs train only the value head (critic warm-up). With
-    ``log_path`` every ``log_frequency``-th epoch is appended as a telemetry 1.2 line, rotating
+    ``log_path`` every ``log_frequency``-th epoch is appended as a telemetry line (1.2; 1.3 with
+    extension keys), rotating
     to ``<log>.1``, ``<log>.2`` … after ``max_log_entries`` lines (§13). ``anneal_context``
     fills the ``anneal_*`` fields; ``data_mode`` overrides the dataset's (e.g. ``"mixed"``).
     The same seed and data give the same records, ``epoch_duration_sec`` apart.
@@ -100,6 +106,7 @@ def train_ppo(
     advantages, returns or losses are NaN/Inf.
     """
     require_torch("train_ppo")
+    from townlet.policy.training.strategies import minibatch_order
     from townlet.policy.training.strategies.ppo import replay, start
 
     cfg = PPOConfig() if cfg is None else cfg
@@ -109,7 +116,7 @@ def train_ppo(
     if not batches:
         raise ReplayDataError(f"Replay dataset yielded no batches (dataset={info.label})")
     state = start.start_state(
-        start.data_shape(batches),
+        minibatch_order.run_data_shape(batches, cfg),
         label=info.label,
         seed=seed,
         state=state,
