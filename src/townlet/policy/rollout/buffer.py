@@ -90,11 +90,20 @@ class RolloutBuffer:
         prefix: str = "rollout_sample",
         *,
         compress: bool = True,
+        compress_level: int | None = None,
+        workers: int | None = None,
     ) -> Path:
         """Write a capture directory (see :func:`townlet.policy.rollout.save.save_rollout`)."""
         from townlet.policy.rollout.save import save_rollout
 
-        return save_rollout(self, directory, prefix=prefix, compress=compress)
+        return save_rollout(
+            self,
+            directory,
+            prefix=prefix,
+            compress=compress,
+            compress_level=compress_level,
+            workers=workers,
+        )
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary (see :func:`rollout_summary`)."""
