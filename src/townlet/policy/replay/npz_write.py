@@ -63,7 +63,7 @@ def _write_member(handle: IO[bytes], array: NDArray[Any]) -> None:
         raise ValueError("object arrays cannot be saved (allow_pickle=False)")
     header, data = _header_for(array)
     handle.write(header)
-    raw = memoryview(data).cast("B") if data.size else memoryview(b"")
+    raw = memoryview(data.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
     step = max(_CHUNK_BYTES // max(array.itemsize, 1), 1) * array.itemsize
     for start in range(0, len(raw), step):
         handle.write(raw[start : start + step])

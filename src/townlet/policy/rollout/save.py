@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from townlet.errors import CaptureWriteError, RolloutError
 from townlet.policy.replay.npz_write import check_compress_level
@@ -53,13 +55,15 @@ def sample_stem(prefix: str, agent_id: str, number: int) -> str:
     return f"{prefix}_{_UNSAFE.sub('_', agent_id)}_{number:03d}"
 
 
-def _check_prefix(prefix: object) -> str:
+def check_prefix(prefix: object) -> str:
+    """``prefix`` if it is a non-empty file-name stem; else :class:`RolloutError`."""
     if not isinstance(prefix, str) or not prefix or _UNSAFE.search(prefix):
         raise RolloutError(f"prefix must be a non-empty file-name stem, got {prefix!r}")
     return prefix
 
 
-def _check_workers(workers: object) -> int:
+def check_workers(workers: object) -> int:
+    """``workers`` if it is a thread count from 0 to 64; else :class:`RolloutError`."""
     if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 64:
         raise RolloutError(f"workers must be an int from 0 to 64, got {workers!r}")
     return workers
@@ -86,6 +90,9 @@ def check_target(directory: str | os.PathLike[str]) -> Path:
     target = Path(directory)
     if target.exists() and not target.is_dir():
         raise RolloutError(f"capture directory {target} exists and is not a directory")
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise RolloutError(f"capture directory {target} cannot be written: {blocking} is a file")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -156,14 +163,20 @@ def _write_capture(buffer: RolloutBuffer, folder: Path, prefix: str, level: int 
     stems = [sample_stem(prefix, a, n + 1) for n, a in enumerate(buffer.agent_ids)]
     write_samples(folder, zip(stems, buffer.samples, strict=True), level=level, workers=workers)
     entries = [{"sample": f"{s}.npz", "meta": f"{s}.json"} for s in stems]
-    metrics = metrics_by_file(dict(zip((e["sample"] for e in entries), buffer.samples, strict=True)))
+    metrics = metrics_by_file(
+        dict(zip((e["sample"] for e in entries), buffer.samples, strict=True))
+    )
     texts = {
         f"{prefix}_metrics.json": json.dumps(metrics, indent=2) + "\n",
         f"{prefix}_manifest.json": json.dumps(entries, indent=2) + "\n",
     }
     for name, text in texts.items():
-        write_new_file(folder / name, lambda fh, data=text.encode("utf-8"): fh.write(data))
+        write_new_file(folder / name, functools.partial(_put, text.encode("utf-8")))
     return [n for s in stems for n in (f"{s}.npz", f"{s}.json")] + list(texts)
+
+
+def _put(data: bytes, handle: IO[bytes]) -> None:
+    handle.write(data)
 
 
 def _commit_swap(buffer: RolloutBuffer, target: Path, prefix: str, level: int | None,
@@ -223,9 +236,9 @@ def save_rollout(
     :class:`~townlet.errors.CaptureWriteError` when writing fails midway (e.g. a full disk).
     Either way nothing of the new capture is left and an older capture there is intact.
     """
-    prefix = _check_prefix(prefix)
+    prefix = check_prefix(prefix)
     level = resolve_level(compress, compress_level)
-    count = default_workers() if workers is None else _check_workers(workers)
+    count = default_workers() if workers is None else check_workers(workers)
     with capture_target(directory) as target:
         commit = _commit_in_place if writes_in_place(target) else _commit_swap
         try:

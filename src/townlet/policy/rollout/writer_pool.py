@@ -40,9 +40,7 @@ def write_new_file(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         os.fsync(handle.fileno())
 
 
-def write_sample_files(
-    directory: Path, stem: str, sample: ReplaySample, level: int | None
-) -> None:
+def write_sample_files(directory: Path, stem: str, sample: ReplaySample, level: int | None) -> None:
     """``<stem>.npz`` (stored when ``level`` is None, else deflated at ``level``) and
     ``<stem>.json`` (the sidecar) in ``directory``."""
     text = sidecar_json(sample.metadata).encode("utf-8")
