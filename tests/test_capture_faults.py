@@ -108,7 +108,7 @@ def test_second_capture_into_the_same_out_exits_2(
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
         start = time.monotonic()
-        code = main(_argv(target, 3)[:-1] + ["--ticks", "100000"])  # refused before capturing
+        code = main([*_argv(target, 3), "--ticks", "100000"])  # refused before capturing
         _, err = capsys.readouterr()
         assert time.monotonic() - start < 30
     finally:
