@@ -244,3 +244,34 @@ def test_arrays_of_a_saved_capture_are_unchanged(buffer: RolloutBuffer, tmp_path
     with np.load(out / "rollout_sample_agent_3_004.npz") as archive:
         assert archive["map"].tobytes() == buffer.samples[3].map.tobytes()
         assert archive["dones"].dtype == np.bool_ and archive["actions"].dtype == np.int64
+
+
+REFERENCE_REPLAY = Path(__file__).resolve().parents[2] / "townlet-ref/src/townlet/policy/replay.py"
+
+
+@pytest.mark.parametrize("level", [0, 1, 9, None])
+def test_reference_loader_reads_every_level(
+    small: RolloutBuffer, tmp_path: Path, level: Any
+) -> None:
+    if not REFERENCE_REPLAY.is_file():
+        pytest.skip(f"reference checkout not found at {REFERENCE_REPLAY}")
+    out = save_rollout(small, tmp_path / "cap", compress=level is not None, compress_level=level)
+    code = textwrap.dedent(
+        f"""
+        import importlib.util, sys
+        from pathlib import Path
+        spec = importlib.util.spec_from_file_location("ref_replay", {str(REFERENCE_REPLAY)!r})
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["ref_replay"] = module
+        spec.loader.exec_module(module)
+        npz = Path({str(out / "rollout_sample_agent_2_003.npz")!r})
+        sample = module.load_replay_sample(npz, npz.with_suffix(".json"))
+        print(sample.map.shape, sample.map.sum(), sample.actions.tolist())
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REFERENCE_REPLAY.parents[2])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if done.returncode != 0 and "ModuleNotFoundError" in done.stderr:
+        pytest.skip(f"the reference's dependencies are not installed: {done.stderr[-200:]}")
+    ours = small.samples[2]
+    assert done.stdout.strip() == f"{ours.map.shape} {ours.map.sum()} {ours.actions.tolist()}"
