@@ -173,7 +173,9 @@ def run_levels_part(write: Path | None, agents: int = 2048, ticks: int = 200) ->
     """Save one capture at every level (module docstring); print and optionally write."""
     buffer = buffer_from_frames(capture_frames(scaled_world_config(agents), "scripted", ticks, 0))
     load_before = os.getloadavg()
-    cases: list[tuple[str, Any]] = [("previous writer (np.savez_compressed, level 6)", _old_writer)]
+    cases: list[tuple[str, Any]] = [
+        ("previous writer (np.savez_compressed, level 6)", lambda out: _old_writer(buffer, out))
+    ]
     for level in (1, 6):
         cases.append((f"level {level}, no threads", _saver(buffer, level, workers=0)))
     for level in (None, 0, 1, 3, 6, 9):
