@@ -20,7 +20,14 @@ from townlet.world import (
     scripted_actions,
     step,
 )
-from townlet.world.observe import FEATURE_INDEX, RADIUS, WINDOW, observe_maps
+from townlet.world.observe import (
+    _CELL_DIST,
+    FEATURE_INDEX,
+    RADIUS,
+    WINDOW,
+    observe_features,
+    observe_maps,
+)
 from townlet.world.state import WorldState, agent_tiles
 
 REFERENCE_ROOT = (
@@ -163,6 +170,16 @@ def _maps_by_flat_take(state: WorldState) -> np.ndarray:
     return maps
 
 
+def _window_features(maps: np.ndarray) -> np.ndarray:
+    """Features 29-32 as they were computed before (one sum per channel, int64 distances)."""
+    flat = maps.reshape(maps.shape[0], 4, WINDOW * WINDOW)
+    cells = WINDOW * WINDOW
+    dist = np.where(flat[:, 1] > 0, _CELL_DIST, RADIUS + 1).min(axis=1)
+    columns = [flat[:, 1].sum(axis=1) / (cells - 1), flat[:, 2].sum(axis=1) / cells,
+               flat[:, 3].sum(axis=1) / cells, dist / (RADIUS + 1)]  # fmt: skip
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
 @pytest.mark.parametrize(("agents", "ticks"), [(8, 60), (300, 25), (2048, 3)])
 def test_maps_equal_the_flat_take_gather(agents: int, ticks: int) -> None:
     state = reset(scaled_world_config(agents), 1)
@@ -171,5 +188,8 @@ def test_maps_equal_the_flat_take_gather(agents: int, ticks: int) -> None:
     state.position[6] = (0, 0)  # a corner: the window runs off the town
     rng = np.random.default_rng(2)
     for _ in range(ticks):
-        assert np.array_equal(observe_maps(state), _maps_by_flat_take(state))
+        maps = observe_maps(state)
+        assert np.array_equal(maps, _maps_by_flat_take(state))
+        features = observe_features(state, maps)
+        assert np.array_equal(features[:, 29:], _window_features(maps))
         state, _, _, _ = step(state, scripted_actions(state, None, rng))
