@@ -275,3 +275,16 @@ def test_reference_loader_reads_every_level(
         pytest.skip(f"the reference's dependencies are not installed: {done.stderr[-200:]}")
     ours = small.samples[2]
     assert done.stdout.strip() == f"{ours.map.shape} {ours.map.sum()} {ours.actions.tolist()}"
+
+
+def test_a_linked_directory_is_replaced_behind_its_link(
+    buffer: RolloutBuffer, small: RolloutBuffer, tmp_path: Path
+) -> None:
+    real = save_rollout(buffer, tmp_path / "real")
+    os.chmod(real, 0o750)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    assert save_rollout(small, link) == link
+    assert link.is_symlink() and len(os.listdir(real)) == 8
+    assert (real.stat().st_mode & 0o777) == 0o750  # the replaced directory's mode is kept
+    assert _litter(tmp_path) == []

@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from townlet.world.config import WorldConfig
 from townlet.world.rivalry import strongest_rival
-from townlet.world.state import NUM_ACTIONS, FloatArray, WorldState, agent_tiles
+from townlet.world.state import NUM_ACTIONS, FloatArray, WorldState
 from townlet.world.work import on_shift, shift_status
 
 WINDOW = 11
@@ -44,7 +44,7 @@ def observe_maps(state: WorldState, out: FloatArray | None = None) -> FloatArray
     can be viewed as one without a copy (e.g. tick ``t`` of an agent-major recording buffer).
     Raises ``ValueError`` for an ``out`` of another shape, dtype or layout."""
     size, lay = state.config.size, state.layout
-    _, _, count = agent_tiles(state.position, size)
+    count = np.bincount(state.position[:, 1] * size + state.position[:, 0], minlength=size * size)
     # uint8 grids: counts are capped at 2, which leaves min(count - self, 1) below unchanged.
     grids = np.zeros((3, size + 2 * RADIUS, size + 2 * RADIUS), dtype=np.uint8)
     inner = (slice(RADIUS, RADIUS + size), slice(RADIUS, RADIUS + size))

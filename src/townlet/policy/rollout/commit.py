@@ -30,6 +30,7 @@ import errno
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -154,7 +155,10 @@ def make_staging(folder: Path, stem: str) -> Path:
 
 def _exchange(first: Path, second: Path) -> bool:
     """Swap two directory entries atomically; False where the OS cannot."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (OSError, TypeError):  # no C library to load by that name (not POSIX)
+        return False
     renameat2 = getattr(libc, "renameat2", None)
     if renameat2 is None:
         return False
@@ -186,7 +190,9 @@ def fsync_dir(folder: Path) -> None:
 def swap_into_place(staging: Path, target: Path) -> None:
     """Put the finished ``staging`` directory at ``target`` (missing, empty or a directory),
     removing what was there; a kill at any moment leaves the old or the new directory."""
-    os.chmod(staging, 0o755)  # mkdtemp makes 0700; a capture is ordinary data
+    # mkdtemp makes 0700; a capture is ordinary data, or keeps the mode of the one it replaces.
+    mode = stat.S_IMODE(target.stat().st_mode) if target.is_dir() else 0o755
+    os.chmod(staging, mode)
     fsync_dir(staging)
     if not target.exists():
         os.rename(staging, target)

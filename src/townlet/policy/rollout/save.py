@@ -117,6 +117,8 @@ def capture_target(directory: str | os.PathLike[str]) -> Iterator[Path]:
     capture into it raises :class:`RolloutError` at once) and remove the leftovers of dead
     runs. Wrap a capture and its :func:`save_rollout` in it to fail before capturing."""
     target = check_target(directory)
+    if target.is_symlink():  # replace what the link points to, keep the link
+        target = target.resolve()
     inside = writes_in_place(target)
     with capture_lock(target, inside=inside):
         if not inside:
@@ -239,7 +241,7 @@ def save_rollout(
     prefix = check_prefix(prefix)
     level = resolve_level(compress, compress_level)
     count = default_workers() if workers is None else check_workers(workers)
-    with capture_target(directory) as target:
+    with capture_target(directory) as target:  # the link's target when ``directory`` is one
         commit = _commit_in_place if writes_in_place(target) else _commit_swap
         try:
             commit(buffer, target, prefix, level, count)
@@ -248,4 +250,4 @@ def save_rollout(
                 raise output_error(target, exc) from exc
             reason = exc.strerror or str(exc)
             raise CaptureWriteError(f"capture not saved to {target}: {reason}") from exc
-    return target
+    return Path(directory)
