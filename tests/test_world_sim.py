@@ -18,16 +18,7 @@ from townlet.world import (
     scripted_actions,
     step,
 )
-from townlet.world.state import (
-    CHAT,
-    MOVE_EAST,
-    USE,
-    WAIT,
-    YIELD,
-    WorldState,
-    adjacent_partner,
-    agent_tiles,
-)
+from townlet.world.state import CHAT, MOVE_EAST, USE, WAIT, YIELD, WorldState
 
 
 def _run(cfg: WorldConfig, seed: int, ticks: int, *, scripted: bool = True):  # type: ignore[no-untyped-def]
@@ -218,32 +209,3 @@ def test_scaled_config_keeps_density() -> None:
     cfg = scaled_world_config(128)
     assert cfg.size == 64 and cfg.num_agents == 128 and len(cfg.objects) == 16 * 9
     assert cfg.objects[9].position == (16 + 2, 2)
-
-
-def _partner_by_tile_table(position: np.ndarray, size: int) -> np.ndarray:
-    """``adjacent_partner`` as it was before the sorted lookup: per-tile lowest/highest tables
-    (the reference for the equality test below)."""
-    low, high, _ = agent_tiles(position, size)
-    ids = np.arange(position.shape[0], dtype=np.int64)
-    flat = position[:, 1] * size + position[:, 0]
-    here = np.where(low[flat] != ids, low[flat], high[flat])
-    here = np.where(here != ids, here, -1)
-    cands = [here]
-    for dx, dy in ((0, -1), (0, 1), (1, 0), (-1, 0)):
-        x, y = position[:, 0] + dx, position[:, 1] + dy
-        inside = (x >= 0) & (x < size) & (y >= 0) & (y < size)
-        tile = np.clip(y, 0, size - 1) * size + np.clip(x, 0, size - 1)
-        cands.append(np.where(inside, low[tile], -1))
-    stack = np.stack(cands, axis=1)
-    return np.asarray(stack[ids, np.argmax(stack >= 0, axis=1)], dtype=np.int64)
-
-
-@pytest.mark.parametrize(
-    ("agents", "size"), [(1, 3), (2, 1), (7, 2), (60, 6), (500, 12), (2048, 256)]
-)
-def test_adjacent_partner_equals_the_tile_table_lookup(agents: int, size: int) -> None:
-    rng = np.random.default_rng(agents)
-    for _ in range(20):
-        position = rng.integers(0, size, size=(agents, 2), dtype=np.int64)
-        expected = _partner_by_tile_table(position, size)
-        assert np.array_equal(adjacent_partner(position, size), expected)

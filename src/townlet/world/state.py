@@ -217,35 +217,19 @@ def agent_tiles(position: IntArray, size: int) -> tuple[IntArray, IntArray, IntA
     return low, high, np.bincount(flat, minlength=size * size)
 
 
-def _lowest_on(tiles: IntArray, order: IntArray, query: IntArray) -> IntArray:
-    """The lowest agent index standing on each ``query`` tile (-1 where none), given the
-    agents' tiles sorted (``tiles``) and the stable sort ``order`` that sorted them."""
-    at = np.minimum(np.searchsorted(tiles, query), tiles.size - 1)
-    return np.where(tiles[at] == query, order[at], -1)
-
-
 def adjacent_partner(position: IntArray, size: int) -> IntArray:
-    """For each agent, another agent on its tile or a 4-neighbour tile (N, S, E, W order), or -1.
-
-    On its own tile that is the lowest other index (the highest when the agent itself is the
-    lowest), on a neighbour tile the lowest index. Looked up in the agents sorted by tile, so
-    the cost grows with the agents, not with the town's tiles (as a per-tile table did)."""
-    n = position.shape[0]
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    ids = np.arange(n, dtype=np.int64)
+    """For each agent, another agent on its tile or a 4-neighbour tile (N, S, E, W order), or -1."""
+    low, high, _ = agent_tiles(position, size)
+    ids = np.arange(position.shape[0], dtype=np.int64)
     flat = position[:, 1] * size + position[:, 0]
-    order = np.argsort(flat, kind="stable")
-    tiles = flat[order]
-    low = _lowest_on(tiles, order, flat)
-    high = order[np.searchsorted(tiles, flat, side="right") - 1]
-    here = np.where(low != ids, low, high)
+    here = np.where(low[flat] != ids, low[flat], high[flat])
     here = np.where(here != ids, here, -1)
     cands = [here]
     for dx, dy in ((0, -1), (0, 1), (1, 0), (-1, 0)):
         x, y = position[:, 0] + dx, position[:, 1] + dy
         inside = (x >= 0) & (x < size) & (y >= 0) & (y < size)
-        cands.append(np.where(inside, _lowest_on(tiles, order, y * size + x), -1))
+        tile = np.clip(y, 0, size - 1) * size + np.clip(x, 0, size - 1)
+        cands.append(np.where(inside, low[tile], -1))
     stack = np.stack(cands, axis=1)
     first = np.argmax(stack >= 0, axis=1)
     return np.asarray(stack[ids, first], dtype=np.int64)
