@@ -117,6 +117,16 @@ def _command_table(rows: list[tuple[int, int, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def _load_note(before: tuple[float, ...], after: tuple[float, ...]) -> str:
+    loads = f"load average (1 min) {before[0]:.1f} before, {after[0]:.1f} after"
+    if max(before[0], after[0]) <= (os.cpu_count() or 1):
+        return loads + "."
+    return (
+        f"{loads}: **taken under load** (other jobs shared the cores), so the absolute "
+        "figures are far below an idle machine's; compare within a table, run again when quiet."
+    )
+
+
 def _machine() -> str:
     return (
         f"numpy {np.__version__}, Python {platform.python_version()}, "
@@ -134,14 +144,13 @@ def run_command_part(rounds: int, write: Path | None, script: str) -> None:
     print(table)
     print(f"load average before {load_before}, after {load_after}")
     if write is not None:
-        loads = f"{load_before[0]:.1f} before, {load_after[0]:.1f} after"
         section = (
             "## Capture command\n\n"
             "`python tools/bench_capture.py --part command` — the whole `townlet-train capture "
             "--policy scripted --quiet` process (start to exit) against bare stepping and step "
             "+ scripted policy + observe, each in a fresh process, "
             f"{rounds} alternating round(s), medians; peak RSS from `wait4`. {_machine()}; "
-            f"{default_workers()} writer threads; load average (1 min) {loads}.\n\n"
+            f"{default_workers()} writer threads; {_load_note(load_before, load_after)}\n\n"
             f"{table}\n"
         )
         replace_section(write, "Capture command", section)
@@ -190,11 +199,12 @@ def run_levels_part(write: Path | None, agents: int = 2048, ticks: int = 200) ->
     load_after = os.getloadavg()
     table = "\n".join(lines)
     if write is not None:
-        loads = f"{load_before[0]:.1f} before, {load_after[0]:.1f} after"
         section = (
             "## Capture compression levels\n\n"
             f"`python tools/bench_capture.py --part levels` — one {agents} × {ticks} town "
             "capture (scripted) saved in one process by each writer; CPU is the process's (all "
-            f"threads). {_machine()}; load average (1 min) {loads}.\n\n{table}\n"
+            "threads). The previous writer is `save_replay_sample` per sample (npz and sidecar "
+            "only, no manifest or metrics file). "
+            f"{_machine()}; {_load_note(load_before, load_after)}\n\n{table}\n"
         )
         replace_section(write, "Capture compression levels", section)
