@@ -288,3 +288,16 @@ def test_a_linked_directory_is_replaced_behind_its_link(
     assert link.is_symlink() and len(os.listdir(real)) == 8
     assert (real.stat().st_mode & 0o777) == 0o750  # the replaced directory's mode is kept
     assert _litter(tmp_path) == []
+
+
+def test_the_working_directory_is_committed_in_place(
+    buffer: RolloutBuffer, small: RolloutBuffer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    save_rollout(buffer, ".")
+    save_rollout(small, ".")
+    assert Path.cwd() == work and len(os.listdir(work)) == 8
+    assert ReplayDataset(ReplayDatasetConfig.from_capture_dir(work)).num_samples == 3
+    assert _litter(tmp_path) == [] and _litter(work) == []

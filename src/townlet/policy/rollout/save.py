@@ -101,10 +101,14 @@ def check_target(directory: str | os.PathLike[str]) -> Path:
 
 
 def writes_in_place(target: Path) -> bool:
-    """True when ``target`` is a directory whose parent cannot take a staging sibling (not
-    writable, or another file system: a mount point); see :mod:`.commit`."""
+    """True when ``target`` is a directory that cannot be swapped for a sibling: its parent is
+    not writable or on another file system (a mount point), or it holds the working directory
+    (which would be left in the removed old directory); see :mod:`.commit`."""
     if not target.is_dir():
         return False
+    cwd = Path.cwd()
+    if target.parent == target or target == cwd or target in cwd.parents:
+        return True
     parent = target.parent
     if target.stat().st_dev != parent.stat().st_dev:
         return True
@@ -117,8 +121,8 @@ def capture_target(directory: str | os.PathLike[str]) -> Iterator[Path]:
     capture into it raises :class:`RolloutError` at once) and remove the leftovers of dead
     runs. Wrap a capture and its :func:`save_rollout` in it to fail before capturing."""
     target = check_target(directory)
-    if target.is_symlink():  # replace what the link points to, keep the link
-        target = target.resolve()
+    # Absolute and normalised ("." has no name to stage beside); a link is replaced behind it.
+    target = target.resolve() if target.is_symlink() else Path(os.path.abspath(target))
     inside = writes_in_place(target)
     with capture_lock(target, inside=inside):
         if not inside:
