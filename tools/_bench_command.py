@@ -60,10 +60,10 @@ def child(kind: str, agents: int, ticks: int) -> list[float]:
     return [spent if kind == "bare_step" else time.perf_counter() - start]
 
 
-def _wait(argv: list[str]) -> tuple[float, float, str]:
+def _wait(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """Run ``argv``; (wall seconds, peak RSS MB, stdout)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -154,6 +154,50 @@ def run_command_part(rounds: int, write: Path | None, script: str) -> None:
             f"{table}\n"
         )
         replace_section(write, "Capture command", section)
+
+
+def run_baseline_part(rev: str, rounds: int, write: Path | None) -> None:
+    """The whole 2048 × 200 compressed command with the code at git revision ``rev`` (extracted
+    with ``git archive``, run with ``PYTHONPATH`` on it) and with this tree, alternating."""
+    root = Path(__file__).resolve().parents[1]
+    agents, ticks = SIZES[-1]
+    load_before = os.getloadavg()
+    runs: dict[str, list[tuple[float, float]]] = {rev: [], "now": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "archive", rev, "src"], cwd=root, check=True,
+                                 capture_output=True).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        for _ in range(rounds):
+            for name in runs:
+                env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "src")} if name == rev else None
+                out = Path(tmp) / "out"
+                argv = [sys.executable, "-c", _CLI, "capture", "--agents", str(agents),
+                        "--ticks", str(ticks), "--policy", "scripted", "--out", str(out),
+                        "--quiet"]  # fmt: skip
+                wall, rss, _ = _wait(argv, env)
+                runs[name].append((wall, rss))
+                shutil.rmtree(out)
+    load_after = os.getloadavg()
+    lines = [
+        "| code | whole command: agent-steps/s | wall (s) | peak RSS |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, values in runs.items():
+        wall = float(np.median([v[0] for v in values]))
+        rss = max(v[1] for v in values)
+        lines.append(f"| {name} | {agents * ticks / wall:,.0f} | {wall:.1f} | {rss:,.0f} MB |")
+    table = "\n".join(lines)
+    print(table)
+    if write is not None:
+        section = (
+            "## Capture command against an earlier revision\n\n"
+            f"`python tools/bench_capture.py --part baseline --baseline-rev {rev}` — "
+            f"`townlet-train capture --agents {agents} --ticks {ticks} --policy scripted --quiet`"
+            f" (compressed, each revision's defaults) with the code at `{rev}` and with this "
+            f"tree, alternating {rounds} time(s), medians. {_machine()}; "
+            f"{_load_note(load_before, load_after)}\n\n{table}\n"
+        )
+        replace_section(write, "Capture command against an earlier revision", section)
 
 
 def _old_writer(buffer: Any, out: Path) -> None:

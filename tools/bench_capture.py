@@ -5,7 +5,8 @@ Usage: ``python tools/bench_capture.py [--part all|rollout|command|levels] [--re
 
 **command** (``--part command``, see :mod:`_bench_command`): the whole ``townlet-train capture``
 command against bare stepping and step + observe, 128 and 2048 agents, compressed and not, peak
-RSS beside speed. **levels**: file size and save time per deflate level.
+RSS beside speed. **levels**: file size and save time per deflate level. **baseline**: the
+whole command with the code at ``--baseline-rev`` against this tree.
 
 **rollout** (``--part rollout``): for 8, 128 and 2048 agents (towns scaled to the default
 density), times
@@ -201,7 +202,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="bare/capture process pairs")
     parser.add_argument("--write", type=Path, default=None, help="markdown file to update")
     parser.add_argument(
-        "--part", choices=("all", "rollout", "command", "levels"), default="all", help="what to run"
+        "--part",
+        choices=("all", "rollout", "command", "levels", "baseline"),
+        default="all",
+        help="what to run (baseline: only with --baseline-rev)",
+    )
+    parser.add_argument(
+        "--baseline-rev", default="407416f", help="git revision for --part baseline"
     )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -216,6 +223,8 @@ def main() -> int:
         _bench_command.run_command_part(args.rounds, args.write, __file__)
     if args.part in ("all", "levels"):
         _bench_command.run_levels_part(args.write)
+    if args.part == "baseline":
+        _bench_command.run_baseline_part(args.baseline_rev, args.rounds, args.write)
     if args.part in ("all", "rollout"):
         _rollout_part(args)
     return 0
