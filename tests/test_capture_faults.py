@@ -53,8 +53,9 @@ def _kill_while_saving(argv: list[str], parent: Path, delay: float) -> None:
 
 
 def _kill_trials(tmp_path: Path, delays: list[float]) -> None:
+    slow = ("--writers", "1", "--compress-level", "9")  # a wider window to kill in
     new_ref = tmp_path / "new_ref"
-    assert _cli(_argv(new_ref, 2, "--writers", "1")).returncode == 0
+    assert _cli(_argv(new_ref, 2, *slow)).returncode == 0
     parent = tmp_path / "runs"
     target = parent / "cap"
     assert _cli(_argv(target, 1)).returncode == 0
@@ -62,16 +63,14 @@ def _kill_trials(tmp_path: Path, delays: list[float]) -> None:
     assert old != new
     outcomes = []
     for delay in delays:
-        _kill_while_saving(
-            _argv(target, 2, "--writers", "1", "--compress-level", "9"), parent, delay
-        )
+        _kill_while_saving(_argv(target, 2, *slow), parent, delay)
         state = _tree(target) if target.exists() else None
         assert state in (old, new), f"killed after {delay} s: neither the old nor the new capture"
         outcomes.append("new" if state == new else "old")
         if state == new:  # put the old capture back for the next trial
             assert _cli(_argv(target, 1)).returncode == 0
     # The next run removes what the killed ones left and replaces the capture whole.
-    done = _cli(_argv(target, 2))
+    done = _cli(_argv(target, 2, *slow))
     assert done.returncode == 0, done.stderr
     assert _tree(target) == new
     assert sorted(p.name for p in parent.iterdir()) == ["cap"]
