@@ -126,6 +126,8 @@ _EXPORTS: dict[str, str] = {
     "save_ppo_state": "townlet.policy.training.strategies.ppo.checkpoint",
     "train_bc": "townlet.policy.training.strategies.bc.train",
     "train_ppo": "townlet.policy.training.strategies.ppo.train",
+    # resume of interrupted bc/ppo runs (townlet-train resume DIR)
+    "resume_run": "townlet.cli.resume_cmd",
     # online PPO on Gymnasium environments (needs torch and the gym extra)
     "OnlineTrainResult": "townlet.policy.training.strategies.ppo.online",
     "train_ppo_online": "townlet.policy.training.strategies.ppo.online",

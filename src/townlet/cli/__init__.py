@@ -24,6 +24,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "townlet.cli.bc_cmd",
     "townlet.cli.ppo_cmd",
     "townlet.cli.anneal_cmd",
+    "townlet.cli.resume_cmd",
     "townlet.cli.evaluate_cmd",
     "townlet.cli.promote_cmd",
     "townlet.cli.telemetry_cmd",

@@ -10,6 +10,7 @@ import attrs
 
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
+from townlet.cli._resumable import RunPlan, add_checkpoint_option, plan_run
 from townlet.cli._train_common import (
     add_run_options,
     check_seed,
@@ -46,6 +47,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--weight-decay", type=float, help="Adam L2 weight decay (0)")
     parser.add_argument("--val-fraction", type=float, help="held-out share of frames (0.1)")
     add_run_options(parser)
+    add_checkpoint_option(parser, "epochs")
     parser.set_defaults(handler=run_bc)
 
 
@@ -68,6 +70,21 @@ def _bc_config(args: argparse.Namespace) -> tuple[BCConfig, int]:
     return cfg, seed if args.seed is None else args.seed
 
 
+def _plan(args: argparse.Namespace, cfg: BCConfig, seed: int) -> RunPlan:
+    from townlet.dto.convert import to_dict
+    from townlet.policy.training.resume import LogSettings
+
+    return plan_run(
+        args,
+        kind="bc",
+        total=cfg.epochs,
+        settings={"bc": to_dict(cfg), "seed": seed},
+        inputs=(args.manifest, args.config, cfg.manifest),
+        log=LogSettings(),
+        device=cfg.device,
+    )
+
+
 def run_bc(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train bc``: train, print the result, save the checkpoint."""
     from townlet.policy.training.strategies.bc.train import save_bc_checkpoint, train_bc
@@ -75,16 +92,26 @@ def run_bc(args: argparse.Namespace) -> int:
     check_seed(args.seed)
     cfg, seed = _bc_config(args)
     set_threads(args.threads)
+    plan = _plan(args, cfg, seed)
     with progress_bar(cfg.epochs, quiet=args.quiet, desc="bc") as bar:
 
         def progress(epoch: int, stats: Any) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{stats.loss:.4f}", acc=f"{stats.accuracy:.3f}")
 
-        run = train_bc(args.manifest, cfg=cfg, seed=seed, root=args.root, progress=progress)
+        run = train_bc(
+            args.manifest,
+            cfg=cfg,
+            seed=seed,
+            root=args.root,
+            progress=progress,
+            sinks=plan.sinks,
+            start=None if plan.start is None else (plan.start.done, plan.start.state),
+        )
     payload = without_nulls(run.result.to_dict())
     if args.out is not None:
         save_bc_checkpoint(args.out / CHECKPOINT_NAME, run)
         write_result(args.out, payload)
+        plan.finish()
     print_json(payload)
     return 0

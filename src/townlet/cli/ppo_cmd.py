@@ -16,6 +16,7 @@ import attrs
 
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
+from townlet.cli._resumable import RunPlan, add_checkpoint_option, plan_run
 from townlet.cli._ppo_online import add_online_options, run_online
 from townlet.cli._train_common import (
     add_run_options,
@@ -100,6 +101,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--device", default="cpu", help="torch device (cpu)")
     add_run_options(parser)
+    add_checkpoint_option(parser, "epochs")
     add_online_options(parser)
     _add_ppo_overrides(parser)
     parser.set_defaults(handler=run_ppo)
@@ -145,6 +147,33 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--critic-warmup-epochs must be >= 0, got {args.critic_warmup_epochs}")
 
 
+def _plan(args: argparse.Namespace, base: Config, cfg: PPOConfig, seed: int) -> RunPlan:
+    from townlet.dto.convert import to_dict
+    from townlet.policy.training.resume import LogSettings
+
+    run_settings = {
+        "ppo": to_dict(cfg),
+        "seed": seed,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "critic_warmup_epochs": args.critic_warmup_epochs,
+        "device": args.device,
+    }
+    manifest = args.manifest or base.training.replay_manifest
+    log = LogSettings(
+        path=args.log, log_frequency=args.log_frequency, max_entries=args.log_max_entries
+    )
+    return plan_run(
+        args,
+        kind="ppo",
+        total=args.epochs,
+        settings=run_settings,
+        inputs=(manifest, args.capture_dir, args.sample, args.config, args.init),
+        log=log,
+        device=args.device,
+    )
+
+
 def run_ppo(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train ppo``: train, print the last record, save the state."""
     from townlet.policy.training.strategies.ppo.train import train_ppo
@@ -153,6 +182,8 @@ def run_ppo(args: argparse.Namespace) -> int:
     cfg = _ppo_config(args, base)
     seed = base.seed if args.seed is None else args.seed
     if args.env is not None:
+        if args.checkpoint_every is not None:
+            raise UsageError("--checkpoint-every applies to replay runs, not --env (yet)")
         check_seed(args.seed)
         set_threads(args.threads)
         print_json(run_online(args, cfg, seed))
@@ -160,6 +191,7 @@ def run_ppo(args: argparse.Namespace) -> int:
     _check_args(args)
     dataset, data_mode = _dataset(args, base)
     set_threads(args.threads)
+    plan = _plan(args, base, cfg, seed)
     with progress_bar(args.epochs, quiet=args.quiet, desc="ppo") as bar:
 
         def progress(epoch: int, record: PPOTrainingResult) -> None:
@@ -171,7 +203,10 @@ def run_ppo(args: argparse.Namespace) -> int:
             cfg=cfg,
             epochs=args.epochs,
             seed=seed,
-            init=args.init,
+            init=args.init if plan.start is None else None,
+            state=None if plan.start is None else plan.start.state,
+            start_epoch=0 if plan.start is None else plan.start.done,
+            sinks=plan.sinks,
             log_path=args.log,
             log_frequency=args.log_frequency,
             max_log_entries=args.log_max_entries,
@@ -187,5 +222,6 @@ def run_ppo(args: argparse.Namespace) -> int:
 
         save_ppo_state(args.out / CHECKPOINT_NAME, run.state, extra={"ppo": to_dict(cfg)})
         write_result(args.out, payload)
+        plan.finish()
     print_json(payload)
     return 0

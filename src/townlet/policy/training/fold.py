@@ -60,11 +60,15 @@ def callback_sink(callback: Callable[[int, Any], None]) -> Sink:
 
 
 def telemetry_sink(
-    log: TelemetryLog, records: Callable[[Any], Sequence[PPOTrainingResult]]
+    log: TelemetryLog,
+    records: Callable[[Any], Sequence[PPOTrainingResult]],
+    *,
+    written: int = 0,
 ) -> Sink:
     """A sink appending ``records(out)`` to the rotating telemetry ``log`` (sampled every
-    ``log.log_frequency``-th record, numbered from 1 across the run)."""
-    current, written = log, 0
+    ``log.log_frequency``-th record, numbered from 1 across the run). ``written`` records were
+    already handed to ``log`` (a resumed run): ``log`` must be positioned after them."""
+    current = log
 
     def sink(index: int, state: Any, out: Any) -> None:
         nonlocal current, written
@@ -82,14 +86,19 @@ def run_sinks(
     max_log_entries: int | None,
     progress: Callable[[int, Any], None] | None,
     record: Callable[[Any], PPOTrainingResult],
+    start: int = 0,
 ) -> list[Sink]:
     """The sinks of a ``train_ppo``/``train_ppo_online`` run: the rotating telemetry file at
     ``log_path`` (opened, and so created, now) with ``record(out)`` of every step, and
-    ``progress(index, record(out))``."""
+    ``progress(index, record(out))``. ``start`` steps already ran (a resumed run, whose log
+    was cut back to them): the log continues after their records."""
+    from townlet.policy.training.resume_log import log_after
+
     sinks: list[Sink] = []
     if log_path is not None:
         log = open_log(log_path, log_frequency=log_frequency, max_entries=max_log_entries)
-        sinks.append(telemetry_sink(log, lambda out: (record(out),)))
+        log = log_after(log, start)
+        sinks.append(telemetry_sink(log, lambda out: (record(out),), written=start))
     if progress is not None:
         callback = progress
         sinks.append(callback_sink(lambda index, out: callback(index, record(out))))

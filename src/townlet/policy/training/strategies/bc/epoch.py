@@ -169,22 +169,26 @@ def fit_bc(
     spec: NetworkSpec | None = None,
     sinks: Sequence[Sink] = (),
     clock: Callable[[], float] = _no_clock,
+    start: tuple[int, BCState] | None = None,
 ) -> BCRun:
     """Behaviour-clone ``inputs`` (loaded once): the seeded train/validation split, ``cfg.epochs``
     epochs folded by :func:`~townlet.policy.training.fold.run_fold` (each epoch's stats handed
     to ``sinks``), then accuracy and loss on both parts. Pure apart from ``sinks`` and ``clock``
     (which only times ``duration_sec``; 0 by default). ``init`` is parameters or a
-    ``Checkpoint`` (paths are resolved by the caller)."""
+    ``Checkpoint`` (paths are resolved by the caller). ``start = (epochs_done, state)`` continues
+    an interrupted run from its checkpointed state (``history`` then holds the new epochs)."""
     started = clock()
     net, params = initial_params(
         inputs.shape, label=inputs.source, seed=seed, init=init, spec=spec, device=cfg.device
     )
     train, val = split_frames(inputs.frames, cfg.val_fraction, seed)
+    done, first = (0, init_bc_state(net, seed=seed, params=params)) if start is None else start
     state, history = run_fold(
         lambda s, epoch: bc_epoch_step(s, epoch, train=train, cfg=cfg),
-        init_bc_state(net, seed=seed, params=params),
-        range(cfg.epochs),
+        first,
+        range(done, cfg.epochs),
         sinks=sinks,
+        start=done,
     )
     accuracy, loss = bc_evaluate(state.params, train, spec=net)
     val_accuracy, val_loss = (

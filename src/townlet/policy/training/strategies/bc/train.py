@@ -25,7 +25,7 @@ from townlet.errors import ConfigError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.bc import flatten_bc_frames, load_bc_samples
 from townlet.policy.replay.sample import ReplaySample
-from townlet.policy.training.fold import callback_sink
+from townlet.policy.training.fold import Sink, callback_sink
 from townlet.policy.training.strategies.ppo.train import require_torch
 
 if TYPE_CHECKING:
@@ -123,6 +123,8 @@ def train_bc(
     spec: NetworkSpec | None = None,
     init: Init | None = None,
     progress: BCEpochCallback | None = None,
+    sinks: Sequence[Sink] = (),
+    start: tuple[int, BCState] | None = None,
 ) -> BCRun:
     """Behaviour-clone the demonstrations of a BC manifest (or given samples; default
     ``cfg.manifest``) for ``cfg.epochs`` epochs of Adam(``learning_rate``, ``weight_decay``) on
@@ -136,7 +138,8 @@ def train_bc(
 
     A shell: :func:`load_bc_inputs`, then the pure
     :func:`~townlet.policy.training.strategies.bc.epoch.fit_bc` with the run clock and
-    ``progress`` as a sink.
+    ``progress`` as a sink. Extra ``sinks`` (e.g. periodic checkpoints) run first; ``start =
+    (epochs_done, state)`` continues an interrupted run (see :mod:`townlet.policy.training.resume`).
 
     Raises ``TorchNotAvailableError`` without torch, ``ReplayDataError`` for bad data,
     ``ConfigError``/``CheckpointError`` for bad arguments or a network the data does not fit.
@@ -148,15 +151,16 @@ def train_bc(
     cfg = BCConfig() if cfg is None else cfg
     check_int_arg("seed", seed, 0)
     inputs = load_bc_inputs(samples_or_manifest, cfg, root=root)
-    sinks = () if progress is None else (callback_sink(progress),)
+    all_sinks = (*sinks, *(() if progress is None else (callback_sink(progress),)))
     return epoch.fit_bc(
         inputs,
         cfg,
         seed=seed,
         init=start.resolve_init(init, device=cfg.device),
         spec=spec,
-        sinks=sinks,
+        sinks=all_sinks,
         clock=time.perf_counter,
+        start=start,
     )
 
 

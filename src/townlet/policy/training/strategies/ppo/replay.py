@@ -224,12 +224,17 @@ def fit_ppo(
     anneal_context: AnnealContext | None = None,
     sinks: Sequence[Sink] = (),
     clock: Callable[[], float] = _no_clock,
+    start: int = 0,
 ) -> TrainResult:
     """``epochs`` replay epochs (:func:`replay_epoch`) folded by
     :func:`~townlet.policy.training.fold.run_fold`, each epoch's record handed to ``sinks``;
     the first ``value_only_epochs`` train only the value head. Pure apart from ``sinks`` and
-    ``clock`` (which only times durations; 0 by default)."""
-    state, cycle_after = run_cycle(state, info, anneal_context)
+    ``clock`` (which only times durations; 0 by default). ``start`` epochs already ran and
+    ``state`` is the fold's state after them (a resumed run: its cycle is already set)."""
+    if start:
+        cycle_after = state.cycle_id
+    else:
+        state, cycle_after = run_cycle(state, info, anneal_context)
     start = clock()
 
     def step(current: PPOState, index: int) -> tuple[PPOState, PPOTrainingResult]:
@@ -244,7 +249,7 @@ def fit_ppo(
             clock=clock,
         )
 
-    state, results = run_fold(step, state, range(epochs), sinks=sinks)
+    state, results = run_fold(step, state, range(start, epochs), sinks=sinks, start=start)
     state = attrs.evolve(state, cycle_id=cycle_after)
     last = attrs.evolve(results[-1], duration_sec=max(0.0, clock() - start))
     return TrainResult(state=state, result=last, results=results)

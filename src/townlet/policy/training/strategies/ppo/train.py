@@ -10,7 +10,7 @@ This module imports without torch; calling :func:`train_ppo` without torch raise
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import ConfigError, ReplayDataError, TorchNotAvailableError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
-from townlet.policy.training.fold import run_sinks
+from townlet.policy.training.fold import Sink, run_sinks
 from townlet.policy.training.strategies.ppo.summary import (
     AnnealContext,
     dataset_info,
@@ -84,6 +84,8 @@ def train_ppo(
     device: str = "cpu",
     data_mode: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    sinks: Sequence[Sink] = (),
+    start_epoch: int = 0,
 ) -> TrainResult:
     """Train PPO for ``epochs`` epochs on ``dataset`` and return a :class:`TrainResult`.
 
@@ -98,7 +100,10 @@ def train_ppo(
     extension keys), rotating
     to ``<log>.1``, ``<log>.2`` … after ``max_log_entries`` lines (§13). ``anneal_context``
     fills the ``anneal_*`` fields; ``data_mode`` overrides the dataset's (e.g. ``"mixed"``).
-    The same seed and data give the same records, ``epoch_duration_sec`` apart.
+    The same seed and data give the same records, ``epoch_duration_sec`` apart. Extra ``sinks``
+    (e.g. periodic checkpoints) run after the telemetry sink; ``start_epoch`` epochs of this
+    run already ran and ``state`` is their checkpointed state (a resumed run, see
+    :mod:`townlet.policy.training.resume`).
 
     Raises: ``TorchNotAvailableError`` without torch; ``ReplayDataError`` for a dataset without
     batches; ``ConfigError``/``CheckpointError`` for bad arguments or a network the data does
@@ -126,12 +131,13 @@ def train_ppo(
     )
     param_device = next(iter(state.params.values())).device
     prepared = replay.prepare_batches(batches, cfg, label=info.label, device=param_device)
-    sinks = run_sinks(
+    run_log_sinks = run_sinks(
         log_path=log_path,
         log_frequency=log_frequency,
         max_log_entries=max_log_entries,
         progress=progress,
         record=lambda record: record,
+        start=start_epoch,
     )
     return replay.fit_ppo(
         state,
@@ -141,6 +147,7 @@ def train_ppo(
         epochs=epochs,
         value_only_epochs=value_only_epochs,
         anneal_context=anneal_context,
-        sinks=sinks,
+        sinks=(*run_log_sinks, *sinks),
         clock=clock,
+        start=start_epoch,
     )

@@ -1,0 +1,76 @@
+"""``townlet-train resume DIR``: continue an interrupted ``bc`` or ``ppo`` run from its last
+checkpoint, with the arguments recorded in ``DIR/run.json`` (issue #17)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from townlet.cli import UsageError
+from townlet.policy.training.resume import STATE_FILE
+from townlet.policy.training.run_dir import RUN_FILE, parsed_args, read_run_record
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``resume`` subcommand."""
+    parser = subparsers.add_parser(
+        "resume",
+        help="continue an interrupted bc/ppo run (started with --checkpoint-every)",
+        description=(
+            "Continue the bc or ppo run whose --out directory is DIR from its last checkpoint, "
+            "with the arguments recorded in DIR/run.json. Telemetry is cut back to what the "
+            "checkpoint had seen, so the finished run equals an uninterrupted one. Refused when "
+            "the input data or the resolved settings differ from the recorded ones."
+        ),
+    )
+    parser.add_argument("dir", type=Path, help="the interrupted run's --out directory")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run_resume)
+
+
+def _handler(command: str) -> Callable[[argparse.Namespace], int]:
+    if command == "bc":
+        from townlet.cli.bc_cmd import run_bc
+
+        return run_bc
+    if command == "ppo":
+        from townlet.cli.ppo_cmd import run_ppo
+
+        return run_ppo
+    raise UsageError(f"cannot resume a {command!r} run (bc and ppo runs resume)")
+
+
+def resumed_args(run_dir: Path) -> tuple[argparse.Namespace, Callable[[argparse.Namespace], int]]:
+    """The recorded arguments of the run in ``run_dir`` (set to resume) and its handler."""
+    record = read_run_record(run_dir)
+    if not (run_dir / STATE_FILE).is_file() and (run_dir / "result.json").is_file():
+        raise UsageError(f"{run_dir / RUN_FILE}: this run already finished (see result.json)")
+    handler = _handler(record.command)
+    args = argparse.Namespace(**parsed_args(record.args))
+    args.resume_dir = run_dir
+    args.handler = handler
+    return args, handler
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    """Handler of ``townlet-train resume``."""
+    run_args, handler = resumed_args(args.dir)
+    run_args.quiet = run_args.quiet or args.quiet
+    return handler(run_args)
+
+
+def resume_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Continue the interrupted ``bc``/``ppo`` run in ``run_dir`` (``townlet-train resume``,
+    quiet, its JSON printed to stdout) and return its ``result.json``. Raises ``ConfigError``
+    for a directory without a run record, or whose data or settings changed."""
+    run_args, handler = resumed_args(Path(run_dir))
+    run_args.quiet = True
+    code = handler(run_args)
+    if code != 0:
+        raise UsageError(f"{run_dir}: resumed run exited {code}")
+    result: dict[str, Any] = json.loads((Path(run_dir) / "result.json").read_text("utf-8"))
+    return result

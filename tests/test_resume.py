@@ -1,0 +1,220 @@
+"""Resumable runs (#17): ``--checkpoint-every`` + ``townlet-train resume DIR`` end with the same
+parameters, result and telemetry (durations aside) as an uninterrupted run, wherever the run
+was interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _replay_helpers import PHASE4, reference_root
+from townlet.cli import main
+
+torch = pytest.importorskip("torch")
+
+_DURATIONS = ("duration_sec", "epoch_duration_sec")
+
+
+class Interrupted(Exception):
+    """Stands for a kill: raised from the progress callback after k epochs."""
+
+
+def _bc_argv(root: Path, out: Path, epochs: int) -> list[str]:
+    manifest = root / "data" / "bc_datasets" / "manifests" / "idle_v1.json"
+    return [
+        "bc", "--manifest", str(manifest), "--root", str(root), "--epochs", str(epochs),
+        "--val-fraction", "0.25", "--batch-size", "16", "--out", str(out), "--quiet",
+        "--seed", "5",
+    ]  # fmt: skip
+
+
+def _ppo_argv(out: Path, epochs: int, log: Path) -> list[str]:
+    return [
+        "ppo", "--capture-dir", str(PHASE4 / "queue_conflict"), "--epochs", str(epochs),
+        "--batch-size", "3", "--ppo-mini-batch-size", "64", "--log", str(log),
+        "--log-max-entries", "4", "--log-frequency", "2", "--out", str(out), "--quiet",
+        "--seed", "2",
+    ]  # fmt: skip
+
+
+@contextmanager
+def _interrupt_after(monkeypatch: pytest.MonkeyPatch, module: str, k: int) -> Iterator[None]:
+    class Bar:
+        done = 0
+
+        def update(self, n: int) -> None:
+            Bar.done += n
+            if Bar.done >= k:
+                raise Interrupted(k)
+
+        def set_postfix(self, **kwargs: Any) -> None:
+            pass
+
+    @contextmanager
+    def fake(total: int, *, quiet: bool, desc: str) -> Iterator[Bar]:
+        yield Bar()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(f"townlet.cli.{module}.progress_bar", fake)
+        yield
+
+
+def _telemetry(log: Path) -> dict[str, list[dict[str, Any]]]:
+    files = sorted(log.parent.glob(log.name + "*"))
+    return {
+        f.name: [
+            {k: v for k, v in json.loads(line).items() if k not in _DURATIONS}
+            for line in f.read_text().splitlines()
+        ]
+        for f in files
+    }
+
+
+def _outcome(out: Path, log: Path | None = None) -> dict[str, Any]:
+    from townlet.policy.nn.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(out / "checkpoint.pt")
+    adam = checkpoint.adam_state
+    result = json.loads((out / "result.json").read_text())
+    return {
+        "params": {k: v.numpy().tobytes() for k, v in checkpoint.params.items()},
+        "adam": None if adam is None else (
+            dict(adam.steps),
+            {k: v.numpy().tobytes() for k, v in adam.exp_avg.items()},
+            {k: v.numpy().tobytes() for k, v in adam.exp_avg_sq.items()},
+        ),
+        "counters": dict(checkpoint.counters),
+        "result": {k: v for k, v in result.items() if k not in _DURATIONS},
+        "telemetry": None if log is None else _telemetry(log),
+        "files": sorted(p.name for p in out.iterdir() if p.name != "run.json"),
+    }
+
+
+def test_bc_interrupted_at_11_moments_resumes_exactly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = reference_root()
+    epochs = 12
+    assert main(_bc_argv(root, tmp_path / "full", epochs)) == 0
+    expected = _outcome(tmp_path / "full")
+    for k in range(1, epochs):
+        out = tmp_path / f"k{k}"
+        argv = [*_bc_argv(root, out, epochs), "--checkpoint-every", "3"]
+        with _interrupt_after(monkeypatch, "bc_cmd", k), pytest.raises(Interrupted):
+            main(argv)
+        assert (out / "run.json").is_file()
+        assert ((out / "resume.pt").is_file()) == (k > 3), k
+        assert main(["resume", str(out), "--quiet"]) == 0, capsys.readouterr().err
+        assert _outcome(out) == expected, k
+    capsys.readouterr()
+
+
+def test_ppo_interrupted_at_11_moments_resumes_exactly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference_root()
+    epochs = 12
+    full_log = tmp_path / "full" / "log" / "ppo.jsonl"
+    assert main(_ppo_argv(tmp_path / "full", epochs, full_log)) == 0
+    expected = _outcome(tmp_path / "full", full_log)
+    for k in range(1, epochs):
+        out, log = tmp_path / f"k{k}", tmp_path / f"k{k}" / "log" / "ppo.jsonl"
+        argv = [*_ppo_argv(out, epochs, log), "--checkpoint-every", "5"]
+        with _interrupt_after(monkeypatch, "ppo_cmd", k), pytest.raises(Interrupted):
+            main(argv)
+        assert main(["resume", str(out), "--quiet"]) == 0, capsys.readouterr().err
+        assert _outcome(out, log) == expected, k
+    capsys.readouterr()
+
+
+def test_python_resume_run_and_refusals(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import townlet
+
+    reference_root()
+    out = tmp_path / "run"
+    argv = [*_ppo_argv(out, 6, out / "t.jsonl"), "--checkpoint-every", "2"]
+    with _interrupt_after(monkeypatch, "ppo_cmd", 3), pytest.raises(Interrupted):
+        main(argv)
+    # Settings recorded differ from what resume would use: refused, nothing changed.
+    run_json = json.loads((out / "run.json").read_text())
+    run_json["settings"]["epochs"] = 7
+    (out / "run.json").write_text(json.dumps(run_json))
+    assert main(["resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "settings differ from the recorded run (epochs); refusing" in err
+    run_json["settings"]["epochs"] = 6
+    run_json["fingerprint"] = "0" * 64
+    (out / "run.json").write_text(json.dumps(run_json))
+    assert main(["resume", str(out)]) == 2
+    assert "the input data changed since the run started" in capsys.readouterr().err
+    assert main(["resume", str(tmp_path / "nothing")]) == 2
+    assert "no run record here" in capsys.readouterr().err
+    # A clean rerun and a Python resume give the uninterrupted result.
+    fresh = tmp_path / "fresh"
+    assert main(_ppo_argv(fresh, 6, fresh / "t.jsonl")) == 0
+    out2 = tmp_path / "run2"
+    with _interrupt_after(monkeypatch, "ppo_cmd", 5), pytest.raises(Interrupted):
+        main([*_ppo_argv(out2, 6, out2 / "t.jsonl"), "--checkpoint-every", "2"])
+    result = townlet.resume_run(out2)
+    assert result["epoch"] == 6.0
+    assert _outcome(out2, out2 / "t.jsonl")["params"] == _outcome(fresh)["params"]
+    assert main(["resume", str(out2)]) == 2
+    assert "this run already finished" in capsys.readouterr().err
+
+
+def test_checkpoint_every_needs_out(capsys: pytest.CaptureFixture[str]) -> None:
+    root = reference_root()
+    argv = [a for a in _bc_argv(root, Path("x"), 2) if a not in ("--out", "x")]
+    assert main([*argv, "--checkpoint-every", "1"]) == 2
+    assert "--checkpoint-every needs --out DIR" in capsys.readouterr().err
+    assert main(["ppo", "--env", "gymnasium:CartPole-v1", "--checkpoint-every", "1"]) == 2
+    assert "--checkpoint-every applies to replay runs" in capsys.readouterr().err
+
+
+def _kill_at_random(argv: list[str], out: Path, rng: random.Random) -> None:
+    # A real SIGKILL, some time after the first checkpoint appeared.
+    code = "import sys; from townlet.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv])
+    deadline = time.monotonic() + 120
+    while not (out / "resume.pt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.5))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["bc", "ppo"])
+def test_sigkill_then_resume_equals_uninterrupted(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = reference_root()
+    rng = random.Random(17)
+
+    def argv(out: Path) -> list[str]:
+        if kind == "bc":
+            return _bc_argv(root, out, 60)
+        return _ppo_argv(out, 60, out / "t.jsonl")
+
+    assert main(argv(tmp_path / "full")) == 0
+    log = None if kind == "bc" else "t.jsonl"
+    expected = _outcome(tmp_path / "full", None if log is None else tmp_path / "full" / log)
+    out = tmp_path / "killed"
+    _kill_at_random([*argv(out), "--checkpoint-every", "4"], out, rng)
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert _outcome(out, None if log is None else out / log) == expected
+    capsys.readouterr()
