@@ -34,7 +34,7 @@ def _bc_argv(root: Path, out: Path, epochs: int) -> list[str]:
     manifest = root / "data" / "bc_datasets" / "manifests" / "idle_v1.json"
     return [
         "bc", "--manifest", str(manifest), "--root", str(root), "--epochs", str(epochs),
-        "--val-fraction", "0.25", "--batch-size", "16", "--out", str(out), "--quiet",
+        "--val-fraction", "0.25", "--batch-size", "64", "--out", str(out), "--quiet",
         "--seed", "5",
     ]  # fmt: skip
 
@@ -101,40 +101,72 @@ def _outcome(out: Path, log: Path | None = None) -> dict[str, Any]:
     }
 
 
-def test_bc_interrupted_at_11_moments_resumes_exactly(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+EPOCHS = 12
+ALL_MOMENTS = tuple(range(1, EPOCHS))  # 11 moments: after each epoch but the last
+FEW_MOMENTS = tuple(sorted(random.Random(17).sample(ALL_MOMENTS, 3)))
+
+
+def _bc_each_moment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moments: tuple[int, ...]
 ) -> None:
     root = reference_root()
-    epochs = 12
-    assert main(_bc_argv(root, tmp_path / "full", epochs)) == 0
+    assert main(_bc_argv(root, tmp_path / "full", EPOCHS)) == 0
     expected = _outcome(tmp_path / "full")
-    for k in range(1, epochs):
+    for k in moments:
         out = tmp_path / f"k{k}"
-        argv = [*_bc_argv(root, out, epochs), "--checkpoint-every", "3"]
+        argv = [*_bc_argv(root, out, EPOCHS), "--checkpoint-every", "3"]
         with _interrupt_after(monkeypatch, "bc_cmd", k), pytest.raises(Interrupted):
             main(argv)
         assert (out / "run.json").is_file()
-        assert ((out / "resume.pt").is_file()) == (k > 3), k
-        assert main(["resume", str(out), "--quiet"]) == 0, capsys.readouterr().err
+        assert (out / "resume.pt").is_file() == (k >= 3), k  # saved before the kill at 3
+        assert main(["resume", str(out), "--quiet"]) == 0
         assert _outcome(out) == expected, k
+
+
+def _ppo_each_moment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moments: tuple[int, ...]
+) -> None:
+    reference_root()
+    full_log = tmp_path / "full" / "log" / "ppo.jsonl"
+    assert main(_ppo_argv(tmp_path / "full", EPOCHS, full_log)) == 0
+    expected = _outcome(tmp_path / "full", full_log)
+    assert len(expected["telemetry"]) == 2  # 6 lines rotated after 4: the cut covers rotation
+    for k in moments:
+        out, log = tmp_path / f"k{k}", tmp_path / f"k{k}" / "log" / "ppo.jsonl"
+        argv = [*_ppo_argv(out, EPOCHS, log), "--checkpoint-every", "5"]
+        with _interrupt_after(monkeypatch, "ppo_cmd", k), pytest.raises(Interrupted):
+            main(argv)
+        assert main(["resume", str(out), "--quiet"]) == 0
+        assert _outcome(out, log) == expected, k
+
+
+def test_bc_interrupted_resumes_exactly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _bc_each_moment(monkeypatch, tmp_path, FEW_MOMENTS)
     capsys.readouterr()
 
 
+def test_ppo_interrupted_resumes_exactly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _ppo_each_moment(monkeypatch, tmp_path, FEW_MOMENTS)
+    capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_bc_interrupted_at_11_moments_resumes_exactly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _bc_each_moment(monkeypatch, tmp_path, ALL_MOMENTS)
+    capsys.readouterr()
+
+
+@pytest.mark.slow
 def test_ppo_interrupted_at_11_moments_resumes_exactly(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    reference_root()
-    epochs = 12
-    full_log = tmp_path / "full" / "log" / "ppo.jsonl"
-    assert main(_ppo_argv(tmp_path / "full", epochs, full_log)) == 0
-    expected = _outcome(tmp_path / "full", full_log)
-    for k in range(1, epochs):
-        out, log = tmp_path / f"k{k}", tmp_path / f"k{k}" / "log" / "ppo.jsonl"
-        argv = [*_ppo_argv(out, epochs, log), "--checkpoint-every", "5"]
-        with _interrupt_after(monkeypatch, "ppo_cmd", k), pytest.raises(Interrupted):
-            main(argv)
-        assert main(["resume", str(out), "--quiet"]) == 0, capsys.readouterr().err
-        assert _outcome(out, log) == expected, k
+    _ppo_each_moment(monkeypatch, tmp_path, ALL_MOMENTS)
     capsys.readouterr()
 
 

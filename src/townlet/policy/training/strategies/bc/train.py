@@ -146,7 +146,7 @@ def train_bc(
     """
     require_torch("train_bc")
     from townlet.policy.training.strategies.bc import epoch
-    from townlet.policy.training.strategies.ppo import start
+    from townlet.policy.training.strategies.ppo import start as ppo_start
 
     cfg = BCConfig() if cfg is None else cfg
     check_int_arg("seed", seed, 0)
@@ -156,7 +156,7 @@ def train_bc(
         inputs,
         cfg,
         seed=seed,
-        init=start.resolve_init(init, device=cfg.device),
+        init=ppo_start.resolve_init(init, device=cfg.device),
         spec=spec,
         sinks=all_sinks,
         clock=time.perf_counter,

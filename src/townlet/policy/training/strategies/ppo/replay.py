@@ -235,7 +235,7 @@ def fit_ppo(
         cycle_after = state.cycle_id
     else:
         state, cycle_after = run_cycle(state, info, anneal_context)
-    start = clock()
+    started = clock()
 
     def step(current: PPOState, index: int) -> tuple[PPOState, PPOTrainingResult]:
         return replay_epoch(
@@ -251,7 +251,7 @@ def fit_ppo(
 
     state, results = run_fold(step, state, range(start, epochs), sinks=sinks, start=start)
     state = attrs.evolve(state, cycle_id=cycle_after)
-    last = attrs.evolve(results[-1], duration_sec=max(0.0, clock() - start))
+    last = attrs.evolve(results[-1], duration_sec=max(0.0, clock() - started))
     return TrainResult(state=state, result=last, results=results)
 
 
