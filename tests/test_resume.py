@@ -26,7 +26,7 @@ torch = pytest.importorskip("torch")
 _DURATIONS = ("duration_sec", "epoch_duration_sec")
 
 
-class Interrupted(Exception):
+class KilledError(Exception):
     """Stands for a kill: raised from the progress callback after k epochs."""
 
 
@@ -56,7 +56,7 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, module: str, k: int) -> It
         def update(self, n: int) -> None:
             Bar.done += n
             if Bar.done >= k:
-                raise Interrupted(k)
+                raise KilledError(k)
 
         def set_postfix(self, **kwargs: Any) -> None:
             pass
@@ -89,7 +89,9 @@ def _outcome(out: Path, log: Path | None = None) -> dict[str, Any]:
     result = json.loads((out / "result.json").read_text())
     return {
         "params": {k: v.numpy().tobytes() for k, v in checkpoint.params.items()},
-        "adam": None if adam is None else (
+        "adam": None
+        if adam is None
+        else (
             dict(adam.steps),
             {k: v.numpy().tobytes() for k, v in adam.exp_avg.items()},
             {k: v.numpy().tobytes() for k, v in adam.exp_avg_sq.items()},
@@ -115,7 +117,7 @@ def _bc_each_moment(
     for k in moments:
         out = tmp_path / f"k{k}"
         argv = [*_bc_argv(root, out, EPOCHS), "--checkpoint-every", "3"]
-        with _interrupt_after(monkeypatch, "bc_cmd", k), pytest.raises(Interrupted):
+        with _interrupt_after(monkeypatch, "bc_cmd", k), pytest.raises(KilledError):
             main(argv)
         assert (out / "run.json").is_file()
         assert (out / "resume.pt").is_file() == (k >= 3), k  # saved before the kill at 3
@@ -134,7 +136,7 @@ def _ppo_each_moment(
     for k in moments:
         out, log = tmp_path / f"k{k}", tmp_path / f"k{k}" / "log" / "ppo.jsonl"
         argv = [*_ppo_argv(out, EPOCHS, log), "--checkpoint-every", "5"]
-        with _interrupt_after(monkeypatch, "ppo_cmd", k), pytest.raises(Interrupted):
+        with _interrupt_after(monkeypatch, "ppo_cmd", k), pytest.raises(KilledError):
             main(argv)
         assert main(["resume", str(out), "--quiet"]) == 0
         assert _outcome(out, log) == expected, k
@@ -178,7 +180,7 @@ def test_python_resume_run_and_refusals(
     reference_root()
     out = tmp_path / "run"
     argv = [*_ppo_argv(out, 6, out / "t.jsonl"), "--checkpoint-every", "2"]
-    with _interrupt_after(monkeypatch, "ppo_cmd", 3), pytest.raises(Interrupted):
+    with _interrupt_after(monkeypatch, "ppo_cmd", 3), pytest.raises(KilledError):
         main(argv)
     # Settings recorded differ from what resume would use: refused, nothing changed.
     run_json = json.loads((out / "run.json").read_text())
@@ -198,7 +200,7 @@ def test_python_resume_run_and_refusals(
     fresh = tmp_path / "fresh"
     assert main(_ppo_argv(fresh, 6, fresh / "t.jsonl")) == 0
     out2 = tmp_path / "run2"
-    with _interrupt_after(monkeypatch, "ppo_cmd", 5), pytest.raises(Interrupted):
+    with _interrupt_after(monkeypatch, "ppo_cmd", 5), pytest.raises(KilledError):
         main([*_ppo_argv(out2, 6, out2 / "t.jsonl"), "--checkpoint-every", "2"])
     result = townlet.resume_run(out2)
     assert result["epoch"] == 6.0

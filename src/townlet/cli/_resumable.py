@@ -95,7 +95,9 @@ def plan_run(
     out, current = Path(args.out), _record(args, kind, settings, inputs)
     if resume_dir is None:
         start_log = log.position(0)
-        current = attrs.evolve(current, log_start=None if start_log is None else log_sizes(start_log))
+        current = attrs.evolve(
+            current, log_start=None if start_log is None else log_sizes(start_log)
+        )
         (out / STATE_FILE).unlink(missing_ok=True)
         (out / "result.json").unlink(missing_ok=True)
         write_run_record(out, current)

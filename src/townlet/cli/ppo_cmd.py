@@ -16,8 +16,8 @@ import attrs
 
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
-from townlet.cli._resumable import RunPlan, add_checkpoint_option, plan_run
 from townlet.cli._ppo_online import add_online_options, run_online
+from townlet.cli._resumable import RunPlan, add_checkpoint_option, plan_run
 from townlet.cli._train_common import (
     add_run_options,
     check_seed,
