@@ -228,7 +228,7 @@ def _kill_at_random(argv: list[str], out: Path, rng: random.Random) -> None:
         time.sleep(0.01)
     time.sleep(rng.uniform(0.0, 0.5))
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished
 
 
 @pytest.mark.slow
@@ -252,3 +252,31 @@ def test_sigkill_then_resume_equals_uninterrupted(
     assert main(["resume", str(out), "--quiet"]) == 0
     assert _outcome(out, None if log is None else out / log) == expected
     capsys.readouterr()
+
+
+def test_resume_dispatches_an_anneal_run_to_its_own_command(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from townlet.policy.rollout import capture_rollout, save_rollout
+    from townlet.world import WorldConfig
+
+    capture = tmp_path / "cap"
+    save_rollout(capture_rollout(WorldConfig(num_agents=3), "scripted", 20, 0), capture)
+    config = tmp_path / "anneal.toml"
+    config.write_text(
+        "seed = 1\n[world]\nnum_agents = 3\n[training.bc]\nepochs = 1\n"
+        '[[training.anneal_schedule]]\ncycle = 0\nmode = "bc"\n'
+        '[[training.anneal_schedule]]\ncycle = 1\nmode = "ppo"\n'
+    )
+    out = tmp_path / "run"
+    manifest = capture / "rollout_sample_manifest.json"
+    argv = ["anneal", "--config", str(config), "--capture-dir", str(capture),
+            "--bc-manifest", str(manifest), "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert json.loads((out / "run.json").read_text())["command"] == "anneal"
+    assert main(["resume", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["results"] == first["results"]
+    config.write_text(config.read_text().replace("epochs = 1", "epochs = 2"))
+    assert main(["resume", str(out)]) == 2
+    assert "the input data changed since the run started" in capsys.readouterr().err

@@ -114,3 +114,16 @@ def _sinks(
     out: Path, every: int, total: int, kind: str, run: RunRecord, log: LogSettings
 ) -> tuple[Sink, ...]:
     return (checkpoint_sink(out, every=every, total=total, kind=kind, run=run, log=log),)
+
+
+def record_rerun(args: argparse.Namespace, *, kind: str, inputs: Iterable[Any]) -> None:
+    """For a command that resumes by re-running itself (``anneal``): write ``run.json`` into
+    ``--out`` so that ``townlet-train resume DIR`` can re-run it; on such a resume, refuse input
+    data that changed since (the command's own run-state checks cover the rest)."""
+    if args.out is None:
+        return
+    out, current = Path(args.out), _record(args, kind, {}, inputs)
+    if getattr(args, "resume_dir", None) is None:
+        write_run_record(out, current)
+        return
+    check_same_run(read_run_record(out), current, out)

@@ -15,6 +15,7 @@ from typing import Any
 
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
+from townlet.cli._resumable import record_rerun
 from townlet.cli._train_common import check_seed, set_threads
 from townlet.config import Config, load_config
 from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig, load_bc_samples
@@ -83,6 +84,8 @@ def run_anneal_cmd(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     sources = _ppo_sources(args, config)
     set_threads(args.threads)
+    inputs = (args.config, args.bc_manifest, args.manifest, args.capture_dir)
+    record_rerun(args, kind="anneal", inputs=inputs)
     bc_data: Any = args.bc_manifest
     if bc_data is not None and args.root is not None:
         bc_data = load_bc_samples(bc_data, root=args.root)

@@ -1,5 +1,6 @@
 """``townlet-train resume DIR``: continue an interrupted ``bc`` or ``ppo`` run from its last
-checkpoint, with the arguments recorded in ``DIR/run.json`` (issue #17)."""
+checkpoint, with the arguments recorded in ``DIR/run.json`` (issue #17); an ``anneal`` run is
+re-run with its recorded arguments (it resumes from its own run state)."""
 
 from __future__ import annotations
 
@@ -41,13 +42,18 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
         from townlet.cli.ppo_cmd import run_ppo
 
         return run_ppo
-    raise UsageError(f"cannot resume a {command!r} run (bc and ppo runs resume)")
+    if command == "anneal":
+        from townlet.cli.anneal_cmd import run_anneal_cmd
+
+        return run_anneal_cmd
+    raise UsageError(f"cannot resume a {command!r} run (bc, ppo and anneal runs resume)")
 
 
 def resumed_args(run_dir: Path) -> tuple[argparse.Namespace, Callable[[argparse.Namespace], int]]:
     """The recorded arguments of the run in ``run_dir`` (set to resume) and its handler."""
     record = read_run_record(run_dir)
-    if not (run_dir / STATE_FILE).is_file() and (run_dir / "result.json").is_file():
+    finished = not (run_dir / STATE_FILE).is_file() and (run_dir / "result.json").is_file()
+    if record.command != "anneal" and finished:
         raise UsageError(f"{run_dir / RUN_FILE}: this run already finished (see result.json)")
     handler = _handler(record.command)
     args = argparse.Namespace(**parsed_args(record.args))
