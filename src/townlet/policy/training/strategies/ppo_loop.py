@@ -130,8 +130,13 @@ def ppo_epoch_updates(
             device=data.actions.device,
         )
         for indices in minibatch_indices(len(data), cfg, generator):
+            # Updates after the fold's first donate the state the fold itself made (no copy).
             state, step_stats = ppo_minibatch_step(
-                state, select_minibatch(data, indices), cfg, value_only=value_only
+                state,
+                select_minibatch(data, indices),
+                cfg,
+                value_only=value_only,
+                donate=bool(stats),
             )
             _check_stats(step_stats, prepared.label, index)
             stats.append(step_stats)

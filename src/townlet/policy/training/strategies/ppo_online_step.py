@@ -113,7 +113,8 @@ def ppo_update(
             state.seed, ONLINE_PERMUTATION_STREAM, update, pass_index, device=device
         )
         for minibatch in shuffled_minibatches(data, generator, size):
-            state, values = ppo_minibatch_update(state, minibatch, cfg)
+            # Updates after the fold's first donate the state the fold itself made (no copy).
+            state, values = ppo_minibatch_update(state, minibatch, cfg, donate=bool(vectors))
             vectors.append(values)
             sizes.append(len(minibatch))
     rows: list[list[float]] = torch.stack(vectors).tolist()
