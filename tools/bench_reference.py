@@ -21,8 +21,9 @@ one torch thread:
 
 Every measurement runs in a fresh process; ours and the reference's alternate (which goes first
 flips every round), so that machine load hits both alike. Prints each side's range and the
-ratio ours ÷ reference of every round (the pair run back to back), and the 1-minute load
-average before and after.
+ratio ours ÷ reference of every round (the pair run back to back), by wall clock and by the
+process's CPU time (on a loaded machine the wall clock also counts time the process waited for
+a core), and the 1-minute load average before and after.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ REFERENCE_CONFIG = Path("configs/examples/poc_hybrid.yaml")
 REFERENCE_MARKER = Path("src/townlet/policy/training_orchestrator.py")
 CASES = ("ppo_bs1", "ppo_bs3", "bc")
 RESULT_PREFIX = "BENCH-RESULT "
+CLOCKS = ("wall", "cpu")
 DOC_HEADING = "Side by side with the original Townlet"
 
 
@@ -121,10 +123,11 @@ def _worker(args: argparse.Namespace) -> None:
     else:
         run, per_epoch = _reference(args.case, args.artifacts, args.reference)
     run(1)  # warm-up: first-call costs (lazy imports, allocator, kernels) are not compared
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     run(args.epochs)
-    elapsed = time.perf_counter() - start
-    payload = {"rate": per_epoch * args.epochs / elapsed, "torch": torch.__version__}
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    work = per_epoch * args.epochs
+    payload = {"wall": work / wall, "cpu": work / cpu, "torch": torch.__version__}
     print(RESULT_PREFIX + json.dumps(payload), flush=True)
 
 
@@ -171,7 +174,7 @@ def _reference_env(reference: Path) -> dict[str, str]:
     return env
 
 
-def _measure(side: str, case: str, args: argparse.Namespace) -> tuple[float, str]:
+def _measure(side: str, case: str, args: argparse.Namespace) -> tuple[dict[str, float], str]:
     command = [
         args.reference_python if side == "reference" else sys.executable,
         str(Path(__file__).resolve()),
@@ -192,7 +195,8 @@ def _measure(side: str, case: str, args: argparse.Namespace) -> tuple[float, str
     for line in done.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
             payload = json.loads(line.removeprefix(RESULT_PREFIX))
-            return float(payload["rate"]), str(payload["torch"])
+            rates = {clock: float(payload[clock]) for clock in CLOCKS}
+            return rates, str(payload["torch"])
     tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
     raise RuntimeError(f"{side} {case} failed (exit {done.returncode}):\n{tail}")
 
@@ -211,32 +215,59 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _table(
-    rates: dict[str, dict[str, list[float]]],
-    ratios: dict[str, list[float]],
-    args: argparse.Namespace,
-) -> list[str]:
-    labels = {
-        "ppo_bs1": "PPO queue_conflict, replay batch 1 (transitions/s)",
-        "ppo_bs3": "PPO queue_conflict, replay batch 3 (transitions/s)",
-        "bc": "BC idle_v1, batch 64 (samples/s)",
-    }
+Rates = dict[str, dict[str, dict[str, list[float]]]]
+"""case → side → clock → one rate per round."""
+
+LABELS = {
+    "ppo_bs1": "PPO queue_conflict, replay batch 1 (transitions/s)",
+    "ppo_bs3": "PPO queue_conflict, replay batch 3 (transitions/s)",
+    "bc": "BC idle_v1, batch 64 (samples/s)",
+}
+
+
+def _table(rates: Rates, cases: list[str]) -> list[str]:
     lines = [
-        "| case | reference | ours | ours ÷ reference, per round | median |",
-        "|---|---:|---:|---:|---:|",
+        "| case | clock | reference | ours | ours ÷ reference, per round | median |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    for case in args.cases:
-        ref, ours = rates[case]["reference"], rates[case]["ours"]
-        per_round = " / ".join(f"{r:.2f}" for r in ratios[case])
-        median = statistics.median(ratios[case])
-        lines.append(
-            f"| {labels[case]} | {_span(ref)} | {_span(ours)} | {per_round} | **{median:.2f}** |"
-        )
+    for case in cases:
+        for clock in CLOCKS:
+            ref, ours = rates[case]["reference"][clock], rates[case]["ours"][clock]
+            ratios = [o / r for o, r in zip(ours, ref, strict=True)]
+            per_round = " / ".join(f"{r:.2f}" for r in ratios)
+            lines.append(
+                f"| {LABELS[case]} | {clock} | {_span(ref)} | {_span(ours)} | {per_round} "
+                f"| **{statistics.median(ratios):.2f}** |"
+            )
     return lines
 
 
 def _span(values: list[float]) -> str:
     return f"{min(values):,.0f}–{max(values):,.0f}"
+
+
+def _run_rounds(args: argparse.Namespace) -> tuple[Rates, set[str]]:
+    rates: Rates = {
+        case: {side: {clock: [] for clock in CLOCKS} for side in ("ours", "reference")}
+        for case in args.cases
+    }
+    versions: set[str] = set()
+    for round_index in range(args.rounds):
+        order = ("ours", "reference") if round_index % 2 == 0 else ("reference", "ours")
+        for case in args.cases:
+            for side in order:
+                got, version = _measure(side, case, args)
+                versions.add(f"{side} torch {version}")
+                for clock in CLOCKS:
+                    rates[case][side][clock].append(got[clock])
+            ours, ref = rates[case]["ours"], rates[case]["reference"]
+            print(
+                f"round {round_index + 1} {case}: ours {ours['wall'][-1]:,.0f}/s, reference "
+                f"{ref['wall'][-1]:,.0f}/s, ratio {ours['wall'][-1] / ref['wall'][-1]:.2f} "
+                f"(CPU time: {ours['cpu'][-1] / ref['cpu'][-1]:.2f})",
+                flush=True,
+            )
+    return rates, versions
 
 
 def _drive(args: argparse.Namespace) -> int:
@@ -245,33 +276,18 @@ def _drive(args: argparse.Namespace) -> int:
     for needed in (CAPTURE, MANIFEST):
         if not (args.artifacts / needed).exists():
             raise BenchError(f"--artifacts {args.artifacts}: {needed} is missing")
-    rates = {case: {"ours": [], "reference": []} for case in args.cases}
-    ratios: dict[str, list[float]] = {case: [] for case in args.cases}
-    versions: set[str] = set()
     load_before = _load()
-    for round_index in range(args.rounds):
-        order = ("ours", "reference") if round_index % 2 == 0 else ("reference", "ours")
-        for case in args.cases:
-            got = {}
-            for side in order:
-                got[side], version = _measure(side, case, args)
-                versions.add(f"{side} torch {version}")
-                rates[case][side].append(got[side])
-            ratios[case].append(got["ours"] / got["reference"])
-            print(
-                f"round {round_index + 1} {case}: ours {got['ours']:,.0f}/s, reference "
-                f"{got['reference']:,.0f}/s, ratio {ratios[case][-1]:.2f}",
-                flush=True,
-            )
+    rates, versions = _run_rounds(args)
     load_after = _load()
     header = (
         f"`python tools/bench_reference.py --reference PATH --reference-python PY` — "
         f"{_cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"{', '.join(sorted(versions))}, one torch thread, {args.epochs} epochs after a one-epoch "
         f"warm-up, {args.rounds} rounds of fresh processes alternating ours and the reference's; "
-        f"1-minute load average {load_before:.1f} before, {load_after:.1f} after."
+        f"1-minute load average {load_before:.1f} before, {load_after:.1f} after. Rates by "
+        "wall clock and by the process's CPU time (which other processes' load disturbs less)."
     )
-    lines = _table(rates, ratios, args)
+    lines = _table(rates, args.cases)
     print()
     print(header)
     print()
