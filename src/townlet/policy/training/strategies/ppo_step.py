@@ -124,7 +124,7 @@ def ppo_minibatch_update(
     total, terms, grads = value_and_grad(
         loss_fn, state.params, wrt=VALUE_HEAD_KEYS if value_only else None
     )
-    update = (adam or _adam_for(cfg.learning_rate)).update
+    update = (adam if adam is not None else _adam_for(cfg.learning_rate)).update
     params, adam_state, grad_norm = update_with_gradients(
         update,
         state.params,
