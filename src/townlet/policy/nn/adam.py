@@ -185,7 +185,7 @@ def _fused_step(
     for s, t in zip(steps, p, strict=True):
         key = (s, t.device)
         if key not in counts:
-            counts[key] = torch.full((), float(s), device=t.device)
+            counts[key] = torch.full((), float(s), dtype=torch.float32, device=t.device)
         step_tensors.append(counts[key])
     beta1, beta2 = cfg.betas
     with torch.no_grad():
