@@ -136,11 +136,11 @@ def _max_difference(spec: NetworkSpec, mb: PPOMinibatch, cfg: PPOConfig, name: s
     return max(float((ref[k] - got[k]).abs().max()) for k in ref)
 
 
-def _time(step: Callable[[], None], repeats: int) -> float:
-    start = time.perf_counter()
+def _time(step: Callable[[], None], repeats: int, clock: Callable[[], float]) -> float:
+    start = clock()
     for _ in range(repeats):
         step()
-    return (time.perf_counter() - start) / repeats * 1e3
+    return (clock() - start) / repeats * 1e3
 
 
 def main() -> None:
@@ -151,6 +151,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: the process's CPU time, which other processes' load disturbs less",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     spec = NetworkSpec(map_shape=(4, 11, 11), feature_dim=36, action_dim=8, hidden_dim=args.hidden)
@@ -159,16 +165,17 @@ def main() -> None:
     variants = {name: make(spec, mb, cfg)[0] for name, make in VARIANTS.items()}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for step in variants.values():
-        _time(step, 20)  # warm-up
+        _time(step, 20, time.perf_counter)  # warm-up
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     names = list(variants)
     for round_index in range(args.rounds):
         # Reversed every other round: a variant is not always the one after the slowest.
         for name in names if round_index % 2 == 0 else names[::-1]:
-            times[name].append(_time(variants[name], args.repeats))
+            times[name].append(_time(variants[name], args.repeats, clock))
     print(
         f"PPO minibatch update: batch {args.batch}, hidden {args.hidden}, map (4,11,11), "
         f"features 36, actions 8, threads {args.threads}, torch {torch.__version__}, "
-        f"1-minute load average {os.getloadavg()[0]:.1f}"
+        f"{args.clock} clock, 1-minute load average {os.getloadavg()[0]:.1f}"
     )
     base = times["imperative"]
     for name, samples in times.items():

@@ -288,6 +288,12 @@ def _drive(args: argparse.Namespace) -> int:
         "wall clock and by the process's CPU time (which other processes' load disturbs less)."
     )
     lines = _table(rates, args.cases)
+    if max(load_before, load_after) > (os.cpu_count() or 1):
+        header += (
+            " **Taken under load** (the load average exceeded the CPU count: other jobs shared "
+            "the machine), so single rounds vary widely; the medians are the figures to quote, "
+            "and a quiet re-run will narrow the ranges."
+        )
     print()
     print(header)
     print()
