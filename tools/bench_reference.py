@@ -339,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench_reference: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a measurement process failed: its last lines are the message
+        print(f"bench_reference: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
