@@ -117,7 +117,8 @@ def bc_epoch(state: BCState, batches: list[BCBatch], cfg: BCConfig) -> tuple[BCS
         raise ValueError("BC epoch needs at least one minibatch")
     loss_sum, correct, samples, last = 0.0, 0, 0, 0.0
     for batch in batches:
-        state, stats = bc_minibatch_step(state, batch, cfg)
+        # Updates after the fold's first donate the state the fold itself made (no copy).
+        state, stats = bc_minibatch_step(state, batch, cfg, donate=samples > 0)
         loss_sum += stats.loss * stats.samples
         correct += stats.correct
         samples += stats.samples

@@ -76,19 +76,24 @@ def bc_loss(
     return loss, correct
 
 
-def bc_minibatch_step(state: BCState, batch: BCBatch, cfg: BCConfig) -> tuple[BCState, BCStats]:
+def bc_minibatch_step(
+    state: BCState, batch: BCBatch, cfg: BCConfig, *, donate: bool = False
+) -> tuple[BCState, BCStats]:
     """One BC update: Adam(lr, weight_decay from ``cfg``) on the cross-entropy of ``batch``.
 
     Returns the new state and stats; ``state`` and ``batch`` are unchanged. The value head is not
     part of the BC loss and is left untouched (as torch.optim.Adam skips parameters without a
-    gradient in the reference), moments included.
+    gradient in the reference), moments included. ``donate=True`` gives ``state``'s tensors to
+    the update to write in place (a fold's updates after its first; see ``make_adam``).
     """
     loss_fn = functools.partial(bc_loss, batch=batch, spec=state.spec)
     critic = value_keys(state.spec)
     wrt = [k for k in state.params if k not in critic]
     loss, correct, grads = value_and_grad(loss_fn, state.params, wrt=wrt)
     adam_cfg = AdamConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    params, adam_state, grad_norm = apply_gradients(state.params, grads, state.adam_state, adam_cfg)
+    params, adam_state, grad_norm = apply_gradients(
+        state.params, grads, state.adam_state, adam_cfg, donate=donate
+    )
     loss_value, grad_value = torch.stack([loss, grad_norm.to(loss.dtype)]).tolist()
     stats = BCStats(
         loss=loss_value,

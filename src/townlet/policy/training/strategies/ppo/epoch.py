@@ -107,7 +107,10 @@ def ppo_epoch(
         for minibatch in split_rows(
             shuffle_rows(batch, generator), minibatch_size(len(batch), cfg)
         ):
-            state, values = ppo_minibatch_update(state, minibatch, cfg, value_only=data.value_only)
+            # Updates after the fold's first donate the state the fold itself made (no copy).
+            state, values = ppo_minibatch_update(
+                state, minibatch, cfg, value_only=data.value_only, donate=bool(vectors)
+            )
             vectors.append(values)
             sizes.append(len(minibatch))
             batch_of.append(index)
