@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from townlet._atomic import atomic_write
+from townlet._input_limits import loads_json, read_text
 from townlet.errors import ReplayDataError
 from townlet.policy.replay.sample import (
     NPZ_KEYS,
@@ -76,19 +77,11 @@ def read_sidecar(
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ReplayDataError(
-            f"Replay sample sidecar {path} is not valid JSON "
-            f"(line {exc.lineno} column {exc.colno}: {exc.msg})"
-        ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReplayDataError(f"Replay sample sidecar {path} cannot be read: {exc}") from exc
+    where = f"Replay sample sidecar {path}"
+    text = read_text(path, ReplayDataError, where)
+    payload = loads_json(text, ReplayDataError, where)
     if not isinstance(payload, dict):
-        raise ReplayDataError(
-            f"Replay sample sidecar {path} must hold a JSON object, got {type(payload).__name__}"
-        )
+        raise ReplayDataError(f"{where} must hold a JSON object, got {type(payload).__name__}")
     return payload
 
 

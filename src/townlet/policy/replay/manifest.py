@@ -20,6 +20,14 @@ from typing import Any
 import attrs
 import yaml
 
+from townlet._input_limits import (
+    MAX_NESTING_DEPTH,
+    check_structure,
+    loads_json,
+    one_line,
+    read_text,
+    short_repr,
+)
 from townlet.errors import ReplayDataError
 
 CAPTURE_MANIFEST_NAME = "rollout_sample_manifest.json"
@@ -58,23 +66,25 @@ def resolve_manifest_path(
     return (base / path).resolve()
 
 
-def _parse_manifest_file(path: Path) -> Any:
+def _parse_manifest_file(path: Path, what: str = "Replay manifest") -> Any:
+    where = f"{what} {path}"
     if not path.is_file():
-        raise ReplayDataError(f"Replay manifest {path} not found")
+        raise ReplayDataError(f"{where} not found")
+    text = read_text(path, ReplayDataError, where)
+    if path.suffix.lower() in (".json", ".jsonl"):
+        return loads_json(text, ReplayDataError, where)
     try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() in (".json", ".jsonl"):
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise ReplayDataError(
-            f"Replay manifest {path} is not valid JSON (line {exc.lineno} column {exc.colno}: "
-            f"{exc.msg})"
-        ) from exc
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ReplayDataError(f"Replay manifest {path} is not valid YAML: {exc}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReplayDataError(f"Replay manifest {path} cannot be read: {exc}") from exc
+        raise ReplayDataError(
+            f"{where} is not valid YAML: {one_line(str(exc), limit=200)}"
+        ) from None
+    except RecursionError:
+        raise ReplayDataError(f"{where}: nested deeper than {MAX_NESTING_DEPTH} levels") from None
+    except (ValueError, OverflowError) as exc:
+        raise ReplayDataError(f"{where} is not valid YAML: {one_line(str(exc))}") from None
+    check_structure(data, ReplayDataError, where)
+    return data
 
 
 def _entry_list(path: Path, payload: Any) -> list[Any]:
@@ -102,13 +112,15 @@ def _parse_entry(
         raise ReplayDataError(f"{where}: manifest entry missing 'sample' field")
     meta_raw = raw.get("meta")
     if meta_raw is not None and not isinstance(meta_raw, str):
-        raise ReplayDataError(f"{where}: 'meta' must be a path string, got {meta_raw!r}")
+        raise ReplayDataError(f"{where}: 'meta' must be a path string, got {short_repr(meta_raw)}")
     accepted = raw.get("accepted", True)
     if not isinstance(accepted, bool):
-        raise ReplayDataError(f"{where}: 'accepted' must be true or false, got {accepted!r}")
+        raise ReplayDataError(
+            f"{where}: 'accepted' must be true or false, got {short_repr(accepted)}"
+        )
     metrics = raw.get("metrics")
     if metrics is not None and not isinstance(metrics, dict):
-        raise ReplayDataError(f"{where}: 'metrics' must be a mapping, got {metrics!r}")
+        raise ReplayDataError(f"{where}: 'metrics' must be a mapping, got {short_repr(metrics)}")
     return ManifestEntry(
         sample=resolve_manifest_path(raw["sample"], base, root),
         meta=resolve_manifest_path(meta_raw, base, root) if meta_raw else None,
@@ -151,7 +163,7 @@ def read_capture_metrics(metrics_path: str | os.PathLike[str]) -> dict[str, dict
     path = Path(metrics_path)
     if not path.is_file():
         return {}
-    payload = _parse_manifest_file(path)
+    payload = _parse_manifest_file(path, "Replay metrics")
     if isinstance(payload, dict) and isinstance(payload.get("samples"), dict):
         payload = payload["samples"]
     if not isinstance(payload, dict):
@@ -167,4 +179,5 @@ def read_capture_metrics(metrics_path: str | os.PathLike[str]) -> dict[str, dict
 
 
 def _numeric(value: object) -> bool:
+    # JSON integers are bounded by 2**64 at parse time, so float() cannot overflow here.
     return isinstance(value, int | float) and not isinstance(value, bool)
