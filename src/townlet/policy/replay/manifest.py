@@ -11,7 +11,6 @@ relative to a repository root), then the current directory; the first that exist
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
