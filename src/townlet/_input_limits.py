@@ -180,12 +180,15 @@ class _RangeError(ValueError):
     """A JSON number townlet cannot represent (raised from the parse hooks)."""
 
 
-def loads_json(text: str | bytes, error: ErrorType, where: str) -> Any:
+def loads_json(
+    text: str | bytes, error: ErrorType, where: str, *, syntax: str = " is not valid JSON"
+) -> Any:
     """Parse JSON ``text`` within the nesting, size and number limits; ``error`` otherwise.
 
-    ``where`` starts the message (it names the file). Integers beyond ±(2**64-1) and numbers that
-    overflow float64 (``1e400``) are refused rather than turned into ``inf`` or a huge int;
-    the literal ``NaN``/``Infinity`` constants Python's json writes are kept.
+    ``where`` starts the message (it names the file); ``syntax`` follows it for a syntax
+    error. Integers beyond ±(2**64-1) and numbers that overflow float64 (``1e400``) are
+    refused rather than turned into a huge int or ``inf``; the ``NaN``/``Infinity`` constants
+    Python's json writes are kept.
     """
     if isinstance(text, bytes):
         text = decode_utf8(text, error, where)
@@ -193,13 +196,13 @@ def loads_json(text: str | bytes, error: ErrorType, where: str) -> Any:
         data = json.loads(text, parse_int=_parse_int, parse_float=_parse_float)
     except json.JSONDecodeError as exc:
         detail = f"line {exc.lineno} column {exc.colno}: {exc.msg}"
-        raise error(f"{where} is not valid JSON ({detail})") from None
+        raise error(f"{where}{syntax} ({detail})") from None
     except _RangeError as exc:
         raise error(f"{where}: {exc}") from None
     except RecursionError:
         raise error(f"{where}: nested deeper than {MAX_NESTING_DEPTH} levels") from None
     except (ValueError, OverflowError, MemoryError) as exc:
-        raise error(f"{where} is not valid JSON ({one_line(str(exc), limit=120)})") from None
+        raise error(f"{where}{syntax} ({one_line(str(exc), limit=120)})") from None
     check_structure(data, error, where)
     return data
 
