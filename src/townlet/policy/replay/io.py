@@ -8,8 +8,11 @@ field. Writes are atomic (a temporary file in the target directory, then ``os.re
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -19,7 +22,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from townlet._atomic import atomic_write
-from townlet._input_limits import loads_json, read_text
+from townlet._input_limits import (
+    check_allocation,
+    loads_json,
+    one_line,
+    open_regular,
+    read_text,
+    show_path,
+)
 from townlet.errors import ReplayDataError
 from townlet.policy.replay.sample import (
     NPZ_KEYS,
@@ -35,7 +45,24 @@ from townlet.policy.replay.sample import (
     signature_of,
 )
 
-_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
+# What numpy, zipfile and zlib raise for a damaged archive (a bad zip directory, a corrupt
+# deflate stream, an npy header that does not parse, an unsupported compression method).
+_READ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    KeyError,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    MemoryError,
+    SyntaxError,
+    TypeError,
+    IndexError,
+    struct.error,
+)
 
 
 def default_meta_path(sample_path: str | os.PathLike[str]) -> Path:
@@ -94,25 +121,48 @@ def _check_members(path: Path, members: list[str]) -> None:
 
 
 def _read_arrays(path: Path) -> dict[str, NDArray[Any]]:
-    if not path.is_file():
-        raise ReplayDataError(f"Replay sample {path} not found")
+    fd = open_regular(path, ReplayDataError, f"Replay sample {show_path(path)}")
     key = "(archive)"
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ReplayDataError(f"Replay sample {path} is an .npy array, not an npz archive")
-        with loaded as archive:
-            members = list(archive.files)
-            _check_members(path, members)
-            arrays: dict[str, NDArray[Any]] = {}
-            for key in NPZ_KEYS:
-                if key in members:
-                    arrays[key] = archive[key]
-    except ReplayDataError:
-        raise
-    except _READ_ERRORS as exc:
-        raise ReplayDataError(f"Replay sample {path} array {key!r} unreadable: {exc}") from exc
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            _check_declared_size(path, handle)
+            handle.seek(0)
+            loaded = np.load(handle, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ReplayDataError(f"Replay sample {path} is an .npy array, not an npz archive")
+            with loaded as archive:
+                members = list(archive.files)
+                _check_members(path, members)
+                arrays: dict[str, NDArray[Any]] = {}
+                for key in NPZ_KEYS:
+                    if key in members:
+                        arrays[key] = archive[key]
+        except ReplayDataError:
+            raise
+        except _READ_ERRORS as exc:
+            raise ReplayDataError(_unreadable(path, key, exc)) from None
     return arrays
+
+
+def _unreadable(path: Path, key: str, exc: BaseException) -> str:
+    detail = one_line(f"{type(exc).__name__}: {exc}", limit=200)
+    return f"Replay sample {path} array {key!r} unreadable: {detail}"
+
+
+def _check_declared_size(path: Path, handle: IO[bytes]) -> None:
+    """Refuse an archive whose npy headers declare more bytes than the memory available
+    (read from the headers, before any array is decompressed)."""
+    if handle.read(6) == b"\x93NUMPY":
+        raise ReplayDataError(f"Replay sample {path} is an .npy array, not an npz archive")
+    handle.seek(0)
+    total = 0
+    with zipfile.ZipFile(handle) as archive:
+        names = set(archive.namelist())
+        for key in NPZ_KEYS:
+            if f"{key}.npy" in names:
+                shape, dtype = _member_header(archive, key)
+                total += math.prod(shape) * dtype.itemsize
+    check_allocation(total, ReplayDataError, f"Replay sample {path}")
 
 
 def _sample_sidecar(
@@ -254,7 +304,7 @@ def read_sample_header(
     except ReplayDataError as exc:
         raise ReplayDataError(f"Replay sample {path}: {exc}") from exc
     except _READ_ERRORS as exc:
-        raise ReplayDataError(f"Replay sample {path} array {key!r} unreadable: {exc}") from exc
+        raise ReplayDataError(_unreadable(path, key, exc)) from None
     metadata = _sample_sidecar(path, meta_path, require_conflict_features)
     try:
         check_metadata(metadata, shapes)
