@@ -30,8 +30,8 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 # the interpreter's recursion limit in every recursive consumer (cattrs, repr, yaml).
 MAX_NESTING_DEPTH = 64
 # Containers + scalars in one document after YAML aliases are expanded (a "billion laughs"
-# document is a few hundred bytes that expand to 10^9 nodes).
-MAX_DOCUMENT_NODES = 10_000_000
+# document is a few hundred bytes that expand to 10^9 nodes); the walk stops at 1M nodes.
+MAX_DOCUMENT_NODES = 1_000_000
 # Integers in JSON are bounded by the widest integer townlet stores (uint64 seeds).
 MAX_JSON_INT = 2**64 - 1
 MAX_INT_DIGITS = 20
@@ -114,9 +114,9 @@ def _kind(mode: int) -> str:
     return "a socket or special file"
 
 
-def show_path(path: Path | str) -> str:
+def show_path(path: str | os.PathLike[str]) -> str:
     """The path as it may appear in a message: printable, one line, bounded."""
-    text = str(path).encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+    text = os.fspath(path).encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
     return one_line(text.replace("\0", "\\0"), limit=300)
 
 

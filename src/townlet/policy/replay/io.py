@@ -84,7 +84,7 @@ def read_sidecar(
     Raises :class:`ReplayDataError` naming the file and the key.
     """
     path = Path(meta_path)
-    if not path.is_file():
+    if not path.exists():  # a FIFO or device exists: read_text refuses it by name
         if required:
             raise ReplayDataError(f"Replay sample sidecar {path} not found")
         payload: dict[str, Any] = {}

@@ -26,6 +26,7 @@ from townlet._input_limits import (
     one_line,
     read_text,
     short_repr,
+    show_path,
 )
 from townlet.errors import ReplayDataError
 
@@ -65,6 +66,34 @@ def resolve_manifest_path(
     return (base / path).resolve()
 
 
+# Linux's limits on one path component and on a whole path, in bytes.
+_NAME_MAX = 255
+_PATH_MAX = 4096
+
+
+def _resolve_entry_path(raw: str, base: Path, root: Path | None, where: str) -> Path:
+    """:func:`resolve_manifest_path` for a path read from a manifest, refusing what the OS
+    cannot open (NUL bytes, unencodable characters, over-long names, symlink loops) with a
+    :class:`ReplayDataError` naming the entry."""
+    if not raw:
+        raise ReplayDataError(f"{where}: empty sample path")
+    try:
+        encoded = os.fsencode(raw)
+    except UnicodeError:
+        raise ReplayDataError(f"{where}: invalid path (an unencodable character)") from None
+    if b"\0" in encoded:
+        raise ReplayDataError(f"{where}: invalid path (a NUL byte)")
+    if len(encoded) > _PATH_MAX or any(len(part) > _NAME_MAX for part in encoded.split(b"/")):
+        raise ReplayDataError(
+            f"{where}: path or a name in it is longer than {_NAME_MAX} bytes ({short_repr(raw)})"
+        )
+    try:
+        return resolve_manifest_path(raw, base, root)
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop (3.11)
+        detail = one_line(f"{type(exc).__name__}: {exc}", limit=200)
+        raise ReplayDataError(f"{where}: cannot resolve {short_repr(raw)}: {detail}") from None
+
+
 def _parse_manifest_file(path: Path, what: str = "Replay manifest") -> Any:
     where = f"{what} {path}"
     if not path.is_file():
@@ -102,8 +131,8 @@ def _parse_entry(
 ) -> ManifestEntry:  # one entry of the list, already JSON/YAML-decoded
     where = f"Replay manifest {path} entry {index}"
     base = path.parent
-    if isinstance(raw, str | os.PathLike):
-        sample = resolve_manifest_path(raw, base, root)
+    if isinstance(raw, str):
+        sample = _resolve_entry_path(raw, base, root, where)
         return ManifestEntry(sample=sample, meta=sample.with_suffix(".json"))
     if not isinstance(raw, dict):
         raise ReplayDataError(f"{where}: manifest entry must be string or mapping")
@@ -121,8 +150,8 @@ def _parse_entry(
     if metrics is not None and not isinstance(metrics, dict):
         raise ReplayDataError(f"{where}: 'metrics' must be a mapping, got {short_repr(metrics)}")
     return ManifestEntry(
-        sample=resolve_manifest_path(raw["sample"], base, root),
-        meta=resolve_manifest_path(meta_raw, base, root) if meta_raw else None,
+        sample=_resolve_entry_path(raw["sample"], base, root, where),
+        meta=_resolve_entry_path(meta_raw, base, root, where) if meta_raw else None,
         accepted=accepted,
         metrics=metrics,
     )
@@ -140,8 +169,12 @@ def read_manifest(
     kept them). Raises :class:`ReplayDataError` naming the manifest (and the entry index) for a
     missing or unparsable file, a wrong layout, a malformed entry, or no entries left.
     """
-    path = Path(manifest_path).expanduser().resolve()
-    root_path = Path(root).expanduser().resolve() if root is not None else None
+    try:
+        path = Path(manifest_path).expanduser().resolve()
+        root_path = Path(root).expanduser().resolve() if root is not None else None
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop (3.11)
+        detail = one_line(f"{type(exc).__name__}: {exc}", limit=200)
+        raise ReplayDataError(f"Replay manifest {show_path(manifest_path)}: {detail}") from None
     raw_entries = _entry_list(path, _parse_manifest_file(path))
     if not raw_entries:
         raise ReplayDataError(f"Replay manifest {path} contains no entries")
