@@ -43,6 +43,7 @@ def _checkpoint(path: Path) -> Any:
 
 LOADERS: dict[str, tuple[Callable[[Path], Any], type[TownletInputError]]] = {
     "config": (load_config, ConfigError),
+    "config_yaml": (load_config, ConfigError),
     "sidecar": (lambda p: read_sidecar(p, require_conflict_features=False), ReplayDataError),
     "npz": (_npz, ReplayDataError),
     "npz_header": (_npz_header, ReplayDataError),

@@ -52,7 +52,7 @@ def test_corpus_file_is_refused_with_its_message(case: dict[str, str]) -> None:
 
 def test_every_loader_has_corpus_files() -> None:
     covered = {case["loader"] for case in INDEX}
-    assert covered >= set(LOADERS) - {"capture_metrics", "npz_header"}
+    assert covered >= set(LOADERS) - {"capture_metrics", "npz_header", "config_yaml"}
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,8 @@ def test_npz_corpus_is_refused_from_headers_too(case: dict[str, str]) -> None:
 def test_fifo_is_refused_without_blocking(tmp_path: Path, name: str) -> None:
     if name == "checkpoint":
         pytest.importorskip("torch")
-    suffix = {"config": ".toml", "npz": ".npz", "npz_header": ".npz"}.get(name, ".json")
+    suffixes = {"config": ".toml", "config_yaml": ".yaml", "npz": ".npz", "npz_header": ".npz"}
+    suffix = suffixes.get(name, ".json")
     fifo = tmp_path / f"pipe{suffix}"
     os.mkfifo(fifo)
     loader, error = LOADERS[name]

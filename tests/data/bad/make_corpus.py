@@ -168,7 +168,7 @@ def samples() -> None:
         _replace_member(good, "features.npy", header.getvalue()),
         "npz",
         "ReplayDataError",
-        "of memory is available",
+        "declares 2400000000000 bytes but its archive member holds",
     )
     garbage = b"\x93NUMPY\x01\x00\x10\x00{'descr': <<<}  \n"
     add(

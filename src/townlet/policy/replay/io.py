@@ -161,7 +161,14 @@ def _check_declared_size(path: Path, handle: IO[bytes]) -> None:
         for key in NPZ_KEYS:
             if f"{key}.npy" in names:
                 shape, dtype = _member_header(archive, key)
-                total += math.prod(shape) * dtype.itemsize
+                nbytes = math.prod(shape) * dtype.itemsize
+                stored = archive.getinfo(f"{key}.npy").file_size
+                if nbytes > stored:
+                    raise ReplayDataError(
+                        f"Replay sample {path} array {key!r} declares {nbytes} bytes but its "
+                        f"archive member holds {stored} (damaged header?)"
+                    )
+                total += nbytes
     check_allocation(total, ReplayDataError, f"Replay sample {path}")
 
 
