@@ -34,15 +34,13 @@ _FORMATS = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
 
 
 def _yaml_problem(exc: Exception) -> str:
-    """The parser's complaint on one line, without the echoed source lines (the first line of
-    PyYAML's message is what and where; the rest quotes the input)."""
+    """The parser's complaint on one line, without the echoed source (PyYAML's marks quote the
+    input, which may be huge): context, problem, and line/column."""
     if isinstance(exc, yaml.MarkedYAMLError):
-        parts = [
-            exc.context,
-            exc.problem,
-            str(exc.problem_mark).strip() if exc.problem_mark else None,
-        ]
-        return one_line(" ".join(str(p) for p in parts if p), limit=300)
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else None
+        parts = [exc.context, exc.problem, where]
+        return one_line(", ".join(str(p) for p in parts if p), limit=300)
     return one_line(str(exc), limit=300)
 
 

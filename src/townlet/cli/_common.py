@@ -45,19 +45,20 @@ def check_out_file(out: Path | str | None, option: str = "--out") -> None:
     path = Path(out)
     if path.is_dir():
         raise UsageError(f"{option} {show_path(path)}: is a directory, expected a file path")
-    _check_writable_ancestor(path.parent, option)
+    _check_writable_ancestor(path.parent, option, shown=path)
 
 
-def _check_writable_ancestor(path: Path, option: str) -> None:
+def _check_writable_ancestor(path: Path, option: str, *, shown: Path | None = None) -> None:
+    shown = path if shown is None else shown
     ancestor = path
     while not ancestor.exists():
         if ancestor.is_symlink() or ancestor.parent == ancestor:
             break
         ancestor = ancestor.parent
     if ancestor.exists() and not ancestor.is_dir():
-        raise UsageError(f"{option} {show_path(path)}: {show_path(ancestor)} is not a directory")
+        raise UsageError(f"{option} {show_path(shown)}: {show_path(ancestor)} is not a directory")
     if ancestor.exists() and not os.access(ancestor, os.W_OK | os.X_OK):
         raise UsageError(
-            f"{option} {show_path(path)}: {show_path(ancestor)} is not writable "
+            f"{option} {show_path(shown)}: {show_path(ancestor)} is not writable "
             "(read-only file system or permission denied)"
         )
