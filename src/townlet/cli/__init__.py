@@ -93,8 +93,8 @@ def _exit_status(exc: Exception) -> tuple[int, str]:
         return 1, "failed"
     if isinstance(exc, UsageError | TownletInputError | UnicodeError | RecursionError):
         return 2, "error"
-    if isinstance(exc, OSError) and exc.errno not in _MACHINE_ERRNOS:
-        return 2, "error"
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno not in _MACHINE_ERRNOS:
+        return 2, "error"  # a path the user gave: missing, a directory, under a file, …
     return 1, "failed"
 
 
