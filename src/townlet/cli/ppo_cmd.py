@@ -15,10 +15,11 @@ from typing import Any
 import attrs
 
 from townlet.cli import UsageError
-from townlet.cli._common import print_json
+from townlet.cli._common import check_out_dir, print_json
 from townlet.cli._ppo_online import add_online_options, run_online
 from townlet.cli._train_common import (
     add_run_options,
+    check_device,
     check_seed,
     progress_bar,
     set_threads,
@@ -152,6 +153,8 @@ def run_ppo(args: argparse.Namespace) -> int:
     base = load_config(args.config) if args.config is not None else Config()
     cfg = _ppo_config(args, base)
     seed = base.seed if args.seed is None else args.seed
+    check_out_dir(args.out)
+    check_device(args.device)
     if args.env is not None:
         check_seed(args.seed)
         set_threads(args.threads)
