@@ -15,6 +15,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from townlet.cli._launch import DistributedUsageError, add_launch_options, run_with_group
 from townlet.errors import TorchNotAvailableError, TownletInputError, TrainingFailedError
 
 # Subcommand modules, in the order they appear in ``--help``: the main job, then the user's path.
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="townlet-train",
         description="Train agent policies for the townlet small-town simulation.",
     )
+    add_launch_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
     for name in _COMMAND_MODULES:
@@ -58,10 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``townlet-train`` and return its exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    return run_parsed(parser.parse_args(argv))
+
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """Run parsed arguments (under torchrun: in the launch's process group) and map errors to
+    exit codes; a peer that dies or times out is a failed run (1) reported in one line."""
     try:
-        code: int = args.handler(args)
-    except (UsageError, TownletInputError, FileNotFoundError, IsADirectoryError) as exc:
+        code: int = run_with_group(args)
+    except (
+        UsageError,
+        DistributedUsageError,
+        TownletInputError,
+        FileNotFoundError,
+        IsADirectoryError,
+    ) as exc:
         sys.stderr.write(f"townlet-train {args.command}: error: {exc}\n")
         return 2
     except TorchNotAvailableError as exc:

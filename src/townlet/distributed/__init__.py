@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from townlet.distributed.launch import (
     DEFAULT_TIMEOUT_S,
+    LOCAL,
     RANK_SEED_STREAM,
+    Collective,
     LaunchInfo,
     launch_info,
     rank_seed,
@@ -21,7 +23,9 @@ from townlet.distributed.launch import (
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "LOCAL",
     "RANK_SEED_STREAM",
+    "Collective",
     "LaunchInfo",
     "launch_info",
     "rank_seed",

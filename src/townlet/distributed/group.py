@@ -14,11 +14,10 @@ import datetime
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
-import attrs
 import torch
 import torch.distributed as dist
 
-from townlet.distributed.launch import DEFAULT_TIMEOUT_S, LaunchInfo
+from townlet.distributed.launch import DEFAULT_TIMEOUT_S, LOCAL, Collective, LaunchInfo
 from townlet.errors import TrainingFailedError
 
 T = TypeVar("T")
@@ -26,25 +25,6 @@ T = TypeVar("T")
 
 class PeerFailedError(TrainingFailedError):
     """A collective failed: another rank died, hung past the timeout, or could not be reached."""
-
-
-@attrs.frozen(kw_only=True)
-class Collective:
-    """This process's ``rank`` among ``world_size`` in a started process group of ``backend``
-    (``"gloo"`` or ``"nccl"``); ``backend`` is None for the single process (:data:`LOCAL`)."""
-
-    rank: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    world_size: int = attrs.field(default=1, validator=attrs.validators.ge(1))
-    backend: str | None = None
-
-    @property
-    def is_root(self) -> bool:
-        """True on rank 0, the rank that writes files."""
-        return self.rank == 0
-
-
-LOCAL = Collective()
-"""The single process: no process group, every collective the identity."""
 
 
 def backend_for(device: str | torch.device) -> str:

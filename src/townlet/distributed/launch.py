@@ -99,3 +99,26 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
+
+
+@attrs.frozen(kw_only=True)
+class Collective:
+    """This process's ``rank`` among ``world_size`` in a started process group of ``backend``
+    (``"gloo"`` or ``"nccl"``); ``backend`` is None for the single process (:data:`LOCAL`).
+
+    Handed explicitly to whatever needs to know its shard or to talk to its peers; the
+    collectives on it are in :mod:`townlet.distributed.group`.
+    """
+
+    rank: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    world_size: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    backend: str | None = None
+
+    @property
+    def is_root(self) -> bool:
+        """True on rank 0, the rank that writes files."""
+        return self.rank == 0
+
+
+LOCAL = Collective()
+"""The single process: no process group, every collective the identity."""
