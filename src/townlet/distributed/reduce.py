@@ -17,7 +17,8 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
-from townlet.distributed.group import Collective, peer_failures
+from townlet.distributed.group import peer_failures
+from townlet.distributed.launch import Collective
 from townlet.policy.nn.grads import Grads
 
 ReduceGrads = Callable[[Grads, torch.Tensor, int], tuple[Grads, torch.Tensor, int]]
