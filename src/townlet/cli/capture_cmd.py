@@ -13,6 +13,7 @@ from tqdm import tqdm
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
 from townlet.config import Config, load_config
+from townlet.distributed import LOCAL, Collective, rank_seed
 from townlet.policy.rollout import RolloutBuffer, capture_rollout
 from townlet.policy.training.services.rollout import rollout_world_config
 from townlet.world.config import WORLD_SOCIAL_STAGES
@@ -81,24 +82,37 @@ def _source(args: argparse.Namespace, config: Config) -> Any:
         raise UsageError(str(exc)) from exc
 
 
-def _capture(args: argparse.Namespace, source: Any, ticks: int, seed: int) -> RolloutBuffer:
-    quiet = args.quiet or not sys.stderr.isatty()
+def _capture(
+    args: argparse.Namespace, source: Any, ticks: int, seed: int, *, root: bool = True
+) -> RolloutBuffer:
+    quiet = args.quiet or not sys.stderr.isatty() or not root
     with tqdm(total=ticks, desc="capture", unit="tick", file=sys.stderr, disable=quiet) as bar:
         return capture_rollout(source, args.policy, ticks, seed, progress=bar.update)
 
 
 def run_capture(args: argparse.Namespace) -> int:
-    """Capture, save, print the summary; exit 0."""
+    """Capture, save, print the summary; exit 0. Under torchrun every rank captures its own
+    source (seeded by its rank) into the one ``--out`` directory; rank 0 prints the summary."""
+    group: Collective = getattr(args, "collective", LOCAL)
     config = load_config(args.config) if args.config is not None else Config()
     ticks = config.training.rollout_ticks if args.ticks is None else args.ticks
     seed = config.seed if args.seed is None else args.seed
     source = _source(args, config)
     try:
-        buffer = _capture(args, source, ticks, seed)
+        buffer = _capture(args, source, ticks, rank_seed(seed, group.rank), root=group.is_root)
     finally:
         close = getattr(source, "close", None)
         if callable(close):
             close()
-    out = buffer.save(args.out, args.prefix, compress=not args.no_compress)
-    print_json({**buffer.summary(), "out": str(out), "samples": len(buffer.samples)})
+    if group.backend is None:
+        out = buffer.save(args.out, args.prefix, compress=not args.no_compress)
+        summary = buffer.summary()
+    else:
+        from townlet.distributed.capture import save_sharded_rollout, sharded_summary
+
+        compress = not args.no_compress
+        out = save_sharded_rollout(buffer, args.out, group, prefix=args.prefix, compress=compress)
+        summary = sharded_summary(buffer, group, seed=seed)
+    if group.is_root:
+        print_json({**summary, "out": str(out), "samples": summary["agents"]})
     return 0

@@ -93,7 +93,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--critic-warmup-epochs", type=int, default=0, help="first N epochs train the value head"
     )
-    parser.add_argument("--log", type=Path, help="append telemetry 1.2 lines to this file")
+    parser.add_argument(
+        "--log",
+        "--telemetry-log",
+        dest="log",
+        type=Path,
+        help="append telemetry 1.2 lines to this file (--telemetry-log under torchrun, which "
+        "takes --log for its own --log-dir)",
+    )
     parser.add_argument("--log-frequency", type=int, default=1, help="log every Nth epoch (1)")
     parser.add_argument(
         "--log-max-entries", type=int, help="rotate to <log>.1, <log>.2, ... after N lines"
