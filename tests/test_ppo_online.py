@@ -26,6 +26,7 @@ from townlet.policy.training.strategies.ppo_collect import (  # noqa: E402
     rollout_advantages,
     rollout_batch,
 )
+from townlet.policy.training.strategies.ppo_fold import shuffle_rows, split_rows  # noqa: E402
 from townlet.policy.training.strategies.ppo_online import (  # noqa: E402
     gym_env_id,
     torch_threads,
@@ -33,7 +34,6 @@ from townlet.policy.training.strategies.ppo_online import (  # noqa: E402
 )
 from townlet.policy.training.strategies.ppo_online_step import (  # noqa: E402
     ppo_update,
-    shuffled_minibatches,
 )
 from townlet.policy.training.strategies.ppo_step import init_ppo_state  # noqa: E402
 
@@ -156,11 +156,11 @@ def test_rollout_batch_normalises_and_flattens() -> None:
     assert data.old_values.tolist() == pytest.approx([0.5, 1.0, 0.0])
 
 
-def test_shuffled_minibatches_cover_every_row_once() -> None:
+def test_shuffled_split_rows_cover_every_row_once() -> None:
     traj = _trajectory([float(i) for i in range(10)], [False] * 10, [0.0] * 10, [0.0] * 11)
     data, _ = rollout_batch(traj, PPOConfig(advantage_normalization=False))
     gen = torch.Generator().manual_seed(0)
-    parts = shuffled_minibatches(data, gen, 4)
+    parts = split_rows(shuffle_rows(data, gen), 4)
     assert [len(p) for p in parts] == [4, 4, 2]
     returns = sorted(v for p in parts for v in p.returns.tolist())
     assert returns == pytest.approx(sorted(data.returns.tolist()))

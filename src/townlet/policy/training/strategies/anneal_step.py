@@ -31,6 +31,7 @@ from townlet.errors import ConfigError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
 from townlet.policy.replay.sample import ReplaySample
+from townlet.policy.streams import Stream, stream_seed
 from townlet.policy.training.strategies.anneal_flags import AnnealBaselines, update_baselines
 from townlet.policy.training.strategies.ppo_summary import AnnealContext
 from townlet.world import WorldConfig
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
 BCData = str | os.PathLike[str] | Sequence[ReplaySample]
 PPOData = ReplayDataset | InMemoryReplayDataset
 DEFAULT_DATASET_LABEL = "anneal_dataset"
-_CAPTURE_STREAM = 11  # capture seed of stage k: SeedSequence([seed, k, _CAPTURE_STREAM])
-_BC_STREAM = 12
 
 
 @attrs.frozen(kw_only=True)
@@ -117,9 +116,10 @@ def init_anneal_state(
     return AnnealState(seed=seed, params=params, spec=spec)
 
 
-def stage_seed(seed: int, stage_index: int, stream: int) -> int:
-    """A 31-bit seed for stage ``stage_index`` of a run seeded ``seed`` (one per stream)."""
-    return int(np.random.SeedSequence([seed, stage_index, stream]).generate_state(1)[0] >> 1)
+def stage_seed(seed: int, stage_index: int, stream: Stream) -> int:
+    """A 31-bit seed of ``stream`` (``Stream.STAGE_BC`` or ``STAGE_CAPTURE``) for stage
+    ``stage_index`` of a run seeded ``seed``."""
+    return stream_seed(seed, stream, stage_index)
 
 
 def select_social_stage(training: TrainingConfig, cycle: int) -> SocialRewardStage | None:
@@ -184,7 +184,7 @@ def _bc_stage(
     run = train_bc(
         data.bc,
         cfg=config.training.bc,
-        seed=stage_seed(state.seed, state.stage_index, _BC_STREAM),
+        seed=stage_seed(state.seed, state.stage_index, Stream.STAGE_BC),
         init=state.params,
         spec=state.spec,
     )
@@ -236,7 +236,7 @@ def _stage_dataset(
     from townlet.policy.rollout_torch import make_network_policy
 
     assert state.params is not None and state.spec is not None  # see _with_network
-    seed = stage_seed(state.seed, state.stage_index, _CAPTURE_STREAM)
+    seed = stage_seed(state.seed, state.stage_index, Stream.STAGE_CAPTURE)
     policy = make_network_policy(state.params, state.spec)
     buffer = capture_rollout(world, policy, plan.ticks, seed)
     rewards = [float(np.sum(sample.rewards)) for sample in buffer.samples]

@@ -2,7 +2,7 @@
 
 Frames (one per step of every demonstration) are split once into training and validation sets
 by a seeded permutation; every epoch cuts the training frames into shuffled minibatches from
-``derive_generator(seed, BC_SHUFFLE_STREAM, epoch)`` and folds :func:`bc_minibatch_step` over
+``stream_generator(seed, Stream.BC_SHUFFLE, epoch)`` and folds :func:`bc_minibatch_step` over
 them. Evaluation runs without gradients.
 """
 
@@ -16,13 +16,15 @@ import torch.nn.functional as F
 
 from townlet.config import BCConfig
 from townlet.policy.nn.network import Params, apply
-from townlet.policy.nn.rng import derive_generator
+from townlet.policy.nn.rng import stream_generator
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.bc import BCFrames
+from townlet.policy.streams import Stream
 from townlet.policy.training.strategies.bc_step import BCBatch, BCState, bc_minibatch_step
 
-BC_SHUFFLE_STREAM = 2
-BC_SPLIT_STREAM = 3
+# Deprecated names of the streams' tags.
+BC_SHUFFLE_STREAM = Stream.BC_SHUFFLE.tag
+BC_SPLIT_STREAM = Stream.BC_SPLIT.tag
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -66,13 +68,13 @@ def split_frames(
     frames: BCFrameTensors, val_fraction: float, seed: int
 ) -> tuple[BCFrameTensors, BCFrameTensors | None]:
     """A seeded train/validation split: ``floor(N · val_fraction)`` frames (at most N − 1) drawn
-    by a permutation from ``derive_generator(seed, BC_SPLIT_STREAM)`` are held out; None when
+    by a permutation from ``stream_generator(seed, Stream.BC_SPLIT)`` are held out; None when
     that is zero frames. Both parts keep the original frame order."""
     n = len(frames)
     n_val = min(int(n * val_fraction), n - 1)
     if n_val <= 0:
         return frames, None
-    generator = derive_generator(seed, BC_SPLIT_STREAM, device=frames.actions.device)
+    generator = stream_generator(seed, Stream.BC_SPLIT, device=frames.actions.device)
     perm = torch.randperm(n, generator=generator, device=generator.device)
     val_idx, _ = torch.sort(perm[:n_val])
     train_idx, _ = torch.sort(perm[n_val:])
@@ -81,8 +83,8 @@ def split_frames(
 
 def bc_batches(frames: BCFrameTensors, batch_size: int, *, seed: int, epoch: int) -> list[BCBatch]:
     """Epoch ``epoch``'s shuffled minibatches of ``batch_size`` frames (the last may be short),
-    from ``derive_generator(seed, BC_SHUFFLE_STREAM, epoch)``."""
-    generator = derive_generator(seed, BC_SHUFFLE_STREAM, epoch, device=frames.actions.device)
+    from ``stream_generator(seed, Stream.BC_SHUFFLE, epoch)``."""
+    generator = stream_generator(seed, Stream.BC_SHUFFLE, epoch, device=frames.actions.device)
     perm = torch.randperm(len(frames), generator=generator, device=generator.device)
     return [frames.take(idx).as_batch() for idx in torch.split(perm, batch_size)]
 

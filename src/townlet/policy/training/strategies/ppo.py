@@ -142,7 +142,7 @@ def train_ppo(
     start = clock()
     results: list[PPOTrainingResult] = []
     for index in range(epochs):
-        state, record = ppo_loop.ppo_epoch(
+        state, record = ppo_loop.replay_epoch(
             state,
             prepared,
             cfg,

@@ -2,15 +2,18 @@
 
 ``prepare_batches`` turns replay batches into flat tensors once (GAE runs on the *stored* value
 predictions, so advantages, returns and every per-batch fact are the same in every epoch);
-``ppo_epoch(state, batches, cfg, ...)`` then folds ``ppo_minibatch_step`` over seeded minibatch
-permutations and reduces the stats to one telemetry record. Nothing is written to disk here.
+``replay_epoch(state, batches, cfg, ...)`` then runs
+:func:`~townlet.policy.training.strategies.ppo_fold.ppo_epoch` over them and reduces the stats
+to one telemetry record. Nothing is written to disk here.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 import numpy as np
@@ -19,19 +22,12 @@ import torch
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import NonFiniteTrainingError
-from townlet.policy.nn.rng import derive_generator
 from townlet.policy.replay.batch import ReplayBatch
-from townlet.policy.training.strategies.ppo_math import (
-    PPOMinibatch,
-    minibatch_indices,
-    prepare_batch,
-    select_minibatch,
-)
-from townlet.policy.training.strategies.ppo_step import (
-    MinibatchStats,
-    PPOState,
-    ppo_minibatch_step,
-)
+from townlet.policy.streams import Stream
+from townlet.policy.training.strategies.ppo_fold import EpochData
+from townlet.policy.training.strategies.ppo_fold import ppo_epoch as fold_epoch
+from townlet.policy.training.strategies.ppo_math import PPOMinibatch, prepare_batch
+from townlet.policy.training.strategies.ppo_step import MinibatchStats, PPOState
 from townlet.policy.training.strategies.ppo_summary import (
     AnnealContext,
     BatchFacts,
@@ -41,8 +37,8 @@ from townlet.policy.training.strategies.ppo_summary import (
     summarize_epoch,
 )
 
-# Tag of the minibatch-permutation stream in derive_generator(seed, tag, epoch, batch).
-PERMUTATION_STREAM = 1
+# Deprecated name of Stream.PPO_PERMUTATION's tag.
+PERMUTATION_STREAM = Stream.PPO_PERMUTATION.tag
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -99,46 +95,31 @@ def prepare_batches(
     return PreparedBatches(batches=tuple(prepared), facts=facts, label=label)
 
 
-def _check_stats(stats: MinibatchStats, label: str, index: int) -> None:
-    if not math.isfinite(stats.adv_std):
-        raise NonFiniteTrainingError(
-            f"PPO mini-batch advantages produced invalid std (dataset={label}, batch={index})"
-        )
-    if not (math.isfinite(stats.loss_total) and math.isfinite(stats.grad_norm)):
-        # Not checked by the reference; a diverged network would otherwise train on NaN.
-        raise NonFiniteTrainingError(
-            f"PPO loss or gradient norm became NaN/inf (dataset={label}, batch={index})"
-        )
+def epoch_data(prepared: PreparedBatches, epoch: int, *, value_only: bool = False) -> EpochData:
+    """The :class:`EpochData` of replay epoch ``epoch`` (the run's ``log_stream_offset``):
+    batch ``b`` (1-based) is shuffled by ``Stream.PPO_PERMUTATION`` at ``(epoch, b)``."""
+    keys = tuple((epoch, b) for b in range(1, len(prepared.batches) + 1))
+    return EpochData(
+        batches=prepared.batches,
+        keys=keys,
+        stream=Stream.PPO_PERMUTATION,
+        label=f"dataset={prepared.label}",
+        value_only=value_only,
+    )
 
 
 def ppo_epoch_updates(
     state: PPOState, prepared: PreparedBatches, cfg: PPOConfig, *, value_only: bool = False
 ) -> tuple[PPOState, list[MinibatchStats]]:
-    """Fold :func:`ppo_minibatch_step` over every minibatch of every batch, once (§6.4).
-
-    Batch ``b`` (1-based) is cut by a permutation from
-    ``derive_generator(state.seed, PERMUTATION_STREAM, state.log_stream_offset, b)``: seeded,
-    and different in every epoch of a continued run. Counters are not advanced here.
-    """
-    stats: list[MinibatchStats] = []
-    for index, data in enumerate(prepared.batches, start=1):
-        generator = derive_generator(
-            state.seed,
-            PERMUTATION_STREAM,
-            state.log_stream_offset,
-            index,
-            device=data.actions.device,
-        )
-        for indices in minibatch_indices(len(data), cfg, generator):
-            state, step_stats = ppo_minibatch_step(
-                state, select_minibatch(data, indices), cfg, value_only=value_only
-            )
-            _check_stats(step_stats, prepared.label, index)
-            stats.append(step_stats)
-    return state, stats
+    """:func:`~townlet.policy.training.strategies.ppo_fold.ppo_epoch` over ``prepared`` at
+    epoch ``state.log_stream_offset`` (seeded, and different in every epoch of a continued run).
+    Counters other than ``updates`` are not advanced here."""
+    data = epoch_data(prepared, state.log_stream_offset, value_only=value_only)
+    state, stats = fold_epoch(state, data, cfg)
+    return state, list(stats)
 
 
-def ppo_epoch(
+def replay_epoch(
     state: PPOState,
     batches: PreparedBatches | Sequence[ReplayBatch],
     cfg: PPOConfig,
@@ -149,7 +130,7 @@ def ppo_epoch(
     value_only: bool = False,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[PPOState, PPOTrainingResult]:
-    """One PPO epoch: ``(state, batches) -> (state', telemetry record)``; inputs unchanged.
+    """One replay PPO epoch: ``(state, batches) -> (state', telemetry record)``; inputs unchanged.
 
     ``batches`` are :func:`prepare_batches` output (cheapest: prepare once per run) or raw
     replay batches (prepared here, on the device of ``state.params``). ``epoch_index`` is the
@@ -192,3 +173,27 @@ def ppo_epoch(
         critic_warmup=value_only,
     )
     return state, record
+
+
+def ppo_epoch(
+    state: PPOState,
+    data: EpochData | PreparedBatches | Sequence[ReplayBatch],
+    cfg: PPOConfig,
+    **legacy: Any,
+) -> tuple[PPOState, Any]:
+    """:func:`~townlet.policy.training.strategies.ppo_fold.ppo_epoch` for :class:`EpochData`.
+
+    .. deprecated:: the replay form ``ppo_epoch(state, batches, cfg, epoch_index=...,
+       dataset_info=..., ...)`` returning a telemetry record is :func:`replay_epoch` now.
+    """
+    if isinstance(data, EpochData) and not legacy:
+        return fold_epoch(state, data, cfg)
+    warnings.warn(
+        "ppo_epoch(state, batches, cfg, epoch_index=..., dataset_info=...) is deprecated: "
+        "use replay_epoch (same arguments) or ppo_epoch(state, EpochData, cfg)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    if isinstance(data, EpochData):
+        raise TypeError("ppo_epoch(state, EpochData, cfg) takes no keyword arguments")
+    return replay_epoch(state, data, cfg, **legacy)

@@ -27,7 +27,7 @@ class PPOState:
     """Everything a PPO update depends on.
 
     ``seed`` is the run seed: random helpers derive their generators from it and counters
-    (``townlet.policy.nn.rng.derive_generator(seed, epoch, ...)``), so the state holds no mutable
+    (``townlet.policy.nn.rng.stream_generator(seed, stream, ...)``), so the state holds no mutable
     generator. ``updates`` counts minibatch updates applied so far (across value-only ones too).
 
     The run counters of reference-ppo §12 travel here too, so that passing a returned state back
