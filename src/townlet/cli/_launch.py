@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from townlet.distributed import DEFAULT_TIMEOUT_S, LOCAL, launch_info
+from townlet.distributed import DEFAULT_TIMEOUT_S, LOCAL, Collective, launch_info
 
 DISTRIBUTED_COMMANDS = frozenset({"capture", "bc", "ppo", "anneal", "demo"})
 
@@ -30,6 +30,12 @@ def add_launch_options(parser: argparse.ArgumentParser) -> None:
         help="under torchrun: how long a rank waits for its peers before failing "
         f"(default {DEFAULT_TIMEOUT_S:g})",
     )
+
+
+def collective(args: argparse.Namespace) -> Collective:
+    """The process group ``args`` runs in (:data:`LOCAL` when the handler was called directly)."""
+    group = getattr(args, "collective", LOCAL)
+    return group if isinstance(group, Collective) else LOCAL
 
 
 def run_with_group(args: argparse.Namespace) -> int:

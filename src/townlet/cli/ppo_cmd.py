@@ -16,6 +16,7 @@ import attrs
 
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
+from townlet.cli._launch import collective
 from townlet.cli._ppo_online import add_online_options, run_online
 from townlet.cli._train_common import (
     add_run_options,
@@ -167,7 +168,8 @@ def run_ppo(args: argparse.Namespace) -> int:
     _check_args(args)
     dataset, data_mode = _dataset(args, base)
     set_threads(args.threads)
-    with progress_bar(args.epochs, quiet=args.quiet, desc="ppo") as bar:
+    group = collective(args)
+    with progress_bar(args.epochs, quiet=args.quiet or not group.is_root, desc="ppo") as bar:
 
         def progress(epoch: int, record: PPOTrainingResult) -> None:
             bar.update(1)
@@ -186,7 +188,10 @@ def run_ppo(args: argparse.Namespace) -> int:
             progress=progress,
             device=args.device,
             data_mode=data_mode,
+            group=group,
         )
+    if not group.is_root:
+        return 0
     payload = without_nulls(run.result.to_dict())
     if args.out is not None:
         from townlet.dto.convert import to_dict

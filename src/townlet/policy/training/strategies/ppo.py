@@ -18,6 +18,7 @@ import attrs
 
 from townlet._validators import check_int_arg
 from townlet.config import PPOConfig
+from townlet.distributed import LOCAL, Collective
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import ConfigError, ReplayDataError, TorchNotAvailableError
 from townlet.policy.nn.spec import NetworkSpec
@@ -96,6 +97,7 @@ def train_ppo(
     device: str = "cpu",
     data_mode: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    group: Collective = LOCAL,
 ) -> TrainResult:
     """Train PPO for ``epochs`` epochs on ``dataset`` and return a :class:`TrainResult`.
 
@@ -108,7 +110,9 @@ def train_ppo(
     ``log_path`` every ``log_frequency``-th epoch is appended as a telemetry 1.2 line, rotating
     to ``<log>.1``, ``<log>.2`` … after ``max_log_entries`` lines (§13). ``anneal_context``
     fills the ``anneal_*`` fields; ``data_mode`` overrides the dataset's (e.g. ``"mixed"``).
-    The same seed and data give the same records, ``epoch_duration_sec`` apart.
+    The same seed and data give the same records, ``epoch_duration_sec`` apart. ``group`` (under
+    torchrun, :mod:`townlet.distributed`): every rank reads the same data and computes its share
+    of every minibatch — the same run, N ways; rank 0 alone writes ``log_path``.
 
     Raises: ``TorchNotAvailableError`` without torch; ``ReplayDataError`` for a dataset without
     batches; ``ConfigError``/``CheckpointError`` for bad arguments or a network the data does
@@ -116,6 +120,7 @@ def train_ppo(
     advantages, returns or losses are NaN/Inf.
     """
     require_torch("train_ppo")
+    from townlet.distributed.parallel import make_data_parallel
     from townlet.policy.training.strategies import ppo_init, ppo_loop
 
     cfg = PPOConfig() if cfg is None else cfg
@@ -136,8 +141,9 @@ def train_ppo(
     param_device = next(iter(state.params.values())).device
     prepared = ppo_loop.prepare_batches(batches, cfg, label=info.label, device=param_device)
     log = None
-    if log_path is not None:
+    if log_path is not None and group.is_root:
         log = open_log(log_path, log_frequency=log_frequency, max_entries=max_log_entries)
+    parallel = make_data_parallel(group, shared_data=True)
     state, cycle_after = _run_cycle(state, info, anneal_context)
     start = clock()
     results: list[PPOTrainingResult] = []
@@ -151,6 +157,7 @@ def train_ppo(
             anneal_context=anneal_context,
             value_only=index < value_only_epochs,
             clock=clock,
+            parallel=parallel,
         )
         if log is not None:
             log = log_epoch(log, index + 1, record)

@@ -19,6 +19,13 @@ import torch
 
 from townlet._records import map_fields
 from townlet.config import PPOConfig
+from townlet.distributed.parallel import (
+    SINGLE,
+    DataParallel,
+    global_rows,
+    rank_key,
+    take_rank_rows,
+)
 from townlet.errors import NonFiniteTrainingError
 from townlet.policy.nn.rng import stream_generator
 from townlet.policy.streams import Stream
@@ -86,25 +93,34 @@ def _counts(batch_of: list[int]) -> list[int]:
 
 
 def ppo_epoch(
-    state: PPOState, data: EpochData, cfg: PPOConfig
+    state: PPOState, data: EpochData, cfg: PPOConfig, *, parallel: DataParallel = SINGLE
 ) -> tuple[PPOState, tuple[MinibatchStats, ...]]:
     """Fold the minibatch update over every minibatch of every batch of ``data``, once.
 
     Returns the new state (``updates`` advanced; other counters are the caller's) and every
     minibatch's stats in order; ``state`` and ``data`` are unchanged. Raises
     :class:`NonFiniteTrainingError` when an update diverged (:func:`check_divergence`).
+    ``parallel`` spreads the epoch over ranks (:mod:`townlet.distributed.parallel`): each rank
+    computes its rows of every global minibatch and the stats are the global minibatches'.
     """
     vectors: list[torch.Tensor] = []
     sizes: list[int] = []
     batch_of: list[int] = []
     for index, (batch, key) in enumerate(zip(data.batches, data.keys, strict=True), start=1):
+        key = (*key, *rank_key(parallel))
         generator = stream_generator(state.seed, data.stream, *key, device=batch.actions.device)
         for minibatch in split_rows(
             shuffle_rows(batch, generator), minibatch_size(len(batch), cfg)
         ):
-            state, values = ppo_minibatch_update(state, minibatch, cfg, value_only=data.value_only)
+            state, values = ppo_minibatch_update(
+                state,
+                take_rank_rows(parallel, minibatch),
+                cfg,
+                value_only=data.value_only,
+                reduce_grads=parallel.reduce_grads,
+            )
             vectors.append(values)
-            sizes.append(len(minibatch))
+            sizes.append(global_rows(parallel, len(minibatch)))
             batch_of.append(index)
     rows: list[list[float]] = torch.stack(vectors).tolist() if vectors else []
     check_divergence(rows, batch_of, data.label)
