@@ -9,6 +9,7 @@ This module imports without torch; calling :func:`train_bc` without torch raises
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ import attrs
 
 from townlet._validators import check_int_arg
 from townlet.config import BCConfig
+from townlet.distributed import LOCAL, Collective
 from townlet.dto.policy import BCTrainingResult
 from townlet.errors import ConfigError
 from townlet.policy.nn.spec import NetworkSpec
@@ -73,14 +75,20 @@ def _samples(
 
 
 def _run_epochs(
-    state: BCState, train: BCFrameTensors, cfg: BCConfig, progress: BCEpochCallback | None
+    state: BCState,
+    train: BCFrameTensors,
+    cfg: BCConfig,
+    progress: BCEpochCallback | None,
+    group: Collective,
 ) -> tuple[BCState, list[BCEpochStats]]:
+    from townlet.distributed.parallel import make_data_parallel
     from townlet.policy.training.strategies.bc_loop import bc_batches, bc_epoch
 
+    parallel = make_data_parallel(group, shared_data=True)
     history = []
     for epoch in range(cfg.epochs):
         batches = bc_batches(train, cfg.batch_size, seed=state.seed, epoch=epoch)
-        state, stats = bc_epoch(state, batches, cfg)
+        state, stats = bc_epoch(state, batches, cfg, parallel=parallel)
         history.append(stats)
         if progress is not None:
             progress(epoch + 1, stats)
@@ -96,6 +104,7 @@ def train_bc(
     spec: NetworkSpec | None = None,
     init: Init | None = None,
     progress: BCEpochCallback | None = None,
+    group: Collective = LOCAL,
 ) -> BCRun:
     """Behaviour-clone the demonstrations of a BC manifest (or given samples; default
     ``cfg.manifest``) for ``cfg.epochs`` epochs of Adam(``learning_rate``, ``weight_decay``) on
@@ -105,7 +114,9 @@ def train_bc(
     after training, ``accuracy``/``loss`` on the training frames and ``val_accuracy``/
     ``val_loss`` on the held-out ones (None without a split). The network is ``spec`` or the
     PPO network sized from the data (action_dim = sidecar ``action_dim``, else max action + 1);
-    ``init`` (parameters, a Checkpoint or a path) starts from trained weights.
+    ``init`` (parameters, a Checkpoint or a path) starts from trained weights. ``group``
+    (under torchrun, :mod:`townlet.distributed`): every rank reads the same frames and computes
+    its share of every minibatch and of the evaluation — the same run, N ways.
 
     Raises ``TorchNotAvailableError`` without torch, ``ReplayDataError`` for bad data,
     ``ConfigError``/``CheckpointError`` for bad arguments or a network the data does not fit.
@@ -131,11 +142,13 @@ def train_bc(
     )
     tensors = bc_loop.frames_to_tensors(frames, device=cfg.device)
     train, val = bc_loop.split_frames(tensors, cfg.val_fraction, seed)
-    state, history = _run_epochs(init_bc_state(net, seed=seed, params=params), train, cfg, progress)
-    accuracy, loss = bc_loop.bc_evaluate(state.params, train, spec=net)
+    start = init_bc_state(net, seed=seed, params=params)
+    state, history = _run_epochs(start, train, cfg, progress, group)
+    evaluate = functools.partial(bc_loop.bc_evaluate_sharded, spec=net, group=group)
+    accuracy, loss = evaluate(state.params, train)
     val_accuracy, val_loss = (None, None)
     if val is not None:
-        val_accuracy, val_loss = bc_loop.bc_evaluate(state.params, val, spec=net)
+        val_accuracy, val_loss = evaluate(state.params, val)
     result = BCTrainingResult(
         duration_sec=time.perf_counter() - started,
         manifest=source,

@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from townlet.config import BCConfig
+from townlet.distributed import Collective, shard_bounds
+from townlet.distributed.group import all_reduce_sum
+from townlet.distributed.parallel import SINGLE, DataParallel, take_rank_rows
 from townlet.policy.nn.network import Params, apply
 from townlet.policy.nn.rng import stream_generator
 from townlet.policy.nn.spec import NetworkSpec
@@ -102,14 +105,19 @@ class BCEpochStats:
     updates: int
 
 
-def bc_epoch(state: BCState, batches: list[BCBatch], cfg: BCConfig) -> tuple[BCState, BCEpochStats]:
+def bc_epoch(
+    state: BCState, batches: list[BCBatch], cfg: BCConfig, *, parallel: DataParallel = SINGLE
+) -> tuple[BCState, BCEpochStats]:
     """Fold :func:`bc_minibatch_step` over ``batches``: the new state and the epoch's stats.
-    ``state`` and ``batches`` are unchanged. Raises ``ValueError`` for no batches."""
+    ``state`` and ``batches`` are unchanged. Raises ``ValueError`` for no batches. With
+    ``parallel`` every rank holds the same ``batches`` and computes its share of each; the stats
+    are the global minibatches' (:mod:`townlet.distributed.parallel`)."""
     if not batches:
         raise ValueError("BC epoch needs at least one minibatch")
     loss_sum, correct, samples, last = 0.0, 0, 0, 0.0
     for batch in batches:
-        state, stats = bc_minibatch_step(state, batch, cfg)
+        part = take_rank_rows(parallel, batch)
+        state, stats = bc_minibatch_step(state, part, cfg, reduce_grads=parallel.reduce_grads)
         loss_sum += stats.loss * stats.samples
         correct += stats.correct
         samples += stats.samples
@@ -139,3 +147,18 @@ def bc_evaluate(
             correct += int(hit_value)
     n = max(1, len(frames))
     return correct / n, loss_sum / n
+
+
+def bc_evaluate_sharded(
+    params: Params, frames: BCFrameTensors, *, spec: NetworkSpec, group: Collective
+) -> tuple[float, float]:
+    """:func:`bc_evaluate` with each rank evaluating its share of ``frames`` and the sums
+    all-reduced (the same numbers on every rank); :func:`bc_evaluate` itself on one process."""
+    if group.backend is None:
+        return bc_evaluate(params, frames, spec=spec)
+    start, stop = shard_bounds(len(frames), group.rank, group.world_size)
+    part = frames.take(torch.arange(start, stop, device=frames.actions.device))
+    accuracy, loss = bc_evaluate(params, part, spec=spec) if len(part) else (0.0, 0.0)
+    n = len(part)
+    hits, loss_sum, total = all_reduce_sum(group, [accuracy * n, loss * n, float(n)])
+    return round(hits) / max(1.0, total), loss_sum / max(1.0, total)
