@@ -163,7 +163,9 @@ def run_ppo(args: argparse.Namespace) -> int:
     if args.env is not None:
         check_seed(args.seed)
         set_threads(args.threads)
-        print_json(run_online(args, cfg, seed))
+        summary = run_online(args, cfg, seed)
+        if summary is not None:
+            print_json(summary)
         return 0
     _check_args(args)
     dataset, data_mode = _dataset(args, base)

@@ -14,6 +14,7 @@ previous setting back when it ends; ``threads=None`` leaves torch's setting alon
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +26,7 @@ import attrs
 
 from townlet._validators import check_int_arg
 from townlet.config import PPOConfig
+from townlet.distributed import LOCAL, Collective, rank_seed
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import ConfigError
 from townlet.policy.nn.spec import Activation, CriticKind, InitScheme, NetworkSpec
@@ -153,6 +155,7 @@ def train_ppo_online(
     max_log_entries: int | None = None,
     progress: UpdateCallback | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    group: Collective = LOCAL,
 ) -> OnlineTrainResult:
     """Train PPO online on ``env_spec`` for at least ``total_steps`` environment steps.
 
@@ -168,6 +171,10 @@ def train_ppo_online(
     (``epoch_duration_sec`` apart). ``threads`` torch threads are used during the run (see the
     module docstring). With ``log_path`` every ``log_frequency``-th update is appended as a
     telemetry 1.2 line, rotating after ``max_log_entries`` lines as ``train_ppo`` does.
+    ``group`` (under torchrun, :mod:`townlet.distributed`): every rank steps its own
+    ``num_envs`` copies (reset from its rank seed) and trains on them, gradients averaged, so an
+    update takes ``num_envs · rollout_steps`` steps per rank; ``total_steps`` is the global
+    budget; rank 0 alone writes ``log_path``.
 
     Raises: ``TorchNotAvailableError`` without torch; ``ConfigError`` for bad numbers or an
     env spec that is not ``gymnasium:<id>``; ``RolloutError`` for an unknown environment, a
@@ -185,9 +192,9 @@ def train_ppo_online(
         check_int_arg(name, value, low)
     if threads is not None:
         check_int_arg("threads", threads, 1)
-    updates = math.ceil(total_steps / (num_envs * rollout_steps))
+    updates = math.ceil(total_steps / (num_envs * rollout_steps * group.world_size))
     log = None
-    if log_path is not None:
+    if log_path is not None and group.is_root:
         log = open_log(log_path, log_frequency=log_frequency, max_entries=max_log_entries)
     with torch_threads(threads):
         source = make_online_source(env_spec, num_envs)
@@ -201,7 +208,8 @@ def train_ppo_online(
                 critic=critic,
             )
             state = _initial_state(source, seed, spec, init, device)
-            return _run(source, state, cfg, updates, rollout_steps, log, progress, clock)
+            run = functools.partial(_run, source, state, cfg, updates, rollout_steps)
+            return run(log, progress, clock, group)
         finally:
             source.close()
 
@@ -215,18 +223,29 @@ def _run(
     log: TelemetryLog | None,
     progress: UpdateCallback | None,
     clock: Callable[[], float],
+    group: Collective,
 ) -> OnlineTrainResult:
     """The fold over updates, with the I/O around it (clock, telemetry file, progress)."""
+    from townlet.distributed.group import all_gather_objects
+    from townlet.distributed.parallel import make_data_parallel
     from townlet.policy.training.strategies.ppo_online_step import online_update
 
+    parallel = make_data_parallel(group, shared_data=False)
     start = clock()
-    observations = source.reset(state.seed)
+    observations = source.reset(rank_seed(state.seed, group.rank))
     history: list[PPOTrainingResult] = []
     returns: list[float] = []
     lengths: list[int] = []
     for update in range(1, updates + 1):
         state, observations, record, traj = online_update(
-            state, source, observations, cfg, update=update, steps=rollout_steps, clock=clock
+            state,
+            source,
+            observations,
+            cfg,
+            update=update,
+            steps=rollout_steps,
+            clock=clock,
+            parallel=parallel,
         )
         history.append(record)
         returns.extend(traj.episode_returns)
@@ -235,12 +254,14 @@ def _run(
             log = log_epoch(log, update, record)
         if progress is not None:
             progress(update, record)
+    # Every rank's episodes, in rank order (the ranks' lists on one process are its own).
+    episodes = all_gather_objects(group, (returns, lengths))
     return OnlineTrainResult(
         state=state,
         history=tuple(history),
         env_id=source.env_id,
-        env_steps=updates * rollout_steps * source.num_envs,
+        env_steps=updates * rollout_steps * source.num_envs * group.world_size,
         wall_seconds=max(0.0, clock() - start),
-        episode_returns=tuple(returns),
-        episode_lengths=tuple(lengths),
+        episode_returns=tuple(r for part in episodes for r in part[0]),
+        episode_lengths=tuple(n for part in episodes for n in part[1]),
     )
