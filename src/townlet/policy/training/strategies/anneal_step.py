@@ -26,10 +26,12 @@ import numpy as np
 
 from townlet._validators import check_int_arg
 from townlet.config import AnnealStage, Config, SocialRewardStage, TrainingConfig
+from townlet.distributed import LOCAL, Collective, rank_seed
 from townlet.dto.policy import AnnealStageResult, BCTrainingResult, PPOTrainingResult
 from townlet.errors import ConfigError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
+from townlet.policy.replay.metrics import ReplayEventCounts
 from townlet.policy.replay.sample import ReplaySample
 from townlet.policy.streams import Stream, stream_seed
 from townlet.policy.training.strategies.anneal_flags import AnnealBaselines, update_baselines
@@ -38,6 +40,7 @@ from townlet.world import WorldConfig
 
 if TYPE_CHECKING:
     from townlet.policy.nn.network import Params
+    from townlet.policy.rollout.buffer import RolloutBuffer
     from townlet.policy.training.strategies.ppo_step import PPOState
 
 BCData = str | os.PathLike[str] | Sequence[ReplaySample]
@@ -59,11 +62,14 @@ class RolloutPlan:
 class AnnealData:
     """What the stages train on: ``bc`` demonstrations (a BC manifest path or samples; None
     means ``training.bc.manifest``), and for PPO stages a replay ``ppo`` dataset or a
-    ``rollout`` plan (a dataset wins when both are given)."""
+    ``rollout`` plan (a dataset wins when both are given). ``group``: the ranks the stages
+    run on (:mod:`townlet.distributed`): they share the BC and replay data, and each captures
+    its own rollouts (rank seed), event counters and returns summed over the ranks."""
 
     bc: BCData | None = None
     ppo: PPOData | None = None
     rollout: RolloutPlan | None = None
+    group: Collective = LOCAL
 
     @property
     def label(self) -> str:
@@ -187,6 +193,7 @@ def _bc_stage(
         seed=stage_seed(state.seed, state.stage_index, Stream.STAGE_BC),
         init=state.params,
         spec=state.spec,
+        group=data.group,
     )
     gate = run.result.val_accuracy
     accuracy = run.result.accuracy if gate is None else gate
@@ -238,10 +245,30 @@ def _stage_dataset(
     assert state.params is not None and state.spec is not None  # see _with_network
     seed = stage_seed(state.seed, state.stage_index, Stream.STAGE_CAPTURE)
     policy = make_network_policy(state.params, state.spec)
-    buffer = capture_rollout(world, policy, plan.ticks, seed)
+    buffer = capture_rollout(world, policy, plan.ticks, rank_seed(seed, data.group.rank))
     rewards = [float(np.sum(sample.rewards)) for sample in buffer.samples]
     mean_return = float(np.mean(rewards)) if rewards else None
+    if data.group.world_size > 1:
+        buffer, mean_return = _global_counts(buffer, rewards, data.group)
     return build_rollout_dataset(buffer, batch_size=plan.batch_size), mean_return
+
+
+def _global_counts(
+    buffer: RolloutBuffer, rewards: list[float], group: Collective
+) -> tuple[RolloutBuffer, float | None]:
+    """``buffer`` with its event counters summed over the ranks, and the mean return of every
+    rank's agents (one all-reduce)."""
+    from townlet.distributed.group import all_reduce_sum
+
+    events = attrs.asdict(buffer.event_counts)
+    sums = all_reduce_sum(group, [*events.values(), sum(rewards), len(rewards)])
+    total: dict[str, Any] = {
+        name: round(value) if isinstance(events[name], int) else value
+        for name, value in zip(events, sums[: len(events)], strict=True)
+    }
+    counts = ReplayEventCounts(**total)
+    mean_return = sums[-2] / sums[-1] if sums[-1] else None
+    return attrs.evolve(buffer, event_counts=counts), mean_return
 
 
 def _with_network(state: AnnealState, data: AnnealData) -> AnnealState:
@@ -297,6 +324,8 @@ def _ppo_stage(
         seed=state.seed,
         anneal_context=context,
         value_only_epochs=warmup,
+        group=data.group,
+        own_data=data.ppo is None,
         **_ppo_start(state),
     )
     last = run.result

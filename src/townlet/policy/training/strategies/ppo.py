@@ -98,6 +98,7 @@ def train_ppo(
     data_mode: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
     group: Collective = LOCAL,
+    own_data: bool = False,
 ) -> TrainResult:
     """Train PPO for ``epochs`` epochs on ``dataset`` and return a :class:`TrainResult`.
 
@@ -112,7 +113,9 @@ def train_ppo(
     fills the ``anneal_*`` fields; ``data_mode`` overrides the dataset's (e.g. ``"mixed"``).
     The same seed and data give the same records, ``epoch_duration_sec`` apart. ``group`` (under
     torchrun, :mod:`townlet.distributed`): every rank reads the same data and computes its share
-    of every minibatch — the same run, N ways; rank 0 alone writes ``log_path``.
+    of every minibatch — the same run, N ways; rank 0 alone writes ``log_path``. With
+    ``own_data`` each rank's ``dataset`` is its own (its rollouts, of equal size on every rank):
+    each cuts its own minibatches and the global minibatch is their union.
 
     Raises: ``TorchNotAvailableError`` without torch; ``ReplayDataError`` for a dataset without
     batches; ``ConfigError``/``CheckpointError`` for bad arguments or a network the data does
@@ -120,7 +123,7 @@ def train_ppo(
     advantages, returns or losses are NaN/Inf.
     """
     require_torch("train_ppo")
-    from townlet.distributed.parallel import make_data_parallel
+    from townlet.distributed.parallel import check_equal_rows, make_data_parallel
     from townlet.policy.training.strategies import ppo_init, ppo_loop
 
     cfg = PPOConfig() if cfg is None else cfg
@@ -143,7 +146,8 @@ def train_ppo(
     log = None
     if log_path is not None and group.is_root:
         log = open_log(log_path, log_frequency=log_frequency, max_entries=max_log_entries)
-    parallel = make_data_parallel(group, shared_data=True)
+    parallel = make_data_parallel(group, shared_data=not own_data)
+    check_equal_rows(parallel, sum(len(b) for b in prepared.batches), what=info.label)
     state, cycle_after = _run_cycle(state, info, anneal_context)
     start = clock()
     results: list[PPOTrainingResult] = []
