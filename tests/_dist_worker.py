@@ -80,6 +80,8 @@ def _hang(timeout_s: float) -> None:
     from townlet.cli import run_parsed
 
     def loop(args: argparse.Namespace) -> int:
+        all_reduce_sum(args.collective, [1.0])
+        print("ready", flush=True)  # both ranks have joined and exchanged an all-reduce
         while True:
             all_reduce_sum(args.collective, [1.0])
             time.sleep(0.01)

@@ -138,51 +138,18 @@ def test_a_killed_rank_ends_its_peer_with_one_line_and_exit_one(tmp_path: Path) 
     pytest.importorskip("torch")
     timeout_s = 20.0
     procs = _launch(["hang", str(tmp_path), str(timeout_s)], 2)
-    # Let both ranks import torch, join and exchange all-reduces before rank 1 dies.
-    time.sleep(6.0)
-    assert procs[0].poll() is None and procs[1].poll() is None
-    procs[1].send_signal(signal.SIGKILL)
-    killed_at = time.monotonic()
-    (code, err), _ = _finish(procs, timeout=timeout_s + 60)
-    elapsed = time.monotonic() - killed_at
+    try:
+        assert procs[0].stdout is not None
+        assert procs[0].stdout.readline().strip() == "ready"  # both joined, all-reducing
+        procs[1].send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        (code, err), _ = _finish(procs, timeout=timeout_s + 60)
+        elapsed = time.monotonic() - killed_at
+    finally:
+        for proc in procs:
+            proc.kill()
     assert code == 1, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("townlet-train bc: failed: rank 0 of 2: a peer process failed")
-    assert elapsed < timeout_s + 30
-
-
-def test_data_parallel_splits_shared_minibatches_and_keeps_own_ones() -> None:
-    torch = pytest.importorskip("torch")
-    from townlet.distributed import Collective
-    from townlet.distributed.parallel import (
-        SINGLE,
-        DataParallel,
-        global_rows,
-        rank_key,
-        take_rank_rows,
-    )
-    from townlet.policy.training.strategies.ppo_math import PPOMinibatch
-
-    rows = torch.arange(5.0)
-    mb = PPOMinibatch(
-        maps=None,
-        features=rows.reshape(5, 1),
-        actions=rows.long(),
-        old_log_probs=rows,
-        advantages=rows,
-        returns=rows,
-        old_values=rows,
-    )
-    assert take_rank_rows(SINGLE, mb) is mb and rank_key(SINGLE) == ()
-    shared = [DataParallel(group=Collective(rank=r, world_size=2)) for r in (0, 1)]
-    parts = [take_rank_rows(p, mb) for p in shared]
-    assert [p.actions.tolist() for p in parts] == [[0, 1, 2], [3, 4]]
-    assert parts[1].maps is None and parts[1].features.shape == (2, 1)
-    assert [global_rows(p, 5) for p in shared] == [5, 5]
-    assert [rank_key(p) for p in shared] == [(), ()]
-    batch = (None, rows.reshape(5, 1), rows.long())
-    assert take_rank_rows(shared[1], batch)[2].tolist() == [3, 4]
-    own = DataParallel(group=Collective(rank=1, world_size=2), shared_data=False)
-    assert take_rank_rows(own, mb) is mb
-    assert global_rows(own, 5) == 10 and rank_key(own) == (11, 1)
+    assert elapsed < timeout_s + 15, elapsed

@@ -12,8 +12,11 @@ import contextlib
 import io
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,3 +140,140 @@ def test_two_rank_capture_writes_one_directory_whose_first_rank_is_the_one_proce
     rank1 = [dataset.load_sample(i).metadata["seed"] for i in range(3, 6)]
     assert set(rank1) != {4} and len(set(rank1)) == 1
     assert one_summary["agents"] == 3
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _assert_close_records(one: list[dict[str, object]], two: list[dict[str, object]]) -> None:
+    # Counts exact; float statistics to 1e-5 relative: the ranks sum their halves of each
+    # minibatch in another order than one process does (~1e-7 per update), and PPO statistics
+    # such as the gradient norm amplify that a little over the updates of a run.
+    assert len(one) == len(two)
+    for a, b in zip(one, two, strict=True):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if key.endswith("duration_sec"):
+                continue
+            if isinstance(value, float):
+                assert b[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+            else:
+                assert b[key] == value, key
+
+
+def _assert_close_checkpoints(one: Path, two: Path) -> None:
+    torch = pytest.importorskip("torch")
+    a, b = torch.load(one, weights_only=True), torch.load(two, weights_only=True)
+    params = [k for k in a if k.startswith("params/")]
+    assert params and a.keys() == b.keys()
+    for key in params:
+        assert torch.allclose(a[key], b[key], rtol=0, atol=1e-6), key
+
+
+@pytest.fixture(scope="module")
+def capture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist") / "cap"
+    assert main(["capture", "--agents", "3", "--ticks", "40", "--seed", "1", "--out", str(out),
+                 "--quiet"]) == 0  # fmt: skip
+    return out
+
+
+def test_two_rank_ppo_equals_the_one_process_run_and_writes_telemetry_once(
+    tmp_path: Path, capture_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    args = ["ppo", "--capture-dir", str(capture_dir), "--epochs", "3", "--batch-size", "3",
+            "--quiet"]  # fmt: skip
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main([*args, "--log", str(one / "t.jsonl"), "--out", str(one)]) == 0
+    one_out = json.loads(capsys.readouterr().out)
+    done = torchrun([*args, "--telemetry-log", str(two / "t.jsonl"), "--out", str(two)])
+    assert done.returncode == 0, done.stderr
+    two_out = json.loads(done.stdout)  # rank 0 alone prints
+    _assert_close_records(_records(one / "t.jsonl"), _records(two / "t.jsonl"))
+    _assert_close_records([one_out], [two_out])
+    _assert_close_checkpoints(one / "checkpoint.pt", two / "checkpoint.pt")
+
+
+def test_two_rank_bc_equals_the_one_process_run(
+    tmp_path: Path, capture_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    manifest = capture_dir / "rollout_sample_manifest.json"
+    args = ["bc", "--manifest", str(manifest), "--epochs", "2", "--batch-size", "16", "--quiet"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main([*args, "--out", str(one)]) == 0
+    one_out = json.loads(capsys.readouterr().out)
+    done = torchrun([*args, "--out", str(two)])
+    assert done.returncode == 0, done.stderr
+    _assert_close_records([one_out], [json.loads(done.stdout)])
+    _assert_close_records([one_out], [json.loads((two / "result.json").read_text())])
+    _assert_close_checkpoints(one / "checkpoint.pt", two / "checkpoint.pt")
+
+
+def test_two_rank_online_ppo_counts_every_rank_and_logs_once(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = torchrun(["ppo", "--env", "gymnasium:CartPole-v1", "--total-steps", "1024",
+                     "--num-envs", "2", "--rollout-steps", "128", "--eval-episodes", "1",
+                     "--out", str(out), "--quiet"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    # 1024 steps over 2 ranks × 2 copies × 128 steps: 2 updates of 512 global steps.
+    assert (summary["env_steps"], summary["updates"]) == (1024, 2)
+    records = _records(out / "telemetry.jsonl")
+    assert [r["steps"] for r in records] == [512.0, 1024.0]
+    assert [r["transitions"] for r in records] == [512.0 * 4, 512.0 * 4]  # 4 passes (num_epochs)
+
+
+def _launch_ranks(command: list[str], world: int) -> list[subprocess.Popen[str]]:
+    """``command`` once per rank with torchrun's variables (no torchrun: nothing kills the
+    survivors for us), on a free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    procs = []
+    for rank in range(world):
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+        }
+        pipe = subprocess.PIPE
+        procs.append(subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe, text=True))
+    return procs
+
+
+def test_a_killed_rank_ends_a_training_run_in_one_line_within_the_timeout(
+    tmp_path: Path, capture_dir: Path
+) -> None:
+    log = tmp_path / "t.jsonl"
+    command = [sys.executable, "-m", "townlet", "--dist-timeout", "30", "ppo", "--capture-dir",
+               str(capture_dir), "--epochs", "100000", "--telemetry-log", str(log), "--quiet",
+               "--out", str(tmp_path / "run")]  # fmt: skip
+    procs = _launch_ranks(command, 2)
+    try:
+        deadline = time.monotonic() + 240  # imports and rendezvous on a loaded machine
+        while time.monotonic() < deadline and not (
+            log.exists() and log.read_text().count("\n") > 1
+        ):
+            assert procs[0].poll() is None and procs[1].poll() is None
+            time.sleep(0.2)
+        procs[1].send_signal(signal.SIGKILL)  # mid-run: rank 0 has logged epochs
+        killed = time.monotonic()
+        _, err = procs[0].communicate(timeout=120)
+        elapsed = time.monotonic() - killed
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert procs[0].returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("townlet-train ppo: failed: rank 0 of 2: a peer process failed")
+    assert elapsed < 30 + 30, elapsed
+    assert not (tmp_path / "run").exists()  # no checkpoint of a failed run

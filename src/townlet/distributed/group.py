@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import re
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
@@ -80,10 +81,13 @@ def process_group(
 
 
 def _peer_message(rank: int, world_size: int, exc: BaseException) -> str:
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    # gloo prefixes "[<source file>:<line>] " and appends advice; keep what happened.
+    text = re.sub(r"^\[[^\]]*\.(?:cc|cpp|h):\d+\]\s*", "", text)
+    detail = text.split(". ")[0][:160]
     return (
         f"rank {rank} of {world_size}: a peer process failed or timed out "
-        f"(a collective did not complete: {detail[:200]})"
+        f"(a collective did not complete: {detail})"
     )
 
 
