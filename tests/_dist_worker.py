@@ -26,9 +26,9 @@ from townlet.distributed import launch_info, shard_bounds
 from townlet.distributed.group import all_reduce_sum, process_group
 from townlet.distributed.reduce import ReduceGrads, make_reduce_grads
 from townlet.policy.nn.spec import NetworkSpec
-from townlet.policy.training.strategies.bc_step import bc_minibatch_step, init_bc_state
-from townlet.policy.training.strategies.ppo_math import PPOMinibatch, select_minibatch
-from townlet.policy.training.strategies.ppo_step import init_ppo_state, ppo_minibatch_step
+from townlet.policy.training.strategies.bc.step import bc_minibatch_step, init_bc_state
+from townlet.policy.training.strategies.ppo.functional import PPOMinibatch, select_minibatch
+from townlet.policy.training.strategies.ppo.step import init_ppo_state, ppo_minibatch_step
 
 SPEC = NetworkSpec(map_shape=(2, 3, 3), feature_dim=4, action_dim=3, hidden_dim=16)
 SIZES = (9, 8, 7, 10, 1)  # odd sizes: the ranks hold different row counts; 1: a rank holds none

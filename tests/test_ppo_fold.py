@@ -16,19 +16,19 @@ from townlet.policy.nn.rng import derive_generator, derive_seed  # noqa: E402
 from townlet.policy.nn.spec import NetworkSpec  # noqa: E402
 from townlet.policy.replay import InMemoryReplayDataset  # noqa: E402
 from townlet.policy.streams import Stream, stream_rng, stream_seed, stream_words  # noqa: E402
-from townlet.policy.training.strategies.ppo_fold import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.epoch import (  # noqa: E402
     EpochData,
     ppo_epoch,
     shuffle_rows,
     split_rows,
 )
-from townlet.policy.training.strategies.ppo_loop import epoch_data, prepare_batches  # noqa: E402
-from townlet.policy.training.strategies.ppo_math import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.functional import (  # noqa: E402
     PPOMinibatch,
     minibatch_indices,
     select_minibatch,
 )
-from townlet.policy.training.strategies.ppo_step import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.replay import epoch_data, prepare_batches  # noqa: E402
+from townlet.policy.training.strategies.ppo.step import (  # noqa: E402
     init_ppo_state,
     ppo_minibatch_step,
 )

@@ -42,24 +42,24 @@ from townlet.policy.replay import (  # noqa: E402
     ReplayEventCounts,
     ReplaySample,
 )
-from townlet.policy.training.strategies.ppo import train_ppo  # noqa: E402
-from townlet.policy.training.strategies.ppo_init import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.checkpoint import (  # noqa: E402
     load_ppo_state,
     save_ppo_state,
 )
-from townlet.policy.training.strategies.ppo_loop import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.functional import PPOMinibatch  # noqa: E402
+from townlet.policy.training.strategies.ppo.replay import (  # noqa: E402
     _check_batch,
     ppo_epoch,
     prepare_batches,
     replay_epoch,
 )
-from townlet.policy.training.strategies.ppo_math import PPOMinibatch  # noqa: E402
-from townlet.policy.training.strategies.ppo_step import init_ppo_state  # noqa: E402
-from townlet.policy.training.strategies.ppo_summary import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.step import init_ppo_state  # noqa: E402
+from townlet.policy.training.strategies.ppo.summary import (  # noqa: E402
     AnnealContext,
     PPODatasetInfo,
     dataset_info,
 )
+from townlet.policy.training.strategies.ppo.train import train_ppo  # noqa: E402
 
 SMALL = NetworkSpec(map_shape=(2, 3, 3), feature_dim=4, action_dim=3, hidden_dim=16)
 FIXED_CLOCK = lambda: 0.0  # noqa: E731 - deterministic epoch_duration_sec

@@ -43,8 +43,8 @@ WORKLOADS = ("capture_ppo", "online")
 def _capture_ppo(group: Any) -> int:
     """Anneal PPO stages on fresh town rollouts; returns global transitions trained on."""
     from townlet.config import AnnealStage, Config, TrainingConfig
-    from townlet.policy.training.strategies.anneal import run_anneal_with_state
-    from townlet.policy.training.strategies.anneal_step import RolloutPlan
+    from townlet.policy.training.strategies.anneal.run import run_anneal_with_state
+    from townlet.policy.training.strategies.anneal.step import RolloutPlan
     from townlet.world import WorldConfig
 
     stages = [AnnealStage(cycle=i + 1, mode="ppo", epochs=PPO_EPOCHS) for i in range(PPO_STAGES)]
@@ -57,14 +57,13 @@ def _capture_ppo(group: Any) -> int:
 def _online(group: Any) -> int:
     """Online PPO on CartPole; returns global environment steps trained on."""
     from townlet.config import PPOConfig
-    from townlet.policy.training.strategies.ppo_online import train_ppo_online
+    from townlet.policy.training.strategies.ppo.online import train_ppo_online
 
     cfg = PPOConfig(num_epochs=4, mini_batch_size=64, num_mini_batches=32, value_clip=0.0)
-    steps = ONLINE_UPDATES * NUM_ENVS * ROLLOUT
-    train_ppo_online(
-        "gymnasium:CartPole-v1", steps, NUM_ENVS, ROLLOUT, cfg, 0, quiet=True, group=group
-    )
-    return steps * group.world_size
+    # total_steps is the global budget: ONLINE_UPDATES updates whatever the rank count.
+    steps = ONLINE_UPDATES * NUM_ENVS * ROLLOUT * group.world_size
+    train_ppo_online("gymnasium:CartPole-v1", steps, NUM_ENVS, ROLLOUT, cfg, 0, group=group)
+    return steps
 
 
 def worker(workload: str) -> None:

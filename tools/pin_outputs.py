@@ -160,11 +160,11 @@ def _cli(argv: list[str]) -> Any:
 
 
 def _capture(work: Path) -> Path:
-    from townlet.policy.rollout import capture_rollout
+    from townlet.policy.rollout import capture_rollout, save_rollout
     from townlet.world import WorldConfig
 
     capture = work / "capture"
-    capture_rollout(WorldConfig(num_agents=3), "scripted", 30, 0).save(capture)
+    save_rollout(capture_rollout(WorldConfig(num_agents=3), "scripted", 30, 0), capture)
     return capture
 
 

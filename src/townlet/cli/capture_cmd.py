@@ -14,7 +14,8 @@ from townlet.cli import UsageError
 from townlet.cli._common import print_json
 from townlet.config import Config, load_config
 from townlet.distributed import LOCAL, Collective, rank_seed
-from townlet.policy.rollout import RolloutBuffer, capture_rollout
+from townlet.policy.policy_argument import resolve_policy_argument
+from townlet.policy.rollout import RolloutBuffer, capture_rollout, rollout_summary, save_rollout
 from townlet.policy.training.services.rollout import rollout_world_config
 from townlet.world.config import WORLD_SOCIAL_STAGES
 
@@ -87,7 +88,8 @@ def _capture(
 ) -> RolloutBuffer:
     quiet = args.quiet or not sys.stderr.isatty() or not root
     with tqdm(total=ticks, desc="capture", unit="tick", file=sys.stderr, disable=quiet) as bar:
-        return capture_rollout(source, args.policy, ticks, seed, progress=bar.update)
+        policy = resolve_policy_argument(args.policy)
+        return capture_rollout(source, policy, ticks, seed, progress=bar.update)
 
 
 def run_capture(args: argparse.Namespace) -> int:
@@ -105,8 +107,8 @@ def run_capture(args: argparse.Namespace) -> int:
         if callable(close):
             close()
     if group.backend is None:
-        out = buffer.save(args.out, args.prefix, compress=not args.no_compress)
-        summary = buffer.summary()
+        out = save_rollout(buffer, args.out, prefix=args.prefix, compress=not args.no_compress)
+        summary = rollout_summary(buffer)
     else:
         from townlet.distributed.capture import save_sharded_rollout, sharded_summary
 

@@ -29,8 +29,8 @@ from townlet.distributed.group import all_gather_objects, broadcast_object
 from townlet.distributed.launch import Collective
 from townlet.errors import RolloutError
 from townlet.policy.replay import ReplayEventCounts, save_replay_sample
-from townlet.policy.rollout.buffer import RolloutBuffer, episode_returns, metrics_by_file
-from townlet.policy.rollout.save import sample_stem
+from townlet.policy.rollout.buffer import RolloutBuffer, episode_returns, rollout_summary
+from townlet.policy.rollout.save import metrics_by_file, sample_stem
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -129,7 +129,7 @@ def sharded_summary(buffer: RolloutBuffer, group: Collective, *, seed: int) -> d
     ``buffer``: agents, frames, returns, episodes and event counters over all ranks, with the
     run's ``seed`` and ``ranks``; the plain summary on one process."""
     if group.backend is None:
-        return buffer.summary()
+        return rollout_summary(buffer)
     local: dict[str, Any] = {
         "returns": [float(s.rewards.sum(dtype=np.float64)) for s in buffer.samples],
         "episodes": [r for s in buffer.samples for r in episode_returns(s)],
@@ -141,7 +141,7 @@ def sharded_summary(buffer: RolloutBuffer, group: Collective, *, seed: int) -> d
     episodes = [r for p in parts for r in p["episodes"]]
     events = {k: sum(p["events"][k] for p in parts) for k in local["events"]}
     return {
-        **buffer.summary(),
+        **rollout_summary(buffer),
         "seed": seed,
         "agents": len(returns),
         "frames": sum(p["frames"] for p in parts),

@@ -3,7 +3,7 @@
 For each batch of :class:`EpochData`: permute its rows with a generator derived from the run
 seed, the data's stream and the batch's counters, cut the permuted batch into contiguous
 minibatches (views, no gather per minibatch), and fold
-:func:`~townlet.policy.training.strategies.ppo_step.ppo_minibatch_update` over them. The stats
+:func:`~townlet.policy.training.strategies.ppo.step.ppo_minibatch_update` over them. The stats
 vectors of all minibatches are read back once per epoch (one device sync), then checked once
 for divergence. Replay PPO runs one epoch per pass over its batches; online PPO runs one epoch
 per update whose batches are the ``cfg.num_epochs`` passes over the collected rollout.
@@ -29,8 +29,8 @@ from townlet.distributed.parallel import (
 from townlet.errors import NonFiniteTrainingError
 from townlet.policy.nn.rng import stream_generator
 from townlet.policy.streams import Stream
-from townlet.policy.training.strategies.ppo_math import PPOMinibatch, minibatch_size
-from townlet.policy.training.strategies.ppo_step import (
+from townlet.policy.training.strategies.ppo.functional import PPOMinibatch, minibatch_size
+from townlet.policy.training.strategies.ppo.step import (
     STATS_FIELDS,
     MinibatchStats,
     PPOState,
