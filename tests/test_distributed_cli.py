@@ -277,3 +277,27 @@ def test_a_killed_rank_ends_a_training_run_in_one_line_within_the_timeout(
     assert lines[0].startswith("townlet-train ppo: failed: rank 0 of 2: a peer process failed")
     assert elapsed < 30 + 30, elapsed
     assert not (tmp_path / "run").exists()  # no checkpoint of a failed run
+
+
+def test_the_torchrun_commands_in_the_docs_parse_with_torchrun_and_townlet() -> None:
+    """Every ``torchrun ... -m townlet ...`` line of docs/distributed.md and the README goes
+    through torchrun's own parser and hands townlet arguments our parser accepts."""
+    pytest.importorskip("torch")
+    import re
+    import shlex
+
+    from torch.distributed.run import get_args_parser
+
+    repo = Path(__file__).resolve().parents[1]
+    lines = []
+    for doc in (repo / "docs" / "distributed.md", repo / "README.md"):
+        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(encoding="utf-8"), re.S):
+            lines += [
+                ln for ln in block.replace("\\\n", " ").splitlines() if ln.startswith("torchrun")
+            ]
+    assert len(lines) >= 8
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        parsed = get_args_parser().parse_args(words[1:])
+        assert parsed.module and parsed.training_script == "townlet", line
+        build_parser().parse_args(parsed.training_script_args)
