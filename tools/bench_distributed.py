@@ -112,18 +112,23 @@ def measure(ranks: int, rounds: int) -> dict[str, dict[int, list[float]]]:
 
 
 def table(results: dict[str, dict[int, list[float]]], ranks: int) -> list[str]:
-    """Markdown rows: workload, 1-rank and R-rank throughput, speedup, efficiency."""
+    """Markdown rows: workload, median 1-rank and R-rank throughput, and the median of the
+    per-round speedups (each round's R-rank run against the 1-rank run right before it, so a
+    change of machine load between rounds cancels) with its range and efficiency."""
     names = {"capture_ppo": "town capture + rollout PPO", "online": "online PPO, CartPole-v1"}
     rows = [
-        f"| workload | 1 rank (transitions/s) | {ranks} ranks (transitions/s) | speedup | "
-        "efficiency |",
+        f"| workload | 1 rank (transitions/s) | {ranks} ranks (transitions/s) | speedup "
+        "(per round) | efficiency |",
         "|---|---:|---:|---:|---:|",
     ]
     for workload, by_rank in results.items():
         one, many = statistics.median(by_rank[1]), statistics.median(by_rank[ranks])
+        ratios = [b / a for a, b in zip(by_rank[1], by_rank[ranks], strict=True)]
+        speedup = statistics.median(ratios)
+        spread = ", ".join(f"{r:.2f}" for r in ratios)
         rows.append(
-            f"| {names[workload]} | {one:,.0f} | {many:,.0f} | {many / one:.2f}× | "
-            f"{many / one / ranks:.0%} |"
+            f"| {names[workload]} | {one:,.0f} | {many:,.0f} | **{speedup:.2f}×** ({spread}) | "
+            f"{speedup / ranks:.0%} |"
         )
     return rows
 
@@ -152,11 +157,15 @@ def main() -> None:
         f"({platform.machine()}). Median of {args.rounds} interleaved rounds. Capture + PPO: "
         f"{PPO_STAGES} anneal PPO stages of {PPO_EPOCHS} epochs, each on a fresh capture of "
         f"{AGENTS} agents × {TICKS} ticks per rank. CartPole: {ONLINE_UPDATES} updates of "
-        f"{NUM_ENVS} copies × {ROLLOUT} steps per rank, 4 epochs of minibatch 64.",
+        f"{NUM_ENVS} copies × {ROLLOUT} steps per rank, 4 epochs of minibatch 64. Throughput "
+        "is global transitions per second of the timed call (rank 0, between barriers).",
         "",
         *table(results, args.ranks),
         "",
-        f"Load: `{before}` before, `{after}` after.",
+        f"Load (`uptime`): `{before}` before, `{after}` after. On a machine shared with other "
+        "jobs the ranks compete with them for the cores, so the speedup is bounded by the share "
+        "of the cores two processes get, not by the code; re-run on a quiet machine for the "
+        "code's own scaling.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
