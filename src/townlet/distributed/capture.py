@@ -42,10 +42,13 @@ def _plan(target: Path, prefix: str) -> _Plan:
         return f"prefix must be a non-empty file-name stem, got {prefix!r}", "", False
     if target.exists() and not target.is_dir():
         return f"capture directory {target} exists and is not a directory", "", False
-    if target.is_dir() and any(target.iterdir()):
-        return None, str(target), False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        if target.is_dir() and any(target.iterdir()):
+            return None, str(target), False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # every rank raises it, instead of waiting for rank 0
+        return f"cannot write capture directory {target}: {exc}", "", False
     return None, staging, True
 
 
