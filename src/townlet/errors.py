@@ -66,3 +66,11 @@ class NonFiniteTrainingError(TrainingFailedError, ValueError):
     A failed run (the CLI exits 1), and a ``ValueError`` as in the reference, whose messages
     (``PPO advantages contained NaN/inf (dataset=<label>, batch=<i>)``) it keeps.
     """
+
+
+class ShortFeatureNamesWarning(UserWarning):
+    """A replay sidecar's ``feature_names`` list is shorter than the feature width.
+
+    The file is read (the reference accepted such lists) and written back unchanged; the
+    warning says which columns have no name.
+    """

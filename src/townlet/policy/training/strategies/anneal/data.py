@@ -7,17 +7,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
+import numpy as np
 
 from townlet.config import AnnealStage, Config
-from townlet.distributed import LOCAL, Collective
+from townlet.distributed import LOCAL, Collective, rank_seed
 from townlet.errors import ConfigError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.batch import ReplayBatch
 from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
+from townlet.policy.replay.metrics import ReplayEventCounts
 from townlet.policy.replay.sample import ReplaySample
+from townlet.policy.streams import Stream
+from townlet.policy.training.strategies.anneal.state import (
+    AnnealState,
+    select_social_stage,
+    stage_seed,
+)
 from townlet.policy.training.strategies.ppo.summary import (
     PPODatasetInfo,
     dataset_info,
@@ -25,6 +33,7 @@ from townlet.policy.training.strategies.ppo.summary import (
 from townlet.world import WorldConfig
 
 if TYPE_CHECKING:
+    from townlet.policy.rollout.buffer import RolloutBuffer
     from townlet.policy.training.strategies.bc.train import BCInputs
     from townlet.policy.training.strategies.ppo.start import DataShape
 
@@ -158,3 +167,60 @@ def load_anneal_data(
         label=data.label,
         group=data.group,
     )
+
+
+def stage_inputs(
+    state: AnnealState, stage: AnnealStage, data: AnnealInputs, config: Config
+) -> tuple[PPOInputs, float | None]:
+    """The PPO data of ``stage``: the loaded replay batches, or a fresh rollout captured with
+    the current parameters in the cycle's social stage, with its mean per-agent return."""
+    if data.ppo is not None:
+        return data.ppo, None
+    if data.rollout is None:
+        raise ConfigError(f"PPO stage at cycle {stage.cycle} has no dataset and no rollout plan")
+    from townlet.policy.rollout import build_rollout_dataset, capture_rollout
+    from townlet.policy.rollout_torch import make_network_policy
+
+    plan = data.rollout
+    world = plan.world
+    social = select_social_stage(config.training, stage.cycle)
+    if social is not None:
+        world = attrs.evolve(world, social_reward_stage=social)
+    assert state.params is not None and state.spec is not None  # see with_network
+    seed = stage_seed(state.seed, state.stage_index, Stream.STAGE_CAPTURE)
+    seed = rank_seed(seed, data.group.rank)  # each rank its own town; rank 0 the run's
+    buffer = capture_rollout(world, make_network_policy(state.params, state.spec), plan.ticks, seed)
+    rewards = [float(np.sum(sample.rewards)) for sample in buffer.samples]
+    mean_return = float(np.mean(rewards)) if rewards else None
+    if data.group.world_size > 1:
+        buffer, mean_return = _global_counts(buffer, rewards, data.group)
+    dataset = build_rollout_dataset(buffer, batch_size=plan.batch_size)
+    return ppo_inputs(dataset), mean_return
+
+
+def _global_counts(
+    buffer: RolloutBuffer, rewards: list[float], group: Collective
+) -> tuple[RolloutBuffer, float | None]:
+    """``buffer`` with its event counters summed over the ranks, and the mean return of every
+    rank's agents (one all-reduce)."""
+    from townlet.distributed.group import all_reduce_sum
+
+    events = attrs.asdict(buffer.event_counts)
+    sums = all_reduce_sum(group, [*events.values(), sum(rewards), len(rewards)])
+    total: dict[str, Any] = {
+        name: round(value) if isinstance(events[name], int) else value
+        for name, value in zip(events, sums[: len(events)], strict=True)
+    }
+    mean_return = sums[-2] / sums[-1] if sums[-1] else None
+    return attrs.evolve(buffer, event_counts=ReplayEventCounts(**total)), mean_return
+
+
+def with_network(state: AnnealState, data: AnnealInputs) -> AnnealState:
+    """Before the first stage of a rollout run, a fresh network sized for the town (seeded by
+    the run seed), so that even the first rollout is captured on-policy."""
+    if state.params is not None or data.rollout_spec is None:
+        return state
+    from townlet.policy.nn.network import init_params
+
+    spec = data.rollout_spec
+    return attrs.evolve(state, params=init_params(spec, state.seed), spec=spec)

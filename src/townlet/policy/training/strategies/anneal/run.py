@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from townlet._atomic import write_text_atomic
+from townlet._summary import record_dict, short_repr
 from townlet.config import AnnealStage, Config
 from townlet.distributed import LOCAL, Collective
 from townlet.dto.convert import to_dict
@@ -45,6 +46,13 @@ from townlet.policy.training.services.promotion_io import (
     promotion_state_to_dict,
     save_promotion_state,
 )
+from townlet.policy.training.strategies.anneal.data import (
+    AnnealData,
+    BCData,
+    PPOData,
+    RolloutPlan,
+    check_schedule,
+)
 from townlet.policy.training.strategies.anneal.flags import anneal_status, baselines_to_dict
 from townlet.policy.training.strategies.anneal.io import (
     load_anneal_state,
@@ -52,17 +60,12 @@ from townlet.policy.training.strategies.anneal.io import (
     save_network,
     stage_to_dict,
 )
-from townlet.policy.training.strategies.anneal.step import (
-    AnnealData,
+from townlet.policy.training.strategies.anneal.state import (
     AnnealState,
-    BCData,
-    PPOData,
-    RolloutPlan,
-    anneal_stage_step,
-    check_schedule,
     init_anneal_state,
     sorted_schedule,
 )
+from townlet.policy.training.strategies.anneal.step import anneal_stage_step
 
 PROMOTION_FILE = "promotion.json"
 SUMMARY_FILE = "anneal_summary.json"
@@ -82,6 +85,9 @@ __all__ = [
 class AnnealRun:
     """An anneal run: the ``summary``, the final ``state`` (parameters included) and the
     ``promotion`` state after recording this run's evaluation."""
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     summary: AnnealSummary
     state: AnnealState
