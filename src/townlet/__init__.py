@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "townlet.errors",
     "TorchNotAvailableError": "townlet.errors",
     "TrainingFailedError": "townlet.errors",
+    "CaptureWriteError": "townlet.errors",
     # foundation: config, converter, result records, telemetry
     "AnnealStage": "townlet.config",
     "AnnealStageResult": "townlet.dto.policy",

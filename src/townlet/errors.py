@@ -60,6 +60,11 @@ class TrainingFailedError(TownletError, RuntimeError):
     """A training run failed (non-finite values, a guardrail the user asked to fail on)."""
 
 
+class CaptureWriteError(TrainingFailedError):
+    """Writing a capture directory failed midway (a full disk, an I/O error): a failed run (the
+    CLI exits 1). Nothing of the new capture is left; an older capture there is intact."""
+
+
 class NonFiniteTrainingError(TrainingFailedError, ValueError):
     """Training produced NaN/Inf (advantages, returns, their std, or a loss).
 

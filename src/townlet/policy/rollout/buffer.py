@@ -111,12 +111,21 @@ class RolloutBuffer:
         prefix: str = "rollout_sample",
         *,
         compress: bool = True,
+        compress_level: int | None = None,
+        workers: int | None = None,
     ) -> Path:
         """Deprecated: :func:`townlet.policy.rollout.save.save_rollout`."""
         _deprecated("save", "townlet.policy.rollout.save_rollout(buffer, directory, ...)")
         from townlet.policy.rollout.save import save_rollout
 
-        return save_rollout(self, directory, prefix=prefix, compress=compress)
+        return save_rollout(
+            self,
+            directory,
+            prefix=prefix,
+            compress=compress,
+            compress_level=compress_level,
+            workers=workers,
+        )
 
     def summary(self) -> dict[str, Any]:
         """Deprecated: :func:`rollout_summary`."""
