@@ -159,8 +159,14 @@ def _run_sharded(
         close = getattr(source, "close", None)
         if callable(close):
             close()
-    compress = not args.no_compress
-    out = save_sharded_rollout(buffer, args.out, group, prefix=args.prefix, compress=compress)
+    out = save_sharded_rollout(
+        buffer,
+        args.out,
+        group,
+        prefix=args.prefix,
+        compress=not args.no_compress,
+        compress_level=args.compress_level,
+    )
     summary = sharded_summary(buffer, group, seed=seed)
     if group.is_root:
         print_json({**summary, "out": str(out), "samples": summary["agents"]})
