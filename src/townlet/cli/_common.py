@@ -1,9 +1,11 @@
-"""Helpers shared by the subcommand modules: JSON output."""
+"""Helpers shared by the subcommand modules: JSON output, run-directory errors in CLI terms."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -20,3 +22,16 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+@contextlib.contextmanager
+def cli_run_dir_errors() -> Iterator[None]:
+    """Turn a run directory that holds another run into a usage error (exit 2) whose way out
+    is ``--out NEW`` or ``--overwrite`` rather than the Python API's ``overwrite=True``."""
+    from townlet.cli import UsageError
+    from townlet.policy.training.run_fingerprint import RunMismatchError
+
+    try:
+        yield
+    except RunMismatchError as exc:
+        raise UsageError(exc.cli_message()) from None

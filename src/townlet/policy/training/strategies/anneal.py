@@ -32,6 +32,7 @@ from townlet.dto.convert import to_dict
 from townlet.dto.policy import AnnealStageResult, AnnealSummary
 from townlet.policy.replay.dataset import ReplayDataset, ReplayDatasetConfig
 from townlet.policy.training.orchestrator import StageCallback, TrainingContext, run_stages
+from townlet.policy.training.run_fingerprint import clear_run_dir
 from townlet.policy.training.services.promotion import (
     PromotionState,
     init_promotion_state,
@@ -133,16 +134,20 @@ def run_anneal_with_state(
     promotion: PromotionState | None = None,
     on_stage: StageCallback | None = None,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> AnnealRun:
     """:func:`run_anneal`, returning the final :class:`AnnealState` and promotion state too.
 
     ``init`` starts from a given state (e.g. a BC run's parameters via ``init_anneal_state``);
-    ``promotion`` replaces the one read from ``out_dir``.
+    ``promotion`` replaces the one read from ``out_dir``. ``overwrite`` starts the run again in
+    an ``out_dir`` that holds another one (:func:`~townlet.policy.training.run_fingerprint.clear_run_dir`).
     """
     schedule = sorted_schedule(config.training.anneal_schedule)
     data = _anneal_data(config, bc_data, ppo_data, rollout)
     check_schedule(schedule, data, config)
     out = None if out_dir is None else Path(out_dir)
+    if overwrite and out is not None:
+        clear_run_dir(out)
     start = init if init is not None else init_anneal_state(config.seed if seed is None else seed)
     ctx = TrainingContext(config=config, data=data, state=start, run_dir=out)
     state = run_stages(ctx, schedule, on_stage=on_stage, quiet=quiet, desc="anneal").state
@@ -182,6 +187,7 @@ def run_anneal(
     out_dir: str | os.PathLike[str] | None = None,
     on_stage: StageCallback | None = None,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> AnnealSummary:
     """Run ``config.training.anneal_schedule`` and return its :class:`AnnealSummary`.
 
@@ -189,12 +195,13 @@ def run_anneal(
     ``training.bc.manifest``). PPO stages train on ``ppo_data`` (a replay dataset), else on
     fresh rollouts of ``rollout`` captured each stage with the current parameters, else on
     ``training.replay_manifest``. ``seed`` defaults to ``config.seed``. ``out_dir``: see the
-    module docstring (an ``out_dir`` holding a checkpoint of the same schedule resumes).
-    ``on_stage(state, result)`` is called after every stage.
+    module docstring (an ``out_dir`` holding a checkpoint of the same run — same
+    :mod:`~townlet.policy.training.run_fingerprint` — resumes; ``overwrite=True`` starts again
+    there). ``on_stage(state, result)`` is called after every stage.
 
     Raises:
         ConfigError: an empty schedule, or a BC/PPO stage without its data (before any stage
-            runs); a run directory of another schedule.
+            runs); ``RunMismatchError`` (a ``ConfigError``): ``out_dir`` holds another run.
         TorchNotAvailableError: torch is missing.
     """
     run = run_anneal_with_state(
@@ -206,5 +213,6 @@ def run_anneal(
         out_dir=out_dir,
         on_stage=on_stage,
         quiet=quiet,
+        overwrite=overwrite,
     )
     return run.summary
