@@ -100,7 +100,7 @@ def test_check_run_dir_records_then_refuses_another_run(tmp_path: Path) -> None:
 
 def test_a_run_directory_without_fingerprint_is_refused(tmp_path: Path) -> None:
     (tmp_path / "run_state.json").write_text("{}")
-    with pytest.raises(RunMismatchError, match="run_fingerprint: .*older townlet"):
+    with pytest.raises(RunMismatchError, match=r"run_fingerprint: .*older townlet"):
         check_run_dir(tmp_path, {"seed": 0})
 
 
@@ -131,7 +131,7 @@ def test_changed_run_is_refused_and_overwrite_starts_again(
     assert [attrs.evolve(r, duration_sec=None) for r in again.stages] == [
         attrs.evolve(r, duration_sec=None) for r in first.stages
     ]
-    with pytest.raises(RunMismatchError, match="config.ppo.learning_rate: 0.0003 -> 0.001"):
+    with pytest.raises(RunMismatchError, match=r"config\.ppo\.learning_rate: 0\.0003 -> 0\.001"):
         run_anneal(_config(learning_rate=1e-3), bc_data=demos, rollout=plan, out_dir=tmp_path)  # type: ignore[arg-type]
     changed = run_anneal(
         _config(learning_rate=1e-3),
@@ -159,8 +159,9 @@ def test_cli_names_the_differing_keys_and_the_cli_way_out(
         "[[training.anneal_schedule]]\ncycle = 1\nmode = 'ppo'\nbc_weight = 0.5\n"
     )
     out = tmp_path / "run"
+    manifest = str(capture / "rollout_sample_manifest.json")
     argv = ["anneal", "--config", str(config), "--rollout-ticks", "20", "--quiet",
-            "--bc-manifest", str(capture / "rollout_sample_manifest.json"), "--out", str(out)]  # fmt: skip
+            "--bc-manifest", manifest, "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     capsys.readouterr()
     assert main([*argv, "--seed", "3"]) == 2

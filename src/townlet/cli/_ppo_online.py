@@ -116,7 +116,11 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
         )
     policy = make_network_policy(run.params, run.spec, device=args.device)
     evaluation = evaluate_policy(
-        policy, f"gymnasium:{run.env_id}", episodes=args.eval_episodes, seed=seed, deterministic=True
+        policy,
+        f"gymnasium:{run.env_id}",
+        episodes=args.eval_episodes,
+        seed=seed,
+        deterministic=True,
     )
     last = run.history[-1]
     summary = {

@@ -277,3 +277,15 @@ def fingerprint_digest(fingerprint: Mapping[str, Any]) -> str:
     """A short stable digest of a fingerprint (the run's identity in promotion evidence)."""
     text = json.dumps(dict(fingerprint), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def run_evidence(run_dir: Path | None, policy_hash: str | None, seed: int) -> dict[str, Any]:
+    """The promotion evidence of an anneal run's own evaluation: the candidate's
+    ``policy_hash``, the digest of the fingerprint recorded in ``run_dir`` (None without one),
+    and the run seed its stages' rollouts derive from. A rerun of the same run gives the same
+    evidence, which the promotion state counts once."""
+    from townlet.policy.training.services.promotion import make_evidence
+
+    recorded = None if run_dir is None else read_fingerprint(run_dir)
+    digest = None if recorded is None else fingerprint_digest(recorded)
+    return make_evidence(policy_hash, digest, [seed])

@@ -32,7 +32,7 @@ from townlet.dto.convert import to_dict
 from townlet.dto.policy import AnnealStageResult, AnnealSummary
 from townlet.policy.replay.dataset import ReplayDataset, ReplayDatasetConfig
 from townlet.policy.training.orchestrator import StageCallback, TrainingContext, run_stages
-from townlet.policy.training.run_fingerprint import clear_run_dir
+from townlet.policy.training.run_fingerprint import clear_run_dir, run_evidence
 from townlet.policy.training.services.promotion import (
     PromotionState,
     init_promotion_state,
@@ -116,6 +116,7 @@ def _record(
         state.results,
         required_passes=config.promotion.required_passes,
         candidate=candidate,
+        evidence=run_evidence(out, candidate.get("policy_hash"), state.seed),
     )
     if out is not None:
         save_promotion_state(out / PROMOTION_FILE, promotion)
@@ -140,7 +141,7 @@ def run_anneal_with_state(
 
     ``init`` starts from a given state (e.g. a BC run's parameters via ``init_anneal_state``);
     ``promotion`` replaces the one read from ``out_dir``. ``overwrite`` starts the run again in
-    an ``out_dir`` that holds another one (:func:`~townlet.policy.training.run_fingerprint.clear_run_dir`).
+    an ``out_dir`` that holds another one (``run_fingerprint.clear_run_dir``).
     """
     schedule = sorted_schedule(config.training.anneal_schedule)
     data = _anneal_data(config, bc_data, ppo_data, rollout)
