@@ -91,7 +91,11 @@ def register(subparsers: Any) -> None:
         "or 'torch_default' for a fresh network's weight initialisation",
     )
     parser.add_argument(
-        "--critic-warmup-epochs", type=int, default=0, help="first N epochs train the value head"
+        "--critic-warmup-epochs",
+        type=int,
+        default=0,
+        help="the first N of the --epochs train only the value head (counted inside --epochs, "
+        "unlike anneal's training.critic_warmup_epochs, which come on top of a stage's epochs)",
     )
     parser.add_argument("--log", type=Path, help="append telemetry 1.2 lines to this file")
     parser.add_argument("--log-frequency", type=int, default=1, help="log every Nth epoch (1)")
