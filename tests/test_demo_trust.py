@@ -76,6 +76,11 @@ def test_good_candidate_is_promoted(tmp_path: Path) -> None:
     state = json.loads((tmp_path / "promotion.json").read_text())
     assert state["state"] == "promoted"
     assert state["current_release"]["checkpoint"] == str((tmp_path / "checkpoint.pt").resolve())
+    again = demo.run_demo(tmp_path, seed=0, settings=GOOD, quiet=True, plot=False)
+    assert again["promotion"]["decision"] == "PROMOTE"
+    assert again["promotion"]["reasons"] == ["already_promoted"]
+    history = json.loads((tmp_path / "promotion.json").read_text())["history"]
+    assert [e["event"] for e in history].count("promoted") == 1  # not promoted twice
 
 
 def test_bad_candidate_is_held_with_its_reason(

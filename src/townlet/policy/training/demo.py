@@ -312,7 +312,9 @@ def _decide(run: Any, gate: dict[str, Any], out: Path) -> dict[str, Any]:
     promotion = record_behaviour_gate(run.promotion, BehaviourGateResult(**gate))
     verdict = decision.decision if gate["passed"] else "HOLD"
     reasons = [*decision.reasons, *([] if gate["passed"] else ["behaviour_gate_failed"])]
-    if verdict == "PROMOTE" and promotion.state != "promoted":
+    if _already_released(promotion, run.state.params):  # a rerun of a promoted demo
+        verdict, reasons = "PROMOTE", ["already_promoted"]
+    elif verdict == "PROMOTE":
         promotion = promote(promotion, require_behaviour_gate=True)
     save_promotion_state(out / "promotion.json", promotion)
     return {
@@ -322,6 +324,13 @@ def _decide(run: Any, gate: dict[str, Any], out: Path) -> dict[str, Any]:
         "state": promotion.state,
         "release": dict(promotion.current_release),
     }
+
+
+def _already_released(promotion: Any, params: Any) -> bool:
+    from townlet.policy.training.services.promotion_io import policy_hash
+
+    release = promotion.current_release
+    return bool(promotion.state == "promoted" and release.get("policy_hash") == policy_hash(params))
 
 
 def _stage_line(state: Any, result: Any) -> str:

@@ -39,11 +39,16 @@ def _run_one(out: str, seed: int, settings: Any, plot: bool, overwrite: bool) ->
 
     try:
         import torch
-
-        torch.set_num_threads(1)
     except ImportError:  # run_demo raises the install hint itself
-        pass
-    return run_demo(out, seed=seed, settings=settings, quiet=True, plot=plot, overwrite=overwrite)
+        return run_demo(out, seed=seed, settings=settings, quiet=True, plot=plot)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_demo(
+            out, seed=seed, settings=settings, quiet=True, plot=plot, overwrite=overwrite
+        )
+    finally:
+        torch.set_num_threads(previous)
 
 
 def default_jobs(seeds: Sequence[int]) -> int:
