@@ -3,6 +3,7 @@ compare fairly, a good candidate is promoted and a bad one held with its reason.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from townlet.cli import main
 from townlet.policy.training import demo
 from townlet.policy.training.demo_seeds import run_demo_seeds
 from townlet.policy.training.run_fingerprint import RunMismatchError
+
+HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 
 TINY = demo.DemoSettings(
     agents=3,
@@ -142,3 +145,54 @@ def test_cli_runs_seeds_in_parallel_processes(
     assert [r["final_mean"] for r in parallel["runs"]] == [
         r["final_mean"] for r in sequential["runs"]
     ]
+
+
+def _fake_summary(seed: int, gain: float) -> dict[str, object]:
+    from townlet.policy.evaluate import PolicyEvaluation
+    from townlet.policy.training.demo_stats import returns_block
+
+    base = [-100.0, -90.0, -110.0, -95.0]
+    offsets = {"random": -80.0, "bc": 0.0, "final": gain, "scripted": 10.0}
+    runs = {
+        name: PolicyEvaluation(
+            returns=[b + off + i for i, b in enumerate(base)],
+            lengths=[50] * 4,
+            seeds=[1, 2, 3, 4],
+            env="town",
+            deterministic=False,
+        )
+        for name, off in offsets.items()
+    }
+    return {
+        "seed": seed,
+        "bc": {"best_epoch": 3, "accuracy": 0.8},
+        "returns": returns_block(runs),
+        "rollout_returns": [-300.0, -250.0],
+        "anneal": {"status": "PASS"},
+        "promotion": {"decision": "PROMOTE" if gain > 0 else "HOLD", "reasons": []},
+    }
+
+
+def test_seeds_summary_and_its_picture(tmp_path: Path) -> None:
+    from townlet.cli.demo_cmd import seeds_human_summary
+    from townlet.policy.training.demo_seeds import seeds_summary
+
+    summaries = [_fake_summary(0, 20.0), _fake_summary(1, -5.0)]
+    aggregate = seeds_summary(summaries, TINY)
+    assert aggregate["runs"][0]["final_vs_bc"]["mean_difference"] == pytest.approx(20.0)
+    assert aggregate["runs"][0]["final_vs_bc"]["lower_bound"] == pytest.approx(20.0)  # no spread
+    assert aggregate["pooled"]["final_vs_bc"]["mean_difference"] == pytest.approx(7.5)
+    assert aggregate["pooled"]["final_vs_bc"]["episodes"] == 8
+    assert aggregate["verdict"] == {
+        "beats_bc_every_seed": False,
+        "beats_scripted_every_seed": False,
+        "above_scripted_mean_every_seed": False,
+        "promoted": 1,
+    }
+    aggregate.update(jobs=2, wall_sec=1.0)
+    text = seeds_human_summary(tmp_path, aggregate)
+    assert "beats plateau BC on every seed: no" in text and "seed 1: random" in text
+    if HAS_MPL:
+        from townlet.policy.training.demo_plot import write_seeds_plot
+
+        assert write_seeds_plot(tmp_path, aggregate, summaries).is_file()
