@@ -154,9 +154,12 @@ def _seeds_gap_panel(ax: Any, runs: Sequence[Mapping[str, Any]]) -> None:
 
 
 def _seeds_rollout_panel(ax: Any, runs: Sequence[Mapping[str, Any]]) -> None:
+    longest = 1
     for run in runs:
         values = [r for r in run["rollout_returns"] if r is not None]
         ax.plot(range(1, len(values) + 1), values, marker="o", label=f"seed {run['seed']}")
+        longest = max(longest, len(values))
+    ax.set_xticks(range(1, longest + 1))
     ax.set_xlabel("PPO cycle (cycle 1 is the BC policy's own rollout)")
     ax.set_ylabel("reward per agent over the rollout")
     ax.set_title("Fresh-rollout return per cycle")
