@@ -23,15 +23,16 @@ $(STAMP): pyproject.toml
 
 DEMO_DIR ?= runs/demo
 
-# The main job: scripted demonstrations in the town -> behaviour cloning -> anneal to PPO on
-# fresh rollouts (bc_weight falling to 0) -> the BC and final policies evaluated on the same
-# seeded episodes -> promotion decision. Everything (checkpoints, telemetry.jsonl,
-# anneal_results.json, promotion.json, summary.json, training.png) lands in $(DEMO_DIR);
-# DEMO_ARGS=--quick for the short version. A finished $(DEMO_DIR) is moved aside to
-# $(DEMO_DIR).prev so that every `make demo` is a fresh, comparable run.
+# The main job: scripted demonstrations in the town -> behaviour cloning to its plateau ->
+# anneal to PPO on fresh rollouts -> random, plateau BC, final and scripted policies evaluated
+# on the same held-out episodes -> promotion decision, for run seeds 0, 1, 2 in parallel
+# processes (each in $(DEMO_DIR)/seed_<k>; the comparison in $(DEMO_DIR)/summary.json and
+# training.png). DEMO_ARGS=--quick for the short version, DEMO_ARGS="--seed 0" for one seed.
+# A finished $(DEMO_DIR) is moved aside to $(DEMO_DIR).prev so that every `make demo` is a
+# fresh, comparable run.
 demo: venv
 	rm -rf $(DEMO_DIR).prev && if [ -d $(DEMO_DIR) ]; then mv $(DEMO_DIR) $(DEMO_DIR).prev; fi
-	$(BIN)/townlet-train demo --out $(DEMO_DIR) --seed 0 $(DEMO_ARGS)
+	$(BIN)/townlet-train demo --out $(DEMO_DIR) $(DEMO_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests tools

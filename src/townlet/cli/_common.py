@@ -1,10 +1,13 @@
-"""Helpers shared by the subcommand modules: JSON output, output path checks."""
+"""Helpers shared by the subcommand modules: JSON output, output path checks, run-directory
+errors in CLI terms."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +65,15 @@ def _check_writable_ancestor(path: Path, option: str, *, shown: Path | None = No
             f"{option} {show_path(shown)}: {show_path(ancestor)} is not writable "
             "(read-only file system or permission denied)"
         )
+
+
+@contextlib.contextmanager
+def cli_run_dir_errors() -> Iterator[None]:
+    """Turn a run directory that holds another run into a usage error (exit 2) whose way out
+    is ``--out NEW`` or ``--overwrite`` rather than the Python API's ``overwrite=True``."""
+    from townlet.policy.training.run_fingerprint import RunMismatchError
+
+    try:
+        yield
+    except RunMismatchError as exc:
+        raise UsageError(exc.cli_message()) from None

@@ -127,7 +127,11 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
         return None
     policy = make_network_policy(run.params, run.spec, device=args.device)
     evaluation = evaluate_policy(
-        policy, f"gymnasium:{run.env_id}", episodes=args.eval_episodes, seed=seed
+        policy,
+        f"gymnasium:{run.env_id}",
+        episodes=args.eval_episodes,
+        seed=seed,
+        deterministic=True,
     )
     last = run.history[-1]
     summary = {
@@ -139,6 +143,7 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
         "episode_return_mean": last.episode_return_mean,
         "eval_return_mean": evaluation.mean,
         "eval_return_std": evaluation.std,
+        "eval_mode": evaluation.mode,
         "eval_episodes": evaluation.episodes,
         "seed": seed,
         "network": run.spec.to_dict(),

@@ -93,7 +93,11 @@ def register(subparsers: Any) -> None:
         "or 'torch_default' for a fresh network's weight initialisation",
     )
     parser.add_argument(
-        "--critic-warmup-epochs", type=int, default=0, help="first N epochs train the value head"
+        "--critic-warmup-epochs",
+        type=int,
+        default=0,
+        help="the first N of the --epochs train only the value head (counted inside --epochs, "
+        "unlike anneal's training.critic_warmup_epochs, which come on top of a stage's epochs)",
     )
     parser.add_argument(
         "--log",

@@ -5,7 +5,9 @@ Subcommands:
 * ``evaluate --summary F`` — PROMOTE / HOLD / FAIL for an anneal summary (exit 0 / 1 / 2;
   ``--dry-run`` always exits 0). ``-`` reads the summary from stdin.
 * ``record --run DIR --summary F`` — fold the summary's status into ``DIR/promotion.json``
-  (created on first use).
+  (created on first use). Evidence counts once: the summary's candidate evidence (policy hash,
+  run fingerprint, evaluation seeds), else the summary's own digest and the checkpoint's hash;
+  recording the same evidence again does not advance the streak (``"counted": false``).
 * ``status --run DIR`` — print the promotion state.
 * ``promote --run DIR --checkpoint P`` — promote the ready candidate (exit 1 when not ready).
   The policy hash defaults to the SHA-256 of the checkpoint file's bytes (no torch needed).
@@ -269,17 +271,44 @@ def _record(args: argparse.Namespace) -> int:
     decision = _read_summary(args.summary)
     state = _load_or_init(args.run, args.required_passes)
     candidate = None if args.checkpoint is None else _checkpoint_metadata(args.checkpoint, None)
+    evidence = _summary_evidence(decision, candidate)
+    counted = not pm.evidence_counted(state, evidence)
     state = pm.record_evaluation(
         state,
         decision.status,
         decision.results,
         required_passes=args.required_passes,
         candidate=candidate,
+        evidence=evidence,
     )
     _save(args.run, state, log=False)
-    payload = {"recorded": decision.status.upper(), "promotion": promotion_state_to_dict(state)}
-    _emit(args, payload, f"Recorded:        {decision.status.upper()}\n{format_state(state)}")
+    recorded = decision.status.upper()
+    payload = {
+        "recorded": recorded,
+        "counted": counted,
+        "promotion": promotion_state_to_dict(state),
+    }
+    note = "" if counted else " (evidence already counted: the streak is unchanged)"
+    _emit(args, payload, f"Recorded:        {recorded}{note}\n{format_state(state)}")
     return 0
+
+
+def _summary_evidence(
+    decision: PromotionDecision, candidate: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The evidence a recorded summary rests on: its candidate's, when the anneal run wrote it
+    (``promotion.candidate``), else a digest of the summary's status and stage results with
+    the checkpoint's hash."""
+    written = decision.promotion.get("candidate") or {}
+    if written.get("evidence_id") is not None:
+        return pm.make_evidence(
+            written.get("policy_hash"),
+            written.get("run_fingerprint"),
+            written.get("eval_seeds") or (),
+        )
+    results = [{k: v for k, v in r.items() if k != "duration_sec"} for r in decision.results]
+    digest = pm.evidence_id({"status": decision.status, "results": results})
+    return pm.make_evidence((candidate or {}).get("policy_hash"), f"summary:{digest}", ())
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -48,6 +48,7 @@ _STATE_KEYS = frozenset(
         "initial_release",
         "candidate",
         "history",
+        "counted_evidence",
     }
 )
 _EVENT_KEYS = frozenset({"event", "tick", "metadata", "previous_release", "release", "timestamp"})
@@ -83,6 +84,7 @@ def promotion_state_to_dict(state: PromotionState) -> dict[str, Any]:
         "initial_release": to_plain(state.initial_release),
         "candidate": to_plain(state.candidate),
         "history": [promotion_event_to_dict(event) for event in state.history],
+        "counted_evidence": list(state.counted_evidence),
     }
 
 
@@ -187,7 +189,15 @@ def promotion_state_from_dict(
         current_release=initial if current is None else current,
         candidate=reader.mapping("candidate", optional=True),
         history=events[-HISTORY_LIMIT:],
+        counted_evidence=_counted_evidence(reader),
     )
+
+
+def _counted_evidence(reader: _Reader) -> tuple[str, ...]:
+    value = reader.data.get("counted_evidence", [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise reader.fail("counted_evidence", "a list of evidence id strings")
+    return tuple(value[-HISTORY_LIMIT:])
 
 
 def save_promotion_state(path: str | os.PathLike[str], state: PromotionState) -> Path:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from townlet.dto.policy import AnnealStageResult, AnnealSummary
 from townlet.errors import ConfigError
 from townlet.policy.replay.dataset import ReplayDataset, ReplayDatasetConfig
 from townlet.policy.training.orchestrator import StageCallback, TrainingContext, run_stages
+from townlet.policy.training.run_fingerprint import clear_run_dir, run_evidence
 from townlet.policy.training.services.promotion import (
     PromotionState,
     init_promotion_state,
@@ -130,8 +132,10 @@ def record_run(
     promotion: PromotionState,
     results: tuple[AnnealStageResult, ...],
     candidate: dict[str, str],
+    evidence: Mapping[str, Any] | None = None,
 ) -> tuple[str, PromotionState]:
-    """The run's PASS/HOLD/FAIL status and the promotion state after recording it (pure)."""
+    """The run's PASS/HOLD/FAIL status and the promotion state after recording it (pure);
+    ``evidence`` identifies what was evaluated, so the same evidence counts once."""
     status = anneal_status(results)
     recorded = record_evaluation(
         promotion,
@@ -139,6 +143,7 @@ def record_run(
         results,
         required_passes=config.promotion.required_passes,
         candidate=candidate,
+        evidence=evidence,
     )
     return status, recorded
 
@@ -156,6 +161,7 @@ def run_anneal_with_state(
     on_stage: StageCallback | None = None,
     quiet: bool = False,
     group: Collective = LOCAL,
+    overwrite: bool = False,
 ) -> AnnealRun:
     """:func:`run_anneal`, returning the final :class:`AnnealState` and promotion state too.
 
@@ -163,18 +169,27 @@ def run_anneal_with_state(
     ``promotion`` replaces the one read from ``out_dir``. ``group`` (under torchrun,
     :mod:`townlet.distributed`): the ranks share the BC and replay data and each captures its
     own rollouts; every rank resumes from ``out_dir``, rank 0 alone writes there.
+    ``overwrite`` starts the run again in an ``out_dir`` that holds another one
+    (``run_fingerprint.clear_run_dir``; one process only).
     """
     schedule = sorted_schedule(config.training.anneal_schedule)
     data = attrs.evolve(_anneal_data(config, bc_data, ppo_data, rollout), group=group)
     check_schedule(schedule, data, config)
     out = None if out_dir is None else Path(out_dir)
+    if overwrite and out is not None:
+        if group.world_size > 1:
+            # Another rank may be reading the directory to resume while rank 0 clears it.
+            raise ConfigError("overwrite under torchrun: clear the run directory first")
+        clear_run_dir(out)
     start = init if init is not None else init_anneal_state(config.seed if seed is None else seed)
     if group.world_size > 1:
         start, out, quiet = _rank_start(group, out, schedule, start, quiet)
     ctx = TrainingContext(config=config, data=data, state=start, run_dir=out)
     state = run_stages(ctx, schedule, on_stage=on_stage, quiet=quiet, desc="anneal").state
+    candidate = _candidate(state, out)
+    evidence = run_evidence(out, candidate.get("policy_hash"), state.seed)
     status, promo = record_run(
-        config, _promotion(config, out, promotion), state.results, _candidate(state, out)
+        config, _promotion(config, out, promotion), state.results, candidate, evidence
     )
     if out is not None:
         save_promotion_state(out / PROMOTION_FILE, promo)
@@ -239,6 +254,7 @@ def run_anneal(
     out_dir: str | os.PathLike[str] | None = None,
     on_stage: StageCallback | None = None,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> AnnealSummary:
     """Run ``config.training.anneal_schedule`` and return its :class:`AnnealSummary`.
 
@@ -246,12 +262,13 @@ def run_anneal(
     ``training.bc.manifest``). PPO stages train on ``ppo_data`` (a replay dataset), else on
     fresh rollouts of ``rollout`` captured each stage with the current parameters, else on
     ``training.replay_manifest``. ``seed`` defaults to ``config.seed``. ``out_dir``: see the
-    module docstring (an ``out_dir`` holding a checkpoint of the same schedule resumes).
-    ``on_stage(state, result)`` is called after every stage.
+    module docstring (an ``out_dir`` holding a checkpoint of the same run — same
+    :mod:`~townlet.policy.training.run_fingerprint` — resumes; ``overwrite=True`` starts again
+    there). ``on_stage(state, result)`` is called after every stage.
 
     Raises:
         ConfigError: an empty schedule, or a BC/PPO stage without its data (before any stage
-            runs); a run directory of another schedule.
+            runs); ``RunMismatchError`` (a ``ConfigError``): ``out_dir`` holds another run.
         TorchNotAvailableError: torch is missing.
     """
     run = run_anneal_with_state(
@@ -263,5 +280,6 @@ def run_anneal(
         out_dir=out_dir,
         on_stage=on_stage,
         quiet=quiet,
+        overwrite=overwrite,
     )
     return run.summary
