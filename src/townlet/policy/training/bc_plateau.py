@@ -71,8 +71,9 @@ def train_bc_to_plateau(
     from townlet.policy.training.strategies.ppo import require_torch
 
     require_torch("train_bc_to_plateau")
-    from townlet.policy.training.strategies import bc_loop, ppo_init
+    from townlet.policy.training.strategies.bc import epoch as bc_loop
     from townlet.policy.training.strategies.bc.step import init_bc_state
+    from townlet.policy.training.strategies.ppo import start as ppo_init
 
     cfg = BCConfig() if cfg is None else cfg
     check_int_arg("seed", seed, 0)
