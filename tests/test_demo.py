@@ -17,11 +17,13 @@ from townlet.policy.training import demo
 TINY = demo.DemoSettings(
     agents=3,
     demo_ticks=60,
-    bc_epochs=2,
+    bc_epochs=3,
+    bc_patience=2,
     cycles=2,
     ppo_epochs=1,
     rollout_ticks=30,
-    eval_episodes=2,
+    critic_warmup_epochs=1,
+    eval_episodes=3,
     eval_ticks=30,
     bc_threshold=0.1,
 )
@@ -34,23 +36,34 @@ def test_demo_writes_every_file_and_a_consistent_summary(tmp_path: Path) -> None
     summary = demo.run_demo(tmp_path, seed=2, settings=TINY, quiet=True, plot=HAS_MPL,
                             report=lines.append)  # fmt: skip
     for name in ("summary.json", "telemetry.jsonl", "anneal_results.json", "promotion.json",
-                 "anneal_summary.json", "checkpoint.pt"):  # fmt: skip
+                 "anneal_summary.json", "checkpoint.pt", "bc_checkpoint.pt",
+                 "run_fingerprint.json"):  # fmt: skip
         assert (tmp_path / name).is_file(), name
     assert (tmp_path / "training.png").is_file() == HAS_MPL
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
-        "stage_001.pt", "stage_002.pt", "stage_003.pt",
+        "stage_001.pt", "stage_002.pt",
     ]  # fmt: skip
     assert (tmp_path / "demos" / "rollout_sample_manifest.json").is_file()
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     returns = summary["returns"]
     assert returns["improvement"] == pytest.approx(returns["final_mean"] - returns["bc_mean"])
-    assert returns["episodes"] == 2 and returns["episode_ticks"] == 30
-    assert returns["behaviour_gate"]["episodes"] == 2
-    assert summary["anneal"]["stages"] == 3 and len(summary["rollout_returns"]) == 3
+    assert returns["episodes"] == 3 and returns["episode_ticks"] == 30
+    assert returns["mode"] == "sampled" and returns["greedy"] is False
+    assert returns["behaviour_gate"] == returns["final_vs_bc"]
+    gap = [f - b for f, b in zip(returns["final_returns"], returns["bc_returns"], strict=True)]
+    assert returns["final_vs_bc"]["mean_difference"] == pytest.approx(sum(gap) / 3)
+    for name in ("random", "bc", "final", "scripted"):
+        low, high = returns[f"{name}_ci95"]
+        assert low <= returns[f"{name}_mean"] <= high
+    assert summary["bc"]["best_epoch"] <= summary["bc"]["epochs"] <= 3
+    assert summary["anneal"]["stages"] == 2 and len(summary["rollout_returns"]) == 2
     assert summary["promotion"]["decision"] in ("PROMOTE", "HOLD", "FAIL")
     assert validate_telemetry(tmp_path / "telemetry.jsonl").ok
-    assert lines[0].startswith("captured 180 expert frames")
-    assert lines[1].startswith("cycle 0 bc: accuracy") and lines[2].startswith("cycle 1 ppo")
+    assert lines[0].startswith("captured 180 expert frames (3 agents); BC plateau at epoch")
+    assert lines[1].startswith("guardrail reference (BC's own 30-tick rollout)")
+    assert lines[2].startswith("cycle 1 ppo")
+    baselines = summary["guardrails"]["baselines"]
+    assert "reference_queue_conflict_events" in baselines
     history = json.loads((tmp_path / "promotion.json").read_text())["history"]
     assert any(event["event"] == "behaviour_gate" for event in history)
 

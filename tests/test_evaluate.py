@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from townlet.errors import RolloutError
-from townlet.policy.evaluate import PolicyEvaluation, evaluate_policy
+from townlet.policy.evaluate import PolicyEvaluation, evaluate_modes, evaluate_policy
 from townlet.policy.rollout.sources import episode_seed
 from townlet.world import WorldConfig
 
@@ -58,14 +58,24 @@ def test_greedy_network_policy_is_deterministic() -> None:
 
     spec = NetworkSpec(map_shape=(0, 0, 0), feature_dim=4, action_dim=2, hidden_dim=16)
     policy = make_network_policy(init_params(spec, 0), spec)
-    greedy = evaluate_policy(policy, "gymnasium:CartPole-v1", episodes=4, seed=0)
-    assert greedy == evaluate_policy(policy, "gymnasium:CartPole-v1", episodes=4, seed=0)
-    assert greedy.deterministic
-    sampled = evaluate_policy(
-        policy, "gymnasium:CartPole-v1", episodes=4, seed=0, deterministic=False
-    )
-    assert not sampled.deterministic
+    env = "gymnasium:CartPole-v1"
+    greedy = evaluate_policy(policy, env, episodes=4, seed=0, deterministic=True)
+    assert greedy == evaluate_policy(policy, env, episodes=4, seed=0, deterministic=True)
+    assert greedy.deterministic and greedy.mode == "argmax"
+    assert greedy.to_dict()["mode"] == "argmax"
+    sampled = evaluate_policy(policy, env, episodes=4, seed=0)  # sampling is the default
+    assert not sampled.deterministic and sampled.mode == "sampled"
+    assert sampled.to_dict()["mode"] == "sampled"
     assert sampled.seeds == greedy.seeds
+    both = evaluate_modes(policy, env, episodes=4, seed=0)
+    assert both == {"sampled": sampled, "argmax": greedy}
+
+
+def test_mode_says_what_was_measured_for_policies_without_argmax() -> None:
+    # The scripted expert always samples; asking for argmax must not be reported as argmax.
+    result = evaluate_policy("scripted", SHORT_TOWN, episodes=1, seed=0, deterministic=True)
+    assert result.mode == "sampled"
+    assert result.to_dict()["mode"] == "sampled"
 
 
 def test_max_steps_cuts_long_episodes() -> None:

@@ -37,20 +37,15 @@ def test_quickstart_notebook_executes(tmp_path: Path) -> None:
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     text = [_outputs(cell) for cell in code]
     assert "'frames': 2400" in text[1]
-    assert text[2].startswith(("('PASS'", "('HOLD'", "('FAIL'"))
-    assert "('bc', 0.0, True)" in text[2]
-    assert text[4].splitlines()[0].split()[:3] == ["anneal_cycle", "critic_warmup", "bc_coef"]
+    best, epochs, accuracy = (float(x) for x in text[2].strip("()\n").split(","))
+    assert 1 <= best <= epochs and 0.0 < accuracy <= 1.0  # the BC baseline, at its plateau
+    assert text[3].startswith(("('PASS'", "('HOLD'", "('FAIL'"))
+    assert "(1, 0.1, " in text[3] and "(3, 0.05, " in text[3]
     assert any(
-        o["output_type"] == "display_data" and "image/png" in o["data"] for o in code[5].outputs
-    )
-    assert "'final':" in text[6]
+        o["output_type"] == "display_data" and "image/png" in o["data"] for o in code[4].outputs
+    )  # the return per cycle, stages marked
+    assert text[5].splitlines()[0].split()[:3] == ["anneal_cycle", "critic_warmup", "bc_coef"]
+    assert "'mode': 'sampled'" in text[6] and "'lower_bound':" in text[6]
     # The run wrote its files where the notebook ran, not into the repository.
     assert (tmp_path / "runs" / "quickstart" / "telemetry.jsonl").is_file()
-
-
-def test_committed_notebook_carries_its_outputs() -> None:
-    nbformat = pytest.importorskip("nbformat")
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    assert code and all(cell.get("execution_count") for cell in code)
-    assert not [o for c in code for o in c.outputs if o["output_type"] == "error"]
+    assert (tmp_path / "runs" / "quickstart" / "run_fingerprint.json").is_file()

@@ -207,12 +207,19 @@ def test_cli_ppo_env_writes_outputs_and_evaluate_reads_them(
     assert validate_telemetry(out / "telemetry.jsonl").ok
     args = ("evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--env",
             "gymnasium:CartPole-v1", "--episodes", "3", "--seed", "1")  # fmt: skip
-    code, first, err = _cli(capsys, *args)
+    assert summary["eval_mode"] == "argmax"  # online PPO's own evaluation is greedy, as SB3's
+    code, first, err = _cli(capsys, *args, "--mode", "argmax")
     assert code == 0, err
+    assert first["mode"] == "argmax"
     assert first["mean"] == pytest.approx(summary["eval_return_mean"])
-    assert _cli(capsys, *args)[1] == first  # deterministic for a seed
-    code, sampled, _ = _cli(capsys, *args, "--sample")
-    assert code == 0 and sampled["deterministic"] is False
+    assert _cli(capsys, *args, "--mode", "argmax")[1] == first  # deterministic for a seed
+    code, sampled, _ = _cli(capsys, *args)  # sampled actions by default
+    assert code == 0 and sampled["mode"] == "sampled" and sampled["deterministic"] is False
+    assert _cli(capsys, *args, "--sample")[1] == sampled  # the old flag, same meaning
+    code, both, _ = _cli(capsys, *args, "--mode", "both")
+    assert code == 0 and both["mode"] == "both"
+    assert both["sampled"] == {k: v for k, v in sampled.items() if k != "checkpoint"}
+    assert both["argmax"] == {k: v for k, v in first.items() if k != "checkpoint"}
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,13 @@ def test_record_promote_gate_rollback(tmp_path: Path, capsys: pytest.CaptureFixt
     code, out, _ = run(capsys, "promote", "--run", d, "--checkpoint", str(ckpt))
     assert code == 1 and json.loads(out)["error"] == "promotion_not_ready"
 
-    run(capsys, "record", "--run", d, "--summary", summary)
+    run(capsys, "record", "--run", d, "--summary", summary)  # the same evidence: not counted
+    code, out, _ = run(capsys, "status", "--run", d, "--format", "human")
+    assert code == 0 and "Pass streak:     1/2" in out
+    second = write(
+        tmp_path, {"status": "PASS", "results": [BC_OK, {"cycle": 2.0, "mode": "ppo"}]}, "s2.json"
+    )
+    run(capsys, "record", "--run", d, "--summary", second)  # a new run's summary: a new pass
     code, out, _ = run(capsys, "status", "--run", d, "--format", "human")
     assert code == 0 and "State:           ready" in out and "Pass streak:     2/2" in out
 

@@ -65,7 +65,11 @@ def run_ours(seed: int, steps: int) -> tuple[float, float]:
     wall = time.perf_counter() - start
     policy = make_network_policy(run.params, run.spec)
     evaluation = evaluate_policy(
-        policy, f"gymnasium:{ENV}", episodes=EVAL_EPISODES, seed=EVAL_SEED + seed
+        policy,
+        f"gymnasium:{ENV}",
+        episodes=EVAL_EPISODES,
+        seed=EVAL_SEED + seed,
+        deterministic=True,
     )
     return wall, evaluation.mean
 
@@ -94,7 +98,11 @@ def run_sb3(seed: int, steps: int) -> tuple[float, float]:
     model.learn(total_timesteps=steps)
     wall = time.perf_counter() - start
     evaluation = evaluate_policy(
-        SB3Policy(model), f"gymnasium:{ENV}", episodes=EVAL_EPISODES, seed=EVAL_SEED + seed
+        SB3Policy(model),
+        f"gymnasium:{ENV}",
+        episodes=EVAL_EPISODES,
+        seed=EVAL_SEED + seed,
+        deterministic=True,
     )
     return wall, evaluation.mean
 

@@ -149,6 +149,7 @@ _EXPORTS: dict[str, str] = {
     "make_network_policy": "townlet.policy.rollout_torch",
     # evaluation: seeded episode returns in the town or a Gymnasium environment
     "PolicyEvaluation": "townlet.policy.evaluate",
+    "evaluate_modes": "townlet.policy.evaluate",
     "evaluate_policy": "townlet.policy.evaluate",
     # anneal, orchestrator, demo (AnnealStageResult/AnnealSummary: see foundation above)
     "AnnealData": "townlet.policy.training.strategies.anneal.data",

@@ -82,9 +82,11 @@ def plan_run(
     inputs: Iterable[Any],
     log: LogSettings,
     device: str,
+    writer: bool = True,
 ) -> RunPlan:
     """Write ``run.json`` for a fresh resumable run, or check it and load the last checkpoint
-    for ``args.resume_dir``. ``kind``: ``"bc"`` or ``"ppo"``; ``total``: the fold's steps."""
+    for ``args.resume_dir``. ``kind``: ``"bc"`` or ``"ppo"``; ``total``: the fold's steps.
+    Only the ``writer`` (rank 0 under torchrun) writes files; every rank loads the start."""
     every, resume_dir = args.checkpoint_every, getattr(args, "resume_dir", None)
     if every is None:
         return RunPlan()
@@ -93,6 +95,8 @@ def plan_run(
     if every < 1:
         raise UsageError(f"--checkpoint-every must be >= 1, got {every}")
     out, current = Path(args.out), _record(args, kind, settings, inputs)
+    if resume_dir is None and not writer:
+        return RunPlan()
     if resume_dir is None:
         start_log = log.position(0)
         current = attrs.evolve(
@@ -104,7 +108,11 @@ def plan_run(
         return RunPlan(sinks=_sinks(out, every, total, kind, current, log), out=out)
     recorded = read_run_record(out)
     check_same_run(recorded, current, out)
-    point = load_resume_point(out, kind=kind, run=recorded, log=log, device=device)
+    point = load_resume_point(
+        out, kind=kind, run=recorded, log=log if writer else LogSettings(), device=device
+    )
+    if not writer:
+        return RunPlan(start=point)
     if point is None and recorded.log_start and log.path is not None:
         cut_logs(log.path, recorded.log_start)
     return RunPlan(sinks=_sinks(out, every, total, kind, recorded, log), start=point, out=out)

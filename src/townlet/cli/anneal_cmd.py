@@ -4,7 +4,9 @@ results}`` as JSON (the reference's ``run_training.py --mode anneal`` output).
 PPO stages train on a replay manifest, a capture directory, or fresh rollouts of the configured
 town (``--rollout-ticks N``: captured each stage with the current parameters); without any of
 them, on ``training.replay_manifest``. ``--out DIR`` keeps telemetry, checkpoints,
-``anneal_results.json`` and ``promotion.json`` there, and resumes an interrupted run.
+``anneal_results.json`` and ``promotion.json`` there, and resumes an interrupted run — only the
+same run (``run_fingerprint.json``): another config, seed, schedule or data there is refused
+(exit 2) with the differing keys; ``--overwrite`` starts the run again in that directory.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from townlet.cli import UsageError
-from townlet.cli._common import print_json
+from townlet.cli._common import check_out_dir, cli_run_dir_errors, print_json
+from townlet.cli._launch import collective
 from townlet.cli._resumable import record_rerun
 from townlet.cli._train_common import check_seed, set_threads
 from townlet.config import Config, load_config
@@ -45,6 +48,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=1, help="samples per PPO batch (1)")
     parser.add_argument("--out", type=Path, help="run directory (files, resume, promotion.json)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in an --out that holds another run (promotion.json is kept)",
+    )
     parser.add_argument(
         "--exit-on-failure", action="store_true", help="exit 1 when the status is not PASS"
     )
@@ -81,21 +89,29 @@ def run_anneal_cmd(args: argparse.Namespace) -> int:
     from townlet.policy.training.strategies.anneal.run import anneal_payload, run_anneal_with_state
 
     check_seed(args.seed)
+    check_out_dir(args.out)
+    group = collective(args)
     config = load_config(args.config)
     sources = _ppo_sources(args, config)
     set_threads(args.threads)
     inputs = (args.config, args.bc_manifest, args.manifest, args.capture_dir)
-    record_rerun(args, kind="anneal", inputs=inputs)
+    if group.is_root:
+        record_rerun(args, kind="anneal", inputs=inputs)
     bc_data: Any = args.bc_manifest
     if bc_data is not None and args.root is not None:
         bc_data = load_bc_samples(bc_data, root=args.root)
-    run = run_anneal_with_state(
-        config,
-        bc_data=bc_data,
-        seed=args.seed,
-        out_dir=args.out,
-        quiet=args.quiet,
-        **sources,
-    )
+    with cli_run_dir_errors():
+        run = run_anneal_with_state(
+            config,
+            bc_data=bc_data,
+            seed=args.seed,
+            out_dir=args.out,
+            quiet=args.quiet,
+            overwrite=args.overwrite,
+            group=group,
+            **sources,
+        )
+    if not group.is_root:
+        return 0
     print_json(anneal_payload(run.summary, run.promotion))
     return 1 if args.exit_on_failure and run.summary.status != "PASS" else 0

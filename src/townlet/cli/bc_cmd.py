@@ -9,7 +9,8 @@ from typing import Any
 import attrs
 
 from townlet.cli import UsageError
-from townlet.cli._common import print_json
+from townlet.cli._common import check_out_dir, print_json
+from townlet.cli._launch import collective
 from townlet.cli._resumable import RunPlan, add_checkpoint_option, plan_run
 from townlet.cli._train_common import (
     add_run_options,
@@ -70,7 +71,7 @@ def _bc_config(args: argparse.Namespace) -> tuple[BCConfig, int]:
     return cfg, seed if args.seed is None else args.seed
 
 
-def _plan(args: argparse.Namespace, cfg: BCConfig, seed: int) -> RunPlan:
+def _plan(args: argparse.Namespace, cfg: BCConfig, seed: int, *, writer: bool = True) -> RunPlan:
     from townlet.dto.convert import to_dict
     from townlet.policy.training.resume import LogSettings
 
@@ -82,6 +83,7 @@ def _plan(args: argparse.Namespace, cfg: BCConfig, seed: int) -> RunPlan:
         inputs=(args.manifest, args.config, cfg.manifest),
         log=LogSettings(),
         device=cfg.device,
+        writer=writer,
     )
 
 
@@ -90,10 +92,12 @@ def run_bc(args: argparse.Namespace) -> int:
     from townlet.policy.training.strategies.bc.train import save_bc_checkpoint, train_bc
 
     check_seed(args.seed)
+    check_out_dir(args.out)
     cfg, seed = _bc_config(args)
     set_threads(args.threads)
-    plan = _plan(args, cfg, seed)
-    with progress_bar(cfg.epochs, quiet=args.quiet, desc="bc") as bar:
+    group = collective(args)
+    plan = _plan(args, cfg, seed, writer=group.is_root)
+    with progress_bar(cfg.epochs, quiet=args.quiet or not group.is_root, desc="bc") as bar:
 
         def progress(epoch: int, stats: Any) -> None:
             bar.update(1)
@@ -105,9 +109,12 @@ def run_bc(args: argparse.Namespace) -> int:
             seed=seed,
             root=args.root,
             progress=progress,
+            group=group,
             sinks=plan.sinks,
             start=None if plan.start is None else (plan.start.done, plan.start.state),
         )
+    if not group.is_root:
+        return 0
     payload = without_nulls(run.result.to_dict())
     if args.out is not None:
         save_bc_checkpoint(args.out / CHECKPOINT_NAME, run)

@@ -15,11 +15,13 @@ from typing import Any
 import attrs
 
 from townlet.cli import UsageError
-from townlet.cli._common import print_json
+from townlet.cli._common import check_out_dir, print_json
+from townlet.cli._launch import collective
 from townlet.cli._ppo_online import add_online_options, run_online
 from townlet.cli._resumable import RunPlan, add_checkpoint_option, plan_run
 from townlet.cli._train_common import (
     add_run_options,
+    check_device,
     check_seed,
     progress_bar,
     set_threads,
@@ -92,9 +94,20 @@ def register(subparsers: Any) -> None:
         "or 'torch_default' for a fresh network's weight initialisation",
     )
     parser.add_argument(
-        "--critic-warmup-epochs", type=int, default=0, help="first N epochs train the value head"
+        "--critic-warmup-epochs",
+        type=int,
+        default=0,
+        help="the first N of the --epochs train only the value head (counted inside --epochs, "
+        "unlike anneal's training.critic_warmup_epochs, which come on top of a stage's epochs)",
     )
-    parser.add_argument("--log", type=Path, help="append telemetry 1.2 lines to this file")
+    parser.add_argument(
+        "--log",
+        "--telemetry-log",
+        dest="log",
+        type=Path,
+        help="append telemetry 1.2 lines to this file (--telemetry-log under torchrun, which "
+        "takes --log for its own --log-dir)",
+    )
     parser.add_argument("--log-frequency", type=int, default=1, help="log every Nth epoch (1)")
     parser.add_argument(
         "--log-max-entries", type=int, help="rotate to <log>.1, <log>.2, ... after N lines"
@@ -147,7 +160,9 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--critic-warmup-epochs must be >= 0, got {args.critic_warmup_epochs}")
 
 
-def _plan(args: argparse.Namespace, base: Config, cfg: PPOConfig, seed: int) -> RunPlan:
+def _plan(
+    args: argparse.Namespace, base: Config, cfg: PPOConfig, seed: int, *, writer: bool = True
+) -> RunPlan:
     from townlet.dto.convert import to_dict
     from townlet.policy.training.resume import LogSettings
 
@@ -171,6 +186,7 @@ def _plan(args: argparse.Namespace, base: Config, cfg: PPOConfig, seed: int) -> 
         inputs=(manifest, args.capture_dir, args.sample, args.config, args.init),
         log=log,
         device=args.device,
+        writer=writer,
     )
 
 
@@ -181,18 +197,23 @@ def run_ppo(args: argparse.Namespace) -> int:
     base = load_config(args.config) if args.config is not None else Config()
     cfg = _ppo_config(args, base)
     seed = base.seed if args.seed is None else args.seed
+    check_out_dir(args.out)
+    check_device(args.device)
     if args.env is not None:
         if args.checkpoint_every is not None:
             raise UsageError("--checkpoint-every applies to replay runs, not --env (yet)")
         check_seed(args.seed)
         set_threads(args.threads)
-        print_json(run_online(args, cfg, seed))
+        summary = run_online(args, cfg, seed)
+        if summary is not None:
+            print_json(summary)
         return 0
     _check_args(args)
     dataset, data_mode = _dataset(args, base)
     set_threads(args.threads)
-    plan = _plan(args, base, cfg, seed)
-    with progress_bar(args.epochs, quiet=args.quiet, desc="ppo") as bar:
+    group = collective(args)
+    plan = _plan(args, base, cfg, seed, writer=group.is_root)
+    with progress_bar(args.epochs, quiet=args.quiet or not group.is_root, desc="ppo") as bar:
 
         def progress(epoch: int, record: PPOTrainingResult) -> None:
             bar.update(1)
@@ -214,7 +235,10 @@ def run_ppo(args: argparse.Namespace) -> int:
             progress=progress,
             device=args.device,
             data_mode=data_mode,
+            group=group,
         )
+    if not group.is_root:
+        return 0
     payload = without_nulls(run.result.to_dict())
     if args.out is not None:
         from townlet.dto.convert import to_dict

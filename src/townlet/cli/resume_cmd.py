@@ -59,6 +59,8 @@ def resumed_args(run_dir: Path) -> tuple[argparse.Namespace, Callable[[argparse.
     args = argparse.Namespace(**parsed_args(record.args))
     args.resume_dir = run_dir
     args.handler = handler
+    if record.command == "anneal":
+        args.overwrite = False  # continue the run in DIR, never start it over
     return args, handler
 
 

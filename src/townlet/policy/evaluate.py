@@ -11,8 +11,12 @@ needs.
 * A Gymnasium environment: an episode runs until it terminates or is truncated; the K copies of
   the source play K episodes at once (one batched policy call per step).
 
-``deterministic`` makes a network policy act greedily (argmax); scripted and random policies act
-as they always do, drawing from a generator seeded per episode.
+Actions are **sampled** by default, as in training: a stochastic policy's argmax is another
+policy (in the town a BC or PPO network that samples well can look near-random when it always
+takes its most likely action). ``deterministic=True`` makes a network policy act greedily
+(argmax); scripted and random policies act as they always do, drawing from a generator seeded
+per episode. Every :class:`PolicyEvaluation` says which it measured in ``mode`` (``"sampled"``
+or ``"argmax"``), and :func:`evaluate_modes` reports both side by side.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from townlet.world import WorldConfig
 POLICY_STREAM = 5  # episode i's policy generator is default_rng([seed, i, POLICY_STREAM])
 DEFAULT_MAX_STEPS = 100_000
 MAX_COPIES = 32  # Gymnasium copies an id string is evaluated with
+EVAL_MODES: tuple[str, ...] = ("sampled", "argmax")
 
 
 def _floats(values: Sequence[float]) -> tuple[float, ...]:
@@ -49,7 +54,9 @@ class PolicyEvaluation:
     """Per-episode returns (undiscounted) and lengths (steps or ticks) of an evaluation.
 
     ``seeds`` are the episodes' reset seeds, ``env`` names the environment, ``deterministic``
-    whether a network policy acted greedily.
+    whether greedy actions were asked for, and ``mode`` what was measured: ``"argmax"`` when a
+    network policy acted greedily, else ``"sampled"`` (scripted and random policies always
+    sample). Left out, ``mode`` follows ``deterministic``.
     """
 
     returns: tuple[float, ...] = attrs.field(converter=_floats)
@@ -57,6 +64,11 @@ class PolicyEvaluation:
     seeds: tuple[int, ...] = attrs.field(converter=_ints)
     env: str
     deterministic: bool
+    mode: str = attrs.field(validator=attrs.validators.in_(EVAL_MODES))
+
+    @mode.default
+    def _mode_from_deterministic(self) -> str:
+        return "argmax" if self.deterministic else "sampled"
 
     @property
     def episodes(self) -> int:
@@ -74,9 +86,11 @@ class PolicyEvaluation:
         return float(np.std(self.returns))
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary: ``mean``, ``std``, ``episodes`` and the per-episode lists."""
+        """A JSON-ready summary: ``mode``, ``mean``, ``std``, ``episodes`` and the per-episode
+        lists."""
         return {
             "env": self.env,
+            "mode": self.mode,
             "episodes": self.episodes,
             "deterministic": self.deterministic,
             "mean": self.mean,
@@ -110,11 +124,14 @@ def _source(env: object, episodes: int) -> tuple[object, str, bool]:
     )
 
 
-def _greedy(policy: object, deterministic: bool) -> object:
-    """A network policy switched to argmax when ``deterministic`` (other policies unchanged)."""
+def _greedy(policy: object, deterministic: bool) -> tuple[object, str]:
+    """A network policy switched to argmax when ``deterministic`` (other policies unchanged),
+    and the mode it will act in."""
     if deterministic and hasattr(policy, "greedy") and attrs.has(type(policy)):
-        return attrs.evolve(policy, greedy=True)  # type: ignore[misc]
-    return policy
+        return attrs.evolve(policy, greedy=True), "argmax"  # type: ignore[misc]
+    if getattr(policy, "greedy", False) is True:
+        return policy, "argmax"
+    return policy, "sampled"
 
 
 def _check(episodes: object, seed: object, max_steps: object) -> None:
@@ -168,10 +185,13 @@ def evaluate_policy(
     *,
     episodes: int = 10,
     seed: int = 0,
-    deterministic: bool = True,
+    deterministic: bool = False,
     max_steps: int = DEFAULT_MAX_STEPS,
 ) -> PolicyEvaluation:
     """Run ``episodes`` seeded episodes of ``policy`` in ``env``; their returns and lengths.
+
+    Actions are sampled unless ``deterministic`` (argmax for a network policy); the result's
+    ``mode`` says which (the default used to be argmax: pass ``deterministic=True`` for it).
 
     ``policy``: ``"scripted"`` (town only), ``"random"``, a checkpoint path, or a policy object
     such as :func:`~townlet.policy.rollout_torch.make_network_policy` ``(params, spec)``.
@@ -203,7 +223,8 @@ def _evaluate(
     max_steps: int,
 ) -> PolicyEvaluation:
     stepper = make_stepper(source)
-    act = stepper.actor(_greedy(resolve_policy(policy, stepper.info), deterministic))
+    acting, mode = _greedy(resolve_policy(policy, stepper.info), deterministic)
+    act = stepper.actor(acting)
     seeds = [episode_seed(seed, i) for i in range(episodes)]
     returns: list[float] = []
     lengths: list[int] = []
@@ -224,5 +245,33 @@ def _evaluate(
         seeds = [seeds[(i // width) * width] + i % width for i in range(episodes)]
         returns, lengths = returns[:episodes], lengths[:episodes]
     return PolicyEvaluation(
-        returns=returns, lengths=lengths, seeds=seeds, env=name, deterministic=deterministic
+        returns=returns,
+        lengths=lengths,
+        seeds=seeds,
+        env=name,
+        deterministic=deterministic,
+        mode=mode,
     )
+
+
+def evaluate_modes(
+    policy: object,
+    env: object = "town",
+    *,
+    episodes: int = 10,
+    seed: int = 0,
+    max_steps: int = DEFAULT_MAX_STEPS,
+) -> dict[str, PolicyEvaluation]:
+    """``{"sampled": ..., "argmax": ...}``: :func:`evaluate_policy` in both modes on the same
+    episode seeds, so the two can be read side by side (and paired)."""
+    return {
+        mode: evaluate_policy(
+            policy,
+            env,
+            episodes=episodes,
+            seed=seed,
+            deterministic=mode == "argmax",
+            max_steps=max_steps,
+        )
+        for mode in EVAL_MODES
+    }

@@ -31,6 +31,7 @@ from townlet.dto.policy import AnnealStageResult
 from townlet.dto.telemetry import write_telemetry
 from townlet.errors import ConfigError
 from townlet.policy.training.fold import Sink, run_fold
+from townlet.policy.training.run_fingerprint import ensure_same_run
 from townlet.policy.training.strategies.anneal.data import (
     AnnealData,
     AnnealInputs,
@@ -75,6 +76,7 @@ def rollout_cycles(
 
 def _resume(ctx: TrainingContext, stages: Sequence[AnnealStage]) -> tuple[AnnealState, int]:
     """The state to start from and the telemetry lines already written (0 for a fresh run)."""
+    ensure_same_run(ctx, stages)  # only the same run resumes (run_fingerprint.json)
     if ctx.run_dir is None or (data := read_run_state(ctx.run_dir)) is None:
         return ctx.state, 0
     if data.get("stages") != [stage_to_dict(stage) for stage in stages]:

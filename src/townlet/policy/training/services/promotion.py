@@ -10,6 +10,12 @@ The state machine follows the reference's ``PromotionManager`` (spec §6)::
 * :func:`record_evaluation` folds one anneal status into the state: ``PASS`` adds one to the
   pass streak, ``HOLD`` and ``FAIL`` reset it (``last_result = "fail"``); the candidate is ready
   when the streak reaches ``required_passes``. ``promoted`` is sticky under evaluations.
+* Evidence is counted once: an evaluation recorded with ``evidence`` (the candidate's policy
+  hash, the run fingerprint and the evaluation seeds; :func:`make_evidence`) whose
+  :func:`evidence_id` was already counted only advances the evaluation counter — the same
+  result read twice (a rerun of a finished run directory, the same summary recorded again) is
+  not a second pass. A new pass needs new evidence: another candidate, another run, or other
+  evaluation seeds.
 * :func:`promote`, :func:`rollback` and :func:`swap` change the current release and append a
   history event; the history keeps the latest :data:`HISTORY_LIMIT` events.
 
@@ -21,6 +27,8 @@ Every function returns a new state and leaves its input unchanged. Files live in
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -56,6 +64,10 @@ def to_plain(value: Any) -> Any:
 
 def _optional_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     return None if value is None else frozen_mapping(value)
+
+
+def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(str(value) for value in values)
 
 
 def _optional_int(value: int | None) -> int | None:
@@ -116,6 +128,30 @@ class PromotionState:
     history: tuple[PromotionEvent, ...] = attrs.field(
         default=(), converter=_to_history, validator=_check_history
     )
+    counted_evidence: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+
+
+def make_evidence(
+    policy_hash: str | None, run_fingerprint: str | None, eval_seeds: Iterable[int]
+) -> dict[str, Any]:
+    """What an evaluation's result rests on: the candidate (``policy_hash``), the run that made
+    it (``run_fingerprint``) and the episodes it was judged on (``eval_seeds``)."""
+    return {
+        "policy_hash": policy_hash,
+        "run_fingerprint": run_fingerprint,
+        "eval_seeds": [int(seed) for seed in eval_seeds],
+    }
+
+
+def evidence_id(evidence: Mapping[str, Any]) -> str:
+    """A short stable digest of an evidence mapping (key order does not matter)."""
+    text = json.dumps(to_plain(evidence), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def evidence_counted(state: PromotionState, evidence: Mapping[str, Any]) -> bool:
+    """Whether an evaluation with this evidence was already counted in ``state``."""
+    return evidence_id(evidence) in state.counted_evidence
 
 
 def normalize_release(metadata: Mapping[str, Any] | None, *, config_id: Any) -> dict[str, Any]:
@@ -192,8 +228,15 @@ def record_evaluation(
     *,
     required_passes: int | None = None,
     candidate: Mapping[str, Any] | None = None,
+    evidence: Mapping[str, Any] | None = None,
 ) -> PromotionState:
     """Fold one anneal evaluation (``PASS``/``HOLD``/``FAIL``) into the promotion state.
+
+    With ``evidence`` (:func:`make_evidence`) the evaluation counts once: evidence already
+    counted changes only ``evaluations``/``last_evaluated_tick`` (streak, readiness, candidate
+    and last result stay); new evidence is remembered (the latest :data:`HISTORY_LIMIT` ids)
+    and, on PASS, written into the candidate with its ``evidence_id``. Without ``evidence``
+    every call counts, as in the reference.
 
     The evaluation counter is the tick. ``PASS`` extends the streak and sets the candidate to
     ``{"status": "PASS", "cycle", "mode"}`` of the last stage result (``None`` values when there
@@ -209,6 +252,15 @@ def record_evaluation(
         raise PromotionError(f"status: expected PASS, HOLD or FAIL, got {status!r}")
     required = state.required_passes if required_passes is None else required_passes
     tick = state.evaluations + 1
+    counted = state.counted_evidence
+    if evidence is not None:
+        eid = evidence_id(evidence)
+        if eid in counted:
+            return attrs.evolve(
+                state, evaluations=tick, last_evaluated_tick=tick, required_passes=required
+            )
+        counted = (*counted, eid)[-HISTORY_LIMIT:]
+        candidate = {**to_plain(evidence), "evidence_id": eid, **(candidate or {})}
     passed = verdict == "PASS"
     streak = state.pass_streak + 1 if passed else 0
     new_candidate: dict[str, Any] | None = None
@@ -229,6 +281,7 @@ def record_evaluation(
         last_result="pass" if passed else "fail",
         last_evaluated_tick=tick,
         candidate=new_candidate,
+        counted_evidence=counted,
     )
     return apply_readiness(state, candidate_ready=streak >= required, tick=tick)
 

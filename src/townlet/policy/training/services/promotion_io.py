@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from townlet._atomic import write_text_atomic
+from townlet._input_limits import loads_json, read_text, show_path
 from townlet.errors import PromotionError
 from townlet.policy.training.services.promotion import (
     HISTORY_LIMIT,
@@ -47,6 +48,7 @@ _STATE_KEYS = frozenset(
         "initial_release",
         "candidate",
         "history",
+        "counted_evidence",
     }
 )
 _EVENT_KEYS = frozenset({"event", "tick", "metadata", "previous_release", "release", "timestamp"})
@@ -82,6 +84,7 @@ def promotion_state_to_dict(state: PromotionState) -> dict[str, Any]:
         "initial_release": to_plain(state.initial_release),
         "candidate": to_plain(state.candidate),
         "history": [promotion_event_to_dict(event) for event in state.history],
+        "counted_evidence": list(state.counted_evidence),
     }
 
 
@@ -186,7 +189,15 @@ def promotion_state_from_dict(
         current_release=initial if current is None else current,
         candidate=reader.mapping("candidate", optional=True),
         history=events[-HISTORY_LIMIT:],
+        counted_evidence=_counted_evidence(reader),
     )
+
+
+def _counted_evidence(reader: _Reader) -> tuple[str, ...]:
+    value = reader.data.get("counted_evidence", [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise reader.fail("counted_evidence", "a list of evidence id strings")
+    return tuple(value[-HISTORY_LIMIT:])
 
 
 def save_promotion_state(path: str | os.PathLike[str], state: PromotionState) -> Path:
@@ -204,16 +215,10 @@ def load_promotion_state(path: str | os.PathLike[str]) -> PromotionState:
             field (the message names the file and the field).
     """
     source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PromotionError(f"{source}: no promotion state file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromotionError(f"{source}: cannot read promotion state: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PromotionError(f"{source}: not valid JSON: {exc}") from None
+    if not source.exists() and not source.is_symlink():
+        raise PromotionError(f"{source}: no promotion state file")
+    text = read_text(source, PromotionError, f"{show_path(source)}: promotion state")
+    data = loads_json(text, PromotionError, str(source), syntax=": not valid JSON")
     if not isinstance(data, Mapping):
         raise PromotionError(f"{source}: expected a JSON object, got {type(data).__name__}")
     return promotion_state_from_dict(data, source=str(source))

@@ -51,12 +51,35 @@ class AnnealBaselines:
     ``None`` means "no baseline yet" (no PPO stage has run); such a baseline never flags.
     ``queue_conflict_events`` and ``queue_conflict_intensity_sum`` are the social counters of the
     stage's final epoch (DESIGN §5.4), not dataset-level constants.
+
+    ``reference_queue_conflict_events`` / ``reference_queue_conflict_intensity_sum``: when set
+    (:func:`reference_baselines`, e.g. from the BC policy's own rollout), every PPO stage's
+    social counters are compared with these instead of the previous stage's: fresh rollouts of
+    consecutive stages swing by more than the default 15% while the policy improves, whereas a
+    drop below what the teacher's own rollouts show is the regression the guardrail is for.
     """
 
     loss_total: float | None = attrs.field(default=None, converter=_optional_float)
     queue_conflict_events: float | None = attrs.field(default=None, converter=_optional_float)
     queue_conflict_intensity_sum: float | None = attrs.field(
         default=None, converter=_optional_float
+    )
+    reference_queue_conflict_events: float | None = attrs.field(
+        default=None, converter=_optional_float
+    )
+    reference_queue_conflict_intensity_sum: float | None = attrs.field(
+        default=None, converter=_optional_float
+    )
+
+
+def reference_baselines(queue_events: float, queue_intensity: float) -> AnnealBaselines:
+    """Baselines pinned to a reference policy's rollout counters (no loss baseline yet): the
+    first PPO stage is compared with them too, and :func:`update_baselines` keeps them."""
+    return AnnealBaselines(
+        queue_conflict_events=queue_events,
+        queue_conflict_intensity_sum=queue_intensity,
+        reference_queue_conflict_events=queue_events,
+        reference_queue_conflict_intensity_sum=queue_intensity,
     )
 
 
@@ -199,10 +222,11 @@ def update_baselines(baselines: AnnealBaselines, final_epoch: Any) -> AnnealBase
     ``final_epoch`` is a mapping or record with ``loss_total``, ``queue_conflict_events`` and
     ``queue_conflict_intensity_sum``. As in the reference, every baseline is replaced and a
     missing or ``None`` value becomes ``0.0`` — which disables that flag for the next stage rather
-    than comparing against an older stage. ``baselines`` is accepted for the fold shape
-    ``(baselines, epoch) -> baselines``; no value of it survives.
+    than comparing against an older stage. Only the reference counters of ``baselines``
+    survive: when set, the social baselines stay pinned to them (see :class:`AnnealBaselines`).
     """
-    del baselines  # each PPO stage is compared with the previous PPO stage only
+    ref_events = baselines.reference_queue_conflict_events
+    ref_intensity = baselines.reference_queue_conflict_intensity_sum
 
     def value(name: str) -> float:
         raw = read_field(final_epoch, name)
@@ -210,8 +234,12 @@ def update_baselines(baselines: AnnealBaselines, final_epoch: Any) -> AnnealBase
 
     return AnnealBaselines(
         loss_total=value("loss_total"),
-        queue_conflict_events=value("queue_conflict_events"),
-        queue_conflict_intensity_sum=value("queue_conflict_intensity_sum"),
+        queue_conflict_events=value("queue_conflict_events") if ref_events is None else ref_events,
+        queue_conflict_intensity_sum=(
+            value("queue_conflict_intensity_sum") if ref_intensity is None else ref_intensity
+        ),
+        reference_queue_conflict_events=ref_events,
+        reference_queue_conflict_intensity_sum=ref_intensity,
     )
 
 
@@ -225,6 +253,8 @@ def baselines_to_dict(baselines: AnnealBaselines) -> dict[str, float]:
         ("loss_total", baselines.loss_total),
         ("queue_conflict_events", baselines.queue_conflict_events),
         ("queue_conflict_intensity", baselines.queue_conflict_intensity_sum),
+        ("reference_queue_conflict_events", baselines.reference_queue_conflict_events),
+        ("reference_queue_conflict_intensity", baselines.reference_queue_conflict_intensity_sum),
     )
     return {key: value for key, value in pairs if value is not None}
 
@@ -240,6 +270,8 @@ def baselines_from_dict(block: Mapping[str, Any]) -> AnnealBaselines:
         ("loss_total", "loss_total"),
         ("queue_conflict_events", "queue_conflict_events"),
         ("queue_conflict_intensity", "queue_conflict_intensity_sum"),
+        ("reference_queue_conflict_events", "reference_queue_conflict_events"),
+        ("reference_queue_conflict_intensity", "reference_queue_conflict_intensity_sum"),
     ):
         raw = block.get(key)
         if raw is not None and (isinstance(raw, bool) or not isinstance(raw, int | float)):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,14 @@ import attrs
 
 from townlet._atomic import write_text_atomic
 from townlet._summary import record_dict, short_repr
-from townlet.config import Config
+from townlet.config import AnnealStage, Config
+from townlet.distributed import LOCAL, Collective
 from townlet.dto.convert import to_dict
 from townlet.dto.policy import AnnealStageResult, AnnealSummary
+from townlet.errors import ConfigError
 from townlet.policy.replay.dataset import ReplayDataset, ReplayDatasetConfig
 from townlet.policy.training.orchestrator import StageCallback, TrainingContext, run_stages
+from townlet.policy.training.run_fingerprint import clear_run_dir, run_evidence
 from townlet.policy.training.services.promotion import (
     PromotionState,
     init_promotion_state,
@@ -52,7 +56,12 @@ from townlet.policy.training.strategies.anneal.data import (
     check_schedule,
 )
 from townlet.policy.training.strategies.anneal.flags import anneal_status, baselines_to_dict
-from townlet.policy.training.strategies.anneal.io import save_network
+from townlet.policy.training.strategies.anneal.io import (
+    load_anneal_state,
+    read_run_state,
+    save_network,
+    stage_to_dict,
+)
 from townlet.policy.training.strategies.anneal.state import (
     AnnealState,
     init_anneal_state,
@@ -123,8 +132,10 @@ def record_run(
     promotion: PromotionState,
     results: tuple[AnnealStageResult, ...],
     candidate: dict[str, str],
+    evidence: Mapping[str, Any] | None = None,
 ) -> tuple[str, PromotionState]:
-    """The run's PASS/HOLD/FAIL status and the promotion state after recording it (pure)."""
+    """The run's PASS/HOLD/FAIL status and the promotion state after recording it (pure);
+    ``evidence`` identifies what was evaluated, so the same evidence counts once."""
     status = anneal_status(results)
     recorded = record_evaluation(
         promotion,
@@ -132,6 +143,7 @@ def record_run(
         results,
         required_passes=config.promotion.required_passes,
         candidate=candidate,
+        evidence=evidence,
     )
     return status, recorded
 
@@ -148,21 +160,36 @@ def run_anneal_with_state(
     promotion: PromotionState | None = None,
     on_stage: StageCallback | None = None,
     quiet: bool = False,
+    group: Collective = LOCAL,
+    overwrite: bool = False,
 ) -> AnnealRun:
     """:func:`run_anneal`, returning the final :class:`AnnealState` and promotion state too.
 
     ``init`` starts from a given state (e.g. a BC run's parameters via ``init_anneal_state``);
-    ``promotion`` replaces the one read from ``out_dir``.
+    ``promotion`` replaces the one read from ``out_dir``. ``group`` (under torchrun,
+    :mod:`townlet.distributed`): the ranks share the BC and replay data and each captures its
+    own rollouts; every rank resumes from ``out_dir``, rank 0 alone writes there.
+    ``overwrite`` starts the run again in an ``out_dir`` that holds another one
+    (``run_fingerprint.clear_run_dir``; one process only).
     """
     schedule = sorted_schedule(config.training.anneal_schedule)
-    data = _anneal_data(config, bc_data, ppo_data, rollout)
+    data = attrs.evolve(_anneal_data(config, bc_data, ppo_data, rollout), group=group)
     check_schedule(schedule, data, config)
     out = None if out_dir is None else Path(out_dir)
+    if overwrite and out is not None:
+        if group.world_size > 1:
+            # Another rank may be reading the directory to resume while rank 0 clears it.
+            raise ConfigError("overwrite under torchrun: clear the run directory first")
+        clear_run_dir(out)
     start = init if init is not None else init_anneal_state(config.seed if seed is None else seed)
+    if group.world_size > 1:
+        start, out, quiet = _rank_start(group, out, schedule, start, quiet)
     ctx = TrainingContext(config=config, data=data, state=start, run_dir=out)
     state = run_stages(ctx, schedule, on_stage=on_stage, quiet=quiet, desc="anneal").state
+    candidate = _candidate(state, out)
+    evidence = run_evidence(out, candidate.get("policy_hash"), state.seed)
     status, promo = record_run(
-        config, _promotion(config, out, promotion), state.results, _candidate(state, out)
+        config, _promotion(config, out, promotion), state.results, candidate, evidence
     )
     if out is not None:
         save_promotion_state(out / PROMOTION_FILE, promo)
@@ -178,6 +205,33 @@ def run_anneal_with_state(
     if out is not None:
         write_text_atomic(out / SUMMARY_FILE, json.dumps(anneal_payload(summary, promo), indent=2))
     return AnnealRun(summary=summary, state=state, promotion=promo)
+
+
+def _rank_start(
+    group: Collective,
+    out: Path | None,
+    schedule: tuple[AnnealStage, ...],
+    start: AnnealState,
+    quiet: bool,
+) -> tuple[AnnealState, Path | None, bool]:
+    """Where this rank starts, its run directory and quietness: rank 0 resumes from ``out`` and
+    writes there; a rank > 0 reads the same checkpoint (before anyone writes: a barrier follows),
+    writes nothing and shows no progress."""
+    from townlet.distributed.group import barrier
+
+    if not group.is_root:
+        data = None if out is None else read_run_state(out)
+        if data is not None:
+            if data.get("stages") != [stage_to_dict(stage) for stage in schedule]:
+                raise ConfigError(
+                    f"{out}: the run directory holds a run with another schedule; "
+                    "use a new --out directory"
+                )
+            assert out is not None
+            start = load_anneal_state(out, data)
+        out, quiet = None, True
+    barrier(group)
+    return start, out, quiet
 
 
 def anneal_payload(summary: AnnealSummary, promotion: PromotionState) -> dict[str, Any]:
@@ -200,6 +254,7 @@ def run_anneal(
     out_dir: str | os.PathLike[str] | None = None,
     on_stage: StageCallback | None = None,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> AnnealSummary:
     """Run ``config.training.anneal_schedule`` and return its :class:`AnnealSummary`.
 
@@ -207,12 +262,13 @@ def run_anneal(
     ``training.bc.manifest``). PPO stages train on ``ppo_data`` (a replay dataset), else on
     fresh rollouts of ``rollout`` captured each stage with the current parameters, else on
     ``training.replay_manifest``. ``seed`` defaults to ``config.seed``. ``out_dir``: see the
-    module docstring (an ``out_dir`` holding a checkpoint of the same schedule resumes).
-    ``on_stage(state, result)`` is called after every stage.
+    module docstring (an ``out_dir`` holding a checkpoint of the same run — same
+    :mod:`~townlet.policy.training.run_fingerprint` — resumes; ``overwrite=True`` starts again
+    there). ``on_stage(state, result)`` is called after every stage.
 
     Raises:
         ConfigError: an empty schedule, or a BC/PPO stage without its data (before any stage
-            runs); a run directory of another schedule.
+            runs); ``RunMismatchError`` (a ``ConfigError``): ``out_dir`` holds another run.
         TorchNotAvailableError: torch is missing.
     """
     run = run_anneal_with_state(
@@ -224,5 +280,6 @@ def run_anneal(
         out_dir=out_dir,
         on_stage=on_stage,
         quiet=quiet,
+        overwrite=overwrite,
     )
     return run.summary

@@ -8,6 +8,7 @@ them. Evaluation runs without gradients.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -18,6 +19,9 @@ import torch.nn.functional as F
 
 from townlet._records import map_fields
 from townlet.config import BCConfig
+from townlet.distributed import LOCAL, Collective, shard_bounds
+from townlet.distributed.group import all_reduce_sum
+from townlet.distributed.parallel import SINGLE, DataParallel, make_data_parallel, take_rank_rows
 from townlet.dto.policy import BCTrainingResult
 from townlet.policy.nn.network import Params, apply
 from townlet.policy.nn.rng import stream_generator
@@ -110,14 +114,22 @@ class BCEpochStats:
     updates: int
 
 
-def bc_epoch(state: BCState, batches: list[BCBatch], cfg: BCConfig) -> tuple[BCState, BCEpochStats]:
+def bc_epoch(
+    state: BCState, batches: list[BCBatch], cfg: BCConfig, *, parallel: DataParallel = SINGLE
+) -> tuple[BCState, BCEpochStats]:
     """Fold :func:`bc_minibatch_step` over ``batches``: the new state and the epoch's stats.
-    ``state`` and ``batches`` are unchanged. Raises ``ValueError`` for no batches."""
+    ``state`` and ``batches`` are unchanged. Raises ``ValueError`` for no batches. With
+    ``parallel`` every rank holds the same ``batches`` and computes its share of each; the stats
+    are the global minibatches' (:mod:`townlet.distributed.parallel`)."""
     if not batches:
         raise ValueError("BC epoch needs at least one minibatch")
     loss_sum, correct, samples, last = 0.0, 0, 0, 0.0
     for batch in batches:
-        state, stats = bc_minibatch_step(state, batch, cfg)
+        part = take_rank_rows(parallel, batch)
+        # Updates after the fold's first donate the state the fold itself made (no copy).
+        state, stats = bc_minibatch_step(
+            state, part, cfg, reduce_grads=parallel.reduce_grads, donate=samples > 0
+        )
         loss_sum += stats.loss * stats.samples
         correct += stats.correct
         samples += stats.samples
@@ -154,10 +166,31 @@ def _no_clock() -> float:
 
 
 def bc_epoch_step(
-    state: BCState, epoch: int, *, train: BCFrameTensors, cfg: BCConfig
+    state: BCState,
+    epoch: int,
+    *,
+    train: BCFrameTensors,
+    cfg: BCConfig,
+    parallel: DataParallel = SINGLE,
 ) -> tuple[BCState, BCEpochStats]:
     """Epoch ``epoch`` (0-based): :func:`bc_epoch` over :func:`bc_batches` of ``train``."""
-    return bc_epoch(state, bc_batches(train, cfg.batch_size, seed=state.seed, epoch=epoch), cfg)
+    batches = bc_batches(train, cfg.batch_size, seed=state.seed, epoch=epoch)
+    return bc_epoch(state, batches, cfg, parallel=parallel)
+
+
+def bc_evaluate_sharded(
+    params: Params, frames: BCFrameTensors, *, spec: NetworkSpec, group: Collective
+) -> tuple[float, float]:
+    """:func:`bc_evaluate` with each rank evaluating its share of ``frames`` and the sums
+    all-reduced (the same numbers on every rank); :func:`bc_evaluate` itself on one process."""
+    if group.backend is None:
+        return bc_evaluate(params, frames, spec=spec)
+    start, stop = shard_bounds(len(frames), group.rank, group.world_size)
+    part = frames.take(torch.arange(start, stop, device=frames.actions.device))
+    accuracy, loss = bc_evaluate(params, part, spec=spec) if len(part) else (0.0, 0.0)
+    n = len(part)
+    hits, loss_sum, total = all_reduce_sum(group, [accuracy * n, loss * n, float(n)])
+    return round(hits) / max(1.0, total), loss_sum / max(1.0, total)
 
 
 def fit_bc(
@@ -169,31 +202,34 @@ def fit_bc(
     spec: NetworkSpec | None = None,
     sinks: Sequence[Sink] = (),
     clock: Callable[[], float] = _no_clock,
+    group: Collective = LOCAL,
     start: tuple[int, BCState] | None = None,
 ) -> BCRun:
     """Behaviour-clone ``inputs`` (loaded once): the seeded train/validation split, ``cfg.epochs``
     epochs folded by :func:`~townlet.policy.training.fold.run_fold` (each epoch's stats handed
     to ``sinks``), then accuracy and loss on both parts. Pure apart from ``sinks`` and ``clock``
     (which only times ``duration_sec``; 0 by default). ``init`` is parameters or a
-    ``Checkpoint`` (paths are resolved by the caller). ``start = (epochs_done, state)`` continues
-    an interrupted run from its checkpointed state (``history`` then holds the new epochs)."""
+    ``Checkpoint`` (paths are resolved by the caller). ``group`` (under torchrun): every rank
+    holds the same frames and computes its share of every minibatch and of the evaluation.
+    ``start = (epochs_done, state)`` continues an interrupted run from its checkpointed state
+    (``history`` then holds the new epochs)."""
     started = clock()
+    parallel = make_data_parallel(group, shared_data=True)
     net, params = initial_params(
         inputs.shape, label=inputs.source, seed=seed, init=init, spec=spec, device=cfg.device
     )
     train, val = split_frames(inputs.frames, cfg.val_fraction, seed)
     done, first = (0, init_bc_state(net, seed=seed, params=params)) if start is None else start
     state, history = run_fold(
-        lambda s, epoch: bc_epoch_step(s, epoch, train=train, cfg=cfg),
+        lambda s, epoch: bc_epoch_step(s, epoch, train=train, cfg=cfg, parallel=parallel),
         first,
         range(done, cfg.epochs),
         sinks=sinks,
         start=done,
     )
-    accuracy, loss = bc_evaluate(state.params, train, spec=net)
-    val_accuracy, val_loss = (
-        (None, None) if val is None else bc_evaluate(state.params, val, spec=net)
-    )
+    evaluate = functools.partial(bc_evaluate_sharded, spec=net, group=group)
+    accuracy, loss = evaluate(state.params, train)
+    val_accuracy, val_loss = (None, None) if val is None else evaluate(state.params, val)
     result = BCTrainingResult(
         duration_sec=clock() - started,
         manifest=inputs.source,

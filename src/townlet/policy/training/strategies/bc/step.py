@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from townlet._summary import record_dict, short_repr
 from townlet.config import BCConfig
+from townlet.distributed.reduce import ReduceGrads, keep_local
 from townlet.policy.nn.adam import AdamConfig, AdamState, adam_init
 from townlet.policy.nn.grads import apply_gradients, value_and_grad
 from townlet.policy.nn.network import Params, apply, init_params, value_keys
@@ -76,24 +77,42 @@ def bc_loss(
     return loss, correct
 
 
-def bc_minibatch_step(state: BCState, batch: BCBatch, cfg: BCConfig) -> tuple[BCState, BCStats]:
+def bc_minibatch_step(
+    state: BCState,
+    batch: BCBatch,
+    cfg: BCConfig,
+    *,
+    reduce_grads: ReduceGrads = keep_local,
+    donate: bool = False,
+) -> tuple[BCState, BCStats]:
     """One BC update: Adam(lr, weight_decay from ``cfg``) on the cross-entropy of ``batch``.
 
     Returns the new state and stats; ``state`` and ``batch`` are unchanged. The value head is not
     part of the BC loss and is left untouched (as torch.optim.Adam skips parameters without a
-    gradient in the reference), moments included.
+    gradient in the reference), moments included. ``reduce_grads`` is the data-parallel
+    collective (identity by default): with it the update and stats are the global minibatch's.
+    ``donate=True`` gives ``state``'s tensors to the update to write in place (a fold's updates
+    after its first; see ``make_adam``).
     """
     loss_fn = functools.partial(bc_loss, batch=batch, spec=state.spec)
     critic = value_keys(state.spec)
     wrt = [k for k in state.params if k not in critic]
     loss, correct, grads = value_and_grad(loss_fn, state.params, wrt=wrt)
+    rows = int(batch[2].shape[0])
+    # The accuracy travels as a per-row mean so that reduce_grads can pool it over ranks.
+    means = torch.stack([loss, correct.to(loss.dtype) / max(rows, 1)])
+    grads, means, rows = reduce_grads(grads, means, rows)
     adam_cfg = AdamConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    params, adam_state, grad_norm = apply_gradients(state.params, grads, state.adam_state, adam_cfg)
-    loss_value, grad_value = torch.stack([loss, grad_norm.to(loss.dtype)]).tolist()
+    params, adam_state, grad_norm = apply_gradients(
+        state.params, grads, state.adam_state, adam_cfg, donate=donate
+    )
+    loss_value, accuracy, grad_value = torch.cat(
+        [means, grad_norm.to(loss.dtype).reshape(1)]
+    ).tolist()
     stats = BCStats(
         loss=loss_value,
-        correct=int(correct.item()),
-        samples=int(batch[2].shape[0]),
+        correct=round(accuracy * rows),
+        samples=rows,
         grad_norm=grad_value,
     )
     new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)

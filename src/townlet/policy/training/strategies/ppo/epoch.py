@@ -20,6 +20,13 @@ import torch
 from townlet._records import map_fields
 from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
+from townlet.distributed.parallel import (
+    SINGLE,
+    DataParallel,
+    global_rows,
+    rank_key,
+    take_rank_rows,
+)
 from townlet.errors import NonFiniteTrainingError
 from townlet.policy.streams import Stream
 from townlet.policy.training.strategies.minibatch_order import batch_generator
@@ -91,25 +98,38 @@ def _counts(batch_of: list[int]) -> list[int]:
 
 
 def ppo_epoch(
-    state: PPOState, data: EpochData, cfg: PPOConfig
+    state: PPOState, data: EpochData, cfg: PPOConfig, *, parallel: DataParallel = SINGLE
 ) -> tuple[PPOState, tuple[MinibatchStats, ...]]:
     """Fold the minibatch update over every minibatch of every batch of ``data``, once.
 
     Returns the new state (``updates`` advanced; other counters are the caller's) and every
     minibatch's stats in order; ``state`` and ``data`` are unchanged. Raises
     :class:`NonFiniteTrainingError` when an update diverged (:func:`check_divergence`).
+    ``parallel`` spreads the epoch over ranks (:mod:`townlet.distributed.parallel`): each rank
+    computes its rows of every global minibatch and the stats are the global minibatches'.
     """
     vectors: list[torch.Tensor] = []
     sizes: list[int] = []
     batch_of: list[int] = []
+    extra = rank_key(parallel)
+    if extra:  # rank r > 0 training on its own data: its own permutations
+        data = attrs.evolve(data, keys=tuple((*key, *extra) for key in data.keys))
     for index, batch in enumerate(data.batches, start=1):
         generator = batch_generator(state.seed, data, index - 1, device=batch.actions.device)
         for minibatch in split_rows(
             shuffle_rows(batch, generator), minibatch_size(len(batch), cfg)
         ):
-            state, values = ppo_minibatch_update(state, minibatch, cfg, value_only=data.value_only)
+            # Updates after the fold's first donate the state the fold itself made (no copy).
+            state, values = ppo_minibatch_update(
+                state,
+                take_rank_rows(parallel, minibatch),
+                cfg,
+                value_only=data.value_only,
+                reduce_grads=parallel.reduce_grads,
+                donate=bool(vectors),
+            )
             vectors.append(values)
-            sizes.append(len(minibatch))
+            sizes.append(global_rows(parallel, len(minibatch)))
             batch_of.append(index)
     rows: list[list[float]] = torch.stack(vectors).tolist() if vectors else []
     check_divergence(rows, batch_of, data.label)

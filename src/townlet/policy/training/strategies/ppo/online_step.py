@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import numpy as np
 from numpy.typing import NDArray
 
 from townlet.config import PPOConfig
+from townlet.distributed import Collective
+from townlet.distributed.group import all_reduce_sum
+from townlet.distributed.parallel import SINGLE, DataParallel, rank_key
 from townlet.dto.policy import PPOTrainingResult
 from townlet.envs.gymnasium_adapter import GymnasiumSource
 from townlet.policy.nn.rng import stream_generator
@@ -53,7 +57,13 @@ def update_data(data: PPOMinibatch, cfg: PPOConfig, *, update: int, label: str) 
 
 
 def ppo_update(
-    state: PPOState, data: PPOMinibatch, cfg: PPOConfig, *, update: int, label: str = "env"
+    state: PPOState,
+    data: PPOMinibatch,
+    cfg: PPOConfig,
+    *,
+    update: int,
+    label: str = "env",
+    parallel: DataParallel = SINGLE,
 ) -> tuple[PPOState, list[MinibatchStats]]:
     """``cfg.num_epochs`` passes of minibatch updates over ``data`` (one
     :func:`~townlet.policy.training.strategies.ppo.epoch.ppo_epoch` of :func:`update_data`);
@@ -62,7 +72,8 @@ def ppo_update(
     Raises :class:`NonFiniteTrainingError` when a minibatch's loss, gradient norm or advantage
     std is NaN/Inf (naming ``label``, the update, the pass as ``batch`` and the minibatch).
     """
-    state, stats = ppo_epoch(state, update_data(data, cfg, update=update, label=label), cfg)
+    epoch = update_data(data, cfg, update=update, label=label)
+    state, stats = ppo_epoch(state, epoch, cfg, parallel=parallel)
     return state, list(stats)
 
 
@@ -91,6 +102,7 @@ def online_update(
     update: int,
     steps: int,
     clock: Callable[[], float] = time.perf_counter,
+    parallel: DataParallel = SINGLE,
 ) -> tuple[PPOState, NDArray[np.float32], PPOTrainingResult, Trajectory]:
     """Update ``update`` (1-based) of an online run: collect ``steps`` steps of every copy of
     ``source`` from ``observations``, then :func:`ppo_update` on them.
@@ -99,18 +111,25 @@ def online_update(
     ``cycle_id`` = ``update - 1``: each update is one rollout cycle), the observations to
     continue from, the update's telemetry record and the trajectory. Actions are sampled from
     ``stream_generator(state.seed, Stream.ONLINE_ACTIONS, update)``.
+
+    With ``parallel`` (own data: every rank steps its own copies) the actions and minibatch
+    permutations of rank r > 0 take its rank into their key, the update is the global
+    minibatches' and the record's counts and episode means cover every rank's copies.
     """
     start = clock()
     device = state.params["value_head.bias"].device
-    generator = stream_generator(state.seed, Stream.ONLINE_ACTIONS, update, device=device)
+    key = (update, *rank_key(parallel))
+    generator = stream_generator(state.seed, Stream.ONLINE_ACTIONS, *key, device=device)
     observations, traj = collect_rollout(
         source, observations, state.params, state.spec, steps=steps, generator=generator
     )
     data, facts = rollout_batch(traj, cfg)
-    state, stats = ppo_update(state, data, cfg, update=update, label=source.env_id)
+    state, stats = ppo_update(
+        state, data, cfg, update=update, label=source.env_id, parallel=parallel
+    )
     state = attrs.evolve(
         state,
-        steps=state.steps + traj.steps,
+        steps=state.steps + traj.steps * parallel.world_size,
         log_stream_offset=state.log_stream_offset + 1,
         cycle_id=update - 1,
     )
@@ -122,4 +141,17 @@ def online_update(
     )
     info = PPODatasetInfo(label=source.env_id, data_mode="rollout", rollout_ticks=steps)
     record = update_record(stats, facts, traj, info, cfg, counters, duration_sec=clock() - start)
+    if parallel.world_size > 1:
+        record = attrs.evolve(record, **global_episode_summary(traj, parallel.group))
     return state, observations, record, traj
+
+
+def global_episode_summary(traj: Trajectory, group: Collective) -> dict[str, Any]:
+    """:func:`~townlet.policy.training.strategies.ppo_collect.episode_summary` over the episodes
+    every rank's trajectory ended (one all-reduce)."""
+    total, count, length = all_reduce_sum(
+        group, [sum(traj.episode_returns), len(traj.episode_returns), sum(traj.episode_lengths)]
+    )
+    if count == 0:
+        return {"episode_return_mean": None, "episode_length_mean": None}
+    return {"episode_return_mean": total / count, "episode_length_mean": length / count}

@@ -21,6 +21,7 @@ import torch
 
 from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
+from townlet.distributed.parallel import SINGLE, DataParallel
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import NonFiniteTrainingError
 from townlet.policy.replay.batch import ReplayBatch
@@ -123,7 +124,12 @@ def epoch_data(
 
 
 def ppo_epoch_updates(
-    state: PPOState, prepared: PreparedBatches, cfg: PPOConfig, *, value_only: bool = False
+    state: PPOState,
+    prepared: PreparedBatches,
+    cfg: PPOConfig,
+    *,
+    value_only: bool = False,
+    parallel: DataParallel = SINGLE,
 ) -> tuple[PPOState, list[MinibatchStats]]:
     """:func:`~townlet.policy.training.strategies.ppo.epoch.ppo_epoch` over ``prepared`` at
     epoch ``state.log_stream_offset`` (seeded, and different in every epoch of a continued run).
@@ -134,7 +140,7 @@ def ppo_epoch_updates(
         value_only=value_only,
         reference_order=cfg.reference_compat,
     )
-    state, stats = fold_epoch(state, data, cfg)
+    state, stats = fold_epoch(state, data, cfg, parallel=parallel)
     return state, list(stats)
 
 
@@ -148,6 +154,7 @@ def replay_epoch(
     anneal_context: AnnealContext | None = None,
     value_only: bool = False,
     clock: Callable[[], float] = time.perf_counter,
+    parallel: DataParallel = SINGLE,
 ) -> tuple[PPOState, PPOTrainingResult]:
     """One replay PPO epoch: ``(state, batches) -> (state', telemetry record)``; inputs unchanged.
 
@@ -158,7 +165,8 @@ def replay_epoch(
     record reports them after the increment and ``cycle_id = max(state.cycle_id, 0)`` (§12).
     ``value_only`` trains only the value head (critic warm-up; ``critic_warmup`` is reported).
     ``clock`` times ``epoch_duration_sec`` (the only nondeterministic field; pass a constant
-    clock for bit-identical records).
+    clock for bit-identical records). ``parallel``: every rank holds the same batches and
+    computes its share of every minibatch (:mod:`townlet.distributed.parallel`).
 
     Raises :class:`~townlet.errors.NonFiniteTrainingError` (a ``ValueError`` and a
     ``TrainingFailedError``) for NaN/Inf advantages, returns, stds or losses, naming the dataset
@@ -168,7 +176,7 @@ def replay_epoch(
     if not isinstance(batches, PreparedBatches):
         device = next(iter(state.params.values())).device
         batches = prepare_batches(batches, cfg, label=dataset_info.label, device=device)
-    state, stats = ppo_epoch_updates(state, batches, cfg, value_only=value_only)
+    state, stats = ppo_epoch_updates(state, batches, cfg, value_only=value_only, parallel=parallel)
     transitions = sum(s.transitions for s in stats)
     state = attrs.evolve(
         state,
@@ -224,6 +232,7 @@ def fit_ppo(
     anneal_context: AnnealContext | None = None,
     sinks: Sequence[Sink] = (),
     clock: Callable[[], float] = _no_clock,
+    parallel: DataParallel = SINGLE,
     start: int = 0,
 ) -> TrainResult:
     """``epochs`` replay epochs (:func:`replay_epoch`) folded by
@@ -247,6 +256,7 @@ def fit_ppo(
             anneal_context=anneal_context,
             value_only=index < value_only_epochs,
             clock=clock,
+            parallel=parallel,
         )
 
     state, results = run_fold(step, state, range(start, epochs), sinks=sinks, start=start)
