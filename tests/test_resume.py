@@ -280,3 +280,30 @@ def test_resume_dispatches_an_anneal_run_to_its_own_command(
     config.write_text(config.read_text().replace("epochs = 1", "epochs = 2"))
     assert main(["resume", str(out)]) == 2
     assert "the input data changed since the run started" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_capture_dir_whose_files_changed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    reference_root()
+    data = tmp_path / "qc"
+    shutil.copytree(PHASE4 / "queue_conflict", data)
+    out = tmp_path / "run"
+    argv = [
+        "ppo", "--capture-dir", str(data), "--epochs", "4", "--batch-size", "3",
+        "--ppo-mini-batch-size", "64", "--out", str(out), "--quiet", "--checkpoint-every", "1",
+    ]  # fmt: skip
+    with _interrupt_after(monkeypatch, "ppo_cmd", 2), pytest.raises(KilledError):
+        main(argv)
+    sample = sorted(data.glob("*.npz"))[0]
+    sample.write_bytes(sample.read_bytes())  # same bytes: still the same data
+    assert main(["resume", str(out), "--quiet"]) == 0
+    with _interrupt_after(monkeypatch, "ppo_cmd", 2), pytest.raises(KilledError):
+        main(argv)
+    (data / "extra_notes.txt").write_text("added after the run started\n")
+    assert main(["resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "run.json: the input data changed since the run started" in err
+    assert (out / "resume.pt").is_file()  # nothing removed by the refusal
