@@ -37,8 +37,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 PINNED = REPO / "tests" / "data" / "pinned_outputs.json"
 
-# Keys whose values are clocks or wall times: the only nondeterministic outputs of a run.
-_VOLATILE = re.compile(r"duration|wall|seconds|timestamp|elapsed|created|_time$|^time")
+# Keys whose values are clocks or wall times: the only nondeterministic outputs of a run; and
+# digests over them or over the run's (temporary) directory: a checkpoint's content_sha256
+# covers its durations, promotion evidence ids cover the run fingerprint's absolute paths.
+_VOLATILE = re.compile(
+    r"duration|wall|seconds|timestamp|elapsed|created|_time$|^time"
+    r"|^content_sha256$|^counted_evidence$|^run_fingerprint$|^evidence_id$"
+)
 
 ANNEAL_SCHEDULE = """
 seed = 1
