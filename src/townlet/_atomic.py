@@ -54,6 +54,27 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 _LEGACY_STALE_SECONDS = 3600.0
 
 
+def append_durable(path: str | os.PathLike[str], text: str) -> int:
+    """Append ``text`` to ``path`` (created if missing) and fsync it; return the file's size
+    before, to cut back to. A failed or short write leaves the file as it was."""
+    target = Path(path)
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        data = text.encode("utf-8")
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(f"short write to {target} ({written} of {len(data)} bytes)")
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
+    return size
+
+
 def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporary files that writers of ``path`` killed mid-write left behind.
 

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from townlet._atomic import write_text_atomic
+from townlet._atomic import append_durable, write_text_atomic
 from townlet._input_limits import MAX_LINE_BYTES, loads_json, open_regular, show_path
 from townlet.dto.convert import from_dict, to_dict
 from townlet.dto.policy import (
@@ -303,20 +303,7 @@ def write_telemetry(
 
 def _append_text(target: Path, text: str) -> None:
     _check_appendable(target)
-    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        try:
-            data = text.encode("utf-8")
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(f"short write to {target} ({written} of {len(data)} bytes)")
-            os.fsync(fd)
-        except BaseException:
-            os.ftruncate(fd, size)
-            raise
-    finally:
-        os.close(fd)
+    append_durable(target, text)
 
 
 def convert_telemetry(

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from townlet._atomic import write_text_atomic
+from townlet._atomic import append_durable, write_text_atomic
 from townlet._input_limits import loads_json, read_text, show_path
 from townlet.errors import PromotionError
 from townlet.policy.training.services.promotion import PromotionState
@@ -78,20 +78,7 @@ def commit_change(state_path: Path, log_path: Path, state: PromotionState) -> No
 def _append(path: Path, line: str) -> int:
     """Append ``line`` durably; return the log's size before (to cut back to)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        data = line.encode("utf-8")
-        try:
-            if os.write(fd, data) != len(data):
-                raise OSError(f"short write to {path}")
-            os.fsync(fd)
-        except BaseException:
-            os.ftruncate(fd, size)
-            raise
-    finally:
-        os.close(fd)
-    return size
+    return append_durable(path, line)
 
 
 def _truncate(path: Path, size: int) -> None:
