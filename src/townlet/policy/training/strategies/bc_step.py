@@ -72,6 +72,32 @@ def bc_loss(
     return loss, correct
 
 
+BC_STATS_FIELDS: tuple[str, ...] = ("loss", "correct", "grad_norm")
+"""The order of the entries of the stats vector :func:`bc_minibatch_update` returns."""
+
+
+def bc_minibatch_update(
+    state: BCState, batch: BCBatch, cfg: BCConfig
+) -> tuple[BCState, torch.Tensor]:
+    """:func:`bc_minibatch_step` without reading the stats back: the new state and a float
+    tensor of the :data:`BC_STATS_FIELDS` (shape ``(3,)``), still on the device, so that an
+    epoch can stack them and read them back once."""
+    loss_fn = functools.partial(bc_loss, batch=batch, spec=state.spec)
+    critic = value_keys(state.spec)
+    wrt = [k for k in state.params if k not in critic]
+    loss, correct, grads = value_and_grad(loss_fn, state.params, wrt=wrt)
+    adam_cfg = AdamConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    params, adam_state, grad_norm = apply_gradients(state.params, grads, state.adam_state, adam_cfg)
+    values = torch.stack([loss, correct.to(loss.dtype), grad_norm.to(loss.dtype)])
+    new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
+    return new_state, values
+
+
+def bc_stats_from_values(values: list[float], samples: int) -> BCStats:
+    """The :class:`BCStats` of one update from its read-back stats vector."""
+    return BCStats(loss=values[0], correct=int(values[1]), samples=samples, grad_norm=values[2])
+
+
 def bc_minibatch_step(state: BCState, batch: BCBatch, cfg: BCConfig) -> tuple[BCState, BCStats]:
     """One BC update: Adam(lr, weight_decay from ``cfg``) on the cross-entropy of ``batch``.
 
@@ -79,18 +105,6 @@ def bc_minibatch_step(state: BCState, batch: BCBatch, cfg: BCConfig) -> tuple[BC
     part of the BC loss and is left untouched (as torch.optim.Adam skips parameters without a
     gradient in the reference), moments included.
     """
-    loss_fn = functools.partial(bc_loss, batch=batch, spec=state.spec)
-    critic = value_keys(state.spec)
-    wrt = [k for k in state.params if k not in critic]
-    loss, correct, grads = value_and_grad(loss_fn, state.params, wrt=wrt)
-    adam_cfg = AdamConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    params, adam_state, grad_norm = apply_gradients(state.params, grads, state.adam_state, adam_cfg)
-    loss_value, grad_value = torch.stack([loss, grad_norm.to(loss.dtype)]).tolist()
-    stats = BCStats(
-        loss=loss_value,
-        correct=int(correct.item()),
-        samples=int(batch[2].shape[0]),
-        grad_norm=grad_value,
-    )
-    new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
-    return new_state, stats
+    new_state, values = bc_minibatch_update(state, batch, cfg)
+    # One tolist: a single device sync for all stats.
+    return new_state, bc_stats_from_values(values.tolist(), int(batch[2].shape[0]))

@@ -1,0 +1,175 @@
+"""The PPO and BC minibatch updates under the opt-in ``compile`` setting. Needs torch.
+
+``make_ppo_update(mode)`` and ``make_bc_update(mode)`` return an update with the signature of
+:func:`~townlet.policy.training.strategies.ppo_step.ppo_minibatch_update` /
+:func:`~townlet.policy.training.strategies.bc_step.bc_minibatch_update`: the eager function
+itself for ``"none"``, else a :class:`~townlet.policy.nn.compiled.CompiledUpdate` (see that
+module for the modes and the eager fallback). Build one per run and pass it to every epoch: it
+keeps the compiled variants, which cost seconds (Inductor) or a capture (CUDA graph) to make.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from townlet.config import BCConfig, PPOConfig
+from townlet.policy.nn.adam import AdamConfig
+from townlet.policy.nn.compiled import UpdateAdapter, UpdateCase, compile_update
+from townlet.policy.nn.network import VALUE_HEAD_KEYS, Params, apply, value_keys
+from townlet.policy.nn.spec import NetworkSpec
+from townlet.policy.nn.update_program import GradMethod, Inputs, UpdateProgram, UpdateRule
+from townlet.policy.training.strategies.bc_step import BCBatch, BCState, bc_minibatch_update
+from townlet.policy.training.strategies.ppo_math import PPOMinibatch, ppo_loss
+from townlet.policy.training.strategies.ppo_step import PPOState, ppo_minibatch_update
+
+PPOUpdate = Callable[..., tuple[PPOState, torch.Tensor]]
+"""``update(state, minibatch, cfg, *, value_only=False) -> (state, STATS_FIELDS vector)``."""
+
+BCUpdate = Callable[..., tuple[BCState, torch.Tensor]]
+"""``update(state, batch, cfg) -> (state, BC_STATS_FIELDS vector)``."""
+
+
+@functools.lru_cache(maxsize=64)
+def _static_cfg(cfg: Any) -> Any:
+    # The learning rate travels as a tensor; everything else in the config is baked in.
+    return attrs.evolve(cfg, learning_rate=1.0)
+
+
+def ppo_loss_vector(
+    params: Params, inputs: Inputs, *, spec: NetworkSpec, cfg: PPOConfig, value_only: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`ppo_loss` over ``inputs`` = the :class:`PPOMinibatch` fields in order: the total
+    and ``[policy, value, entropy, bc, clip_fraction, approx_kl, adv mean, adv std]``."""
+    maps, features, actions, old_log_probs, advantages, returns, old_values = inputs
+    assert features is not None and actions is not None and old_log_probs is not None
+    assert advantages is not None and returns is not None and old_values is not None
+    minibatch = PPOMinibatch(
+        maps=maps,
+        features=features,
+        actions=actions,
+        old_log_probs=old_log_probs,
+        advantages=advantages,
+        returns=returns,
+        old_values=old_values,
+    )
+    total, terms = ppo_loss(params, minibatch, cfg, spec=spec, value_only=value_only)
+    adv = advantages.detach()
+    adv_std = adv.std(unbiased=False) if adv.numel() > 1 else torch.zeros_like(adv.sum())
+    aux = torch.stack(
+        [
+            terms.policy,
+            terms.value,
+            terms.entropy,
+            terms.bc,
+            terms.clip_fraction,
+            terms.approx_kl,
+            adv.mean(),
+            adv_std,
+        ]
+    )
+    return total, aux
+
+
+def ppo_stats(total: torch.Tensor, aux: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
+    """The :data:`~townlet.policy.training.strategies.ppo_step.STATS_FIELDS` vector."""
+    return torch.cat([total.reshape(1), aux[:6], grad_norm.to(total.dtype).reshape(1), aux[6:]])
+
+
+def _ppo_case(
+    state: PPOState, minibatch: PPOMinibatch, cfg: PPOConfig, value_only: bool
+) -> UpdateCase:
+    inputs = (
+        minibatch.maps,
+        minibatch.features,
+        minibatch.actions,
+        minibatch.old_log_probs,
+        minibatch.advantages,
+        minibatch.returns,
+        minibatch.old_values,
+    )
+    key = ("ppo", state.spec, _static_cfg(cfg), value_only)
+    return UpdateCase(key=key, inputs=inputs, lr=cfg.learning_rate)
+
+
+def _ppo_program(key: Hashable, names: tuple[str, ...], grads: GradMethod) -> UpdateProgram:
+    assert isinstance(key, tuple)
+    _tag, spec, cfg, value_only = key
+    adam = AdamConfig()
+    wrt = VALUE_HEAD_KEYS if value_only else names
+    return UpdateProgram(
+        names=names,
+        rule=UpdateRule(
+            wrt=tuple(wrt), max_grad_norm=cfg.max_grad_norm, betas=adam.betas, eps=adam.eps
+        ),
+        loss=functools.partial(ppo_loss_vector, spec=spec, cfg=cfg, value_only=value_only),
+        stats=ppo_stats,
+        grads=grads,
+    )
+
+
+def bc_loss_vector(
+    params: Params, inputs: Inputs, *, spec: NetworkSpec
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The BC cross-entropy over ``inputs = (maps, features, actions)`` and ``[correct]``."""
+    maps, features, actions = inputs
+    assert features is not None and actions is not None
+    logits, _values = apply(params, maps, features, spec=spec)
+    loss = F.cross_entropy(logits, actions)
+    correct = (logits.detach().argmax(dim=-1) == actions).sum().to(loss.dtype)
+    return loss, correct.reshape(1)
+
+
+def bc_stats(loss: torch.Tensor, aux: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
+    """The :data:`~townlet.policy.training.strategies.bc_step.BC_STATS_FIELDS` vector."""
+    return torch.cat([loss.reshape(1), aux, grad_norm.to(loss.dtype).reshape(1)])
+
+
+def _bc_case(state: BCState, batch: BCBatch, cfg: BCConfig, _value_only: bool) -> UpdateCase:
+    key = ("bc", state.spec, _static_cfg(cfg))
+    return UpdateCase(key=key, inputs=tuple(batch), lr=cfg.learning_rate)
+
+
+def _bc_program(key: Hashable, names: tuple[str, ...], grads: GradMethod) -> UpdateProgram:
+    assert isinstance(key, tuple)
+    _tag, spec, cfg = key
+    critic = value_keys(spec)
+    adam = AdamConfig()
+    rule = UpdateRule(
+        wrt=tuple(k for k in names if k not in critic),
+        betas=adam.betas,
+        eps=adam.eps,
+        weight_decay=cfg.weight_decay,
+    )
+    return UpdateProgram(
+        names=names,
+        rule=rule,
+        loss=functools.partial(bc_loss_vector, spec=spec),
+        stats=bc_stats,
+        grads=grads,
+    )
+
+
+PPO_ADAPTER = UpdateAdapter(describe=_ppo_case, build=_ppo_program)
+BC_ADAPTER = UpdateAdapter(describe=_bc_case, build=_bc_program)
+
+
+def make_ppo_update(mode: str = "none", *, emulate_graphs: bool = False) -> PPOUpdate:
+    """The PPO minibatch update for compile ``mode``: ``ppo_minibatch_update`` for ``"none"``,
+    else a compiled update with its signature (eager fallback with one warning)."""
+    if mode == "none" and not emulate_graphs:
+        return ppo_minibatch_update
+    return compile_update(ppo_minibatch_update, PPO_ADAPTER, mode, emulate_graphs=emulate_graphs)
+
+
+def make_bc_update(mode: str = "none", *, emulate_graphs: bool = False) -> BCUpdate:
+    """The BC minibatch update for compile ``mode``: ``bc_minibatch_update`` for ``"none"``,
+    else a compiled update with its signature (eager fallback with one warning)."""
+    if mode == "none" and not emulate_graphs:
+        return bc_minibatch_update
+    return compile_update(bc_minibatch_update, BC_ADAPTER, mode, emulate_graphs=emulate_graphs)
