@@ -31,13 +31,12 @@ from typing import Any, Protocol, TypeVar
 import attrs
 import torch
 
+from townlet.config import COMPILE_MODES
 from townlet.policy.nn.adam import AdamState
 from townlet.policy.nn.cuda_graph import CapturedGraph, capture_graph, replay_graph
 from townlet.policy.nn.network import Params
 from townlet.policy.nn.update_program import GradMethod, Inputs, UpdateProgram, run_update
 
-COMPILE_MODES: tuple[str, ...] = ("none", "inductor", "cudagraph", "auto")
-"""The values of the ``compile`` setting (``PPOConfig.compile``, ``BCConfig.compile``)."""
 
 MAX_COMPILED_SHAPES = 16
 """Compiled variants (minibatch shapes × static settings) kept per update; further ones run
