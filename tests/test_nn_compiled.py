@@ -1,4 +1,4 @@
-"""The compiled minibatch update: equals eager, keeps the eager contract, falls back with one warning.
+"""The compiled minibatch update: equals eager, keeps the eager contract, one warning on fallback.
 
 The CUDA-graph path is exercised on CPU through ``emulate_graphs`` (the same static-buffer
 copy-in/replay/copy-out protocol without a graph); the real capture needs a GPU
@@ -213,8 +213,8 @@ def test_a_compiled_result_that_differs_from_eager_is_refused() -> None:
     adapter = UpdateAdapter(describe=PPO_ADAPTER.describe, build=build)
     update = compile_update(ppo_minibatch_update, adapter, "cudagraph", emulate_graphs=True)
     with pytest.warns(CompileFallbackWarning, match="differs from the eager update"):
-        state, values = _eager_run(update)
-    ref_state, ref_values = _eager_run(ppo_minibatch_update)
+        _state, values = _eager_run(update)
+    _ref_state, ref_values = _eager_run(ppo_minibatch_update)
     assert all(torch.equal(a, b) for a, b in zip(values, ref_values, strict=True))
 
 

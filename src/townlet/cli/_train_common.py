@@ -31,6 +31,28 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+DEVICE_HELP = (
+    "torch device: cpu (default), cuda, cuda:N or auto (cuda when available, else cpu). On "
+    "CUDA a minibatch update costs about the same at 32 rows as at thousands (it is bound by "
+    "kernel launches), so fewer, larger minibatches train more transitions per second but make "
+    "fewer updates per epoch; --compile cudagraph cuts the cost of each update instead "
+    "(docs/gpu.md)"
+)
+COMPILE_HELP = (
+    "minibatch update: none (eager, default), inductor (torch.compile), cudagraph (CUDA graph "
+    "capture; CUDA only) or auto (cudagraph on CUDA, else none); falls back to eager with one "
+    "warning where unavailable (docs/gpu.md)"
+)
+
+
+def add_device_options(parser: argparse.ArgumentParser, *, compile_dest: str) -> None:
+    """``--device`` and ``--compile`` (stored as ``compile_dest``; None when not given)."""
+    from townlet.config import COMPILE_MODES
+
+    parser.add_argument("--device", help=DEVICE_HELP)
+    parser.add_argument("--compile", dest=compile_dest, choices=COMPILE_MODES, help=COMPILE_HELP)
+
+
 def set_threads(threads: int | None) -> None:
     """Pin torch's intra-op threads: ``threads`` or 1 by default.
 

@@ -11,6 +11,7 @@ import attrs
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
 from townlet.cli._train_common import (
+    add_device_options,
     add_run_options,
     check_seed,
     progress_bar,
@@ -45,6 +46,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=int, help="frames per minibatch (64)")
     parser.add_argument("--weight-decay", type=float, help="Adam L2 weight decay (0)")
     parser.add_argument("--val-fraction", type=float, help="held-out share of frames (0.1)")
+    add_device_options(parser, compile_dest="compile")
     add_run_options(parser)
     parser.set_defaults(handler=run_bc)
 
@@ -62,6 +64,8 @@ def _bc_config(args: argparse.Namespace) -> tuple[BCConfig, int]:
         "batch_size": args.batch_size,
         "weight_decay": args.weight_decay,
         "val_fraction": args.val_fraction,
+        "device": args.device,
+        "compile": args.compile,
     }
     # evolve re-runs the validators, so out-of-range values fail with the field's name.
     cfg = attrs.evolve(cfg, **{k: v for k, v in overrides.items() if v is not None})

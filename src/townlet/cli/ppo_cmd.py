@@ -3,7 +3,8 @@ on a Gymnasium environment with ``--env gymnasium:<id>`` (prints a summary; see
 :mod:`townlet.cli._ppo_online`).
 
 Every :class:`~townlet.config.PPOConfig` field has a ``--ppo-<field>`` option (underscores as
-dashes); the overrides are applied to the config record with its validators, so bounds hold.
+dashes; ``compile`` is ``--compile``); the overrides are applied to the config record with its
+validators, so bounds hold.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from townlet.cli import UsageError
 from townlet.cli._common import print_json
 from townlet.cli._ppo_online import add_online_options, run_online
 from townlet.cli._train_common import (
+    add_device_options,
     add_run_options,
     check_seed,
     progress_bar,
@@ -46,10 +48,16 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+# PPOConfig fields set by an option of their own (see add_device_options), not --ppo-<field>.
+_OWN_OPTIONS = ("compile",)
+
+
 def _add_ppo_overrides(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("PPO hyperparameters (override --config)")
     defaults = PPOConfig()
     for field in attrs.fields(PPOConfig):
+        if field.name in _OWN_OPTIONS:
+            continue
         default = getattr(defaults, field.name)
         kind: Any = _parse_bool if isinstance(default, bool) else type(default)
         group.add_argument(
@@ -98,7 +106,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--log-max-entries", type=int, help="rotate to <log>.1, <log>.2, ... after N lines"
     )
-    parser.add_argument("--device", default="cpu", help="torch device (cpu)")
+    add_device_options(parser, compile_dest="ppo_compile")
     add_run_options(parser)
     add_online_options(parser)
     _add_ppo_overrides(parser)
@@ -151,6 +159,7 @@ def run_ppo(args: argparse.Namespace) -> int:
 
     base = load_config(args.config) if args.config is not None else Config()
     cfg = _ppo_config(args, base)
+    args.device = args.device or "cpu"
     seed = base.seed if args.seed is None else args.seed
     if args.env is not None:
         check_seed(args.seed)

@@ -37,7 +37,6 @@ from townlet.policy.nn.cuda_graph import CapturedGraph, capture_graph, replay_gr
 from townlet.policy.nn.network import Params
 from townlet.policy.nn.update_program import GradMethod, Inputs, UpdateProgram, run_update
 
-
 MAX_COMPILED_SHAPES = 16
 """Compiled variants (minibatch shapes × static settings) kept per update; further ones run
 eagerly. A run sees two or three (full minibatches, a short last one, value-only warm-up)."""

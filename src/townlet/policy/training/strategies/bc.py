@@ -76,11 +76,14 @@ def _run_epochs(
     state: BCState, train: BCFrameTensors, cfg: BCConfig, progress: BCEpochCallback | None
 ) -> tuple[BCState, list[BCEpochStats]]:
     from townlet.policy.training.strategies.bc_loop import bc_batches, bc_epoch
+    from townlet.policy.training.strategies.compiled_update import make_bc_update
 
+    # One update for the run: a compiled one keeps its compiled variants across epochs.
+    update = make_bc_update(cfg.compile)
     history = []
     for epoch in range(cfg.epochs):
         batches = bc_batches(train, cfg.batch_size, seed=state.seed, epoch=epoch)
-        state, stats = bc_epoch(state, batches, cfg)
+        state, stats = bc_epoch(state, batches, cfg, update=update)
         history.append(stats)
         if progress is not None:
             progress(epoch + 1, stats)
@@ -111,11 +114,13 @@ def train_bc(
     ``ConfigError``/``CheckpointError`` for bad arguments or a network the data does not fit.
     """
     require_torch("train_bc")
+    from townlet.policy.nn.device import resolve_device
     from townlet.policy.training.strategies import bc_loop, ppo_init
     from townlet.policy.training.strategies.bc_step import init_bc_state
 
     cfg = BCConfig() if cfg is None else cfg
     check_int_arg("seed", seed, 0)
+    device = resolve_device(cfg.device, what="training.bc.device")
     started = time.perf_counter()
     samples, source = _samples(samples_or_manifest, cfg, root)
     frames = flatten_bc_frames(samples)
@@ -127,9 +132,9 @@ def train_bc(
         max_action=int(frames[2].max()),
     )
     net, params = ppo_init.initial_params(
-        shape, label=source, seed=seed, init=init, spec=spec, device=cfg.device
+        shape, label=source, seed=seed, init=init, spec=spec, device=device
     )
-    tensors = bc_loop.frames_to_tensors(frames, device=cfg.device)
+    tensors = bc_loop.frames_to_tensors(frames, device=device)
     train, val = bc_loop.split_frames(tensors, cfg.val_fraction, seed)
     state, history = _run_epochs(init_bc_state(net, seed=seed, params=params), train, cfg, progress)
     accuracy, loss = bc_loop.bc_evaluate(state.params, train, spec=net)
@@ -147,7 +152,7 @@ def train_bc(
         val_accuracy=val_accuracy,
         val_loss=val_loss,
         weight_decay=cfg.weight_decay,
-        device=cfg.device,
+        device=str(device),
     )
     return BCRun(state=state, result=result, history=tuple(history))
 

@@ -2,13 +2,15 @@
 
 Frames (one per step of every demonstration) are split once into training and validation sets
 by a seeded permutation; every epoch cuts the training frames into shuffled minibatches from
-``derive_generator(seed, BC_SHUFFLE_STREAM, epoch)`` and folds :func:`bc_minibatch_step` over
-them. Evaluation runs without gradients.
+``derive_generator(seed, BC_SHUFFLE_STREAM, epoch)`` (on the frames' device) and folds
+:func:`~townlet.policy.training.strategies.bc_step.bc_minibatch_update` over them, reading the
+stats back once per epoch. Evaluation runs without gradients.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import attrs
 import torch
@@ -19,7 +21,11 @@ from townlet.policy.nn.network import Params, apply
 from townlet.policy.nn.rng import derive_generator
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.bc import BCFrames
-from townlet.policy.training.strategies.bc_step import BCBatch, BCState, bc_minibatch_step
+from townlet.policy.training.strategies.bc_step import BCBatch, BCState, bc_minibatch_update
+
+BCUpdate = Callable[[BCState, BCBatch, BCConfig], tuple[BCState, torch.Tensor]]
+"""``update(state, batch, cfg) -> (state, [loss, correct, grad_norm])``: ``bc_minibatch_update``
+or its compiled form (``compiled_update.make_bc_update``)."""
 
 BC_SHUFFLE_STREAM = 2
 BC_SPLIT_STREAM = 3
@@ -46,7 +52,7 @@ class BCFrameTensors:
         )
 
     def as_batch(self) -> BCBatch:
-        """``(maps, features, actions)`` for :func:`bc_minibatch_step`."""
+        """``(maps, features, actions)`` for :func:`bc_minibatch_update`."""
         return (self.maps, self.features, self.actions)
 
 
@@ -100,22 +106,33 @@ class BCEpochStats:
     updates: int
 
 
-def bc_epoch(state: BCState, batches: list[BCBatch], cfg: BCConfig) -> tuple[BCState, BCEpochStats]:
-    """Fold :func:`bc_minibatch_step` over ``batches``: the new state and the epoch's stats.
-    ``state`` and ``batches`` are unchanged. Raises ``ValueError`` for no batches."""
+def bc_epoch(
+    state: BCState,
+    batches: list[BCBatch],
+    cfg: BCConfig,
+    *,
+    update: BCUpdate = bc_minibatch_update,
+) -> tuple[BCState, BCEpochStats]:
+    """Fold ``update`` over ``batches``: the new state and the epoch's stats.
+    ``state`` and ``batches`` are unchanged. The per-minibatch stats vectors stay on the device
+    and are read back once, at the end of the epoch. Raises ``ValueError`` for no batches."""
     if not batches:
         raise ValueError("BC epoch needs at least one minibatch")
-    loss_sum, correct, samples, last = 0.0, 0, 0, 0.0
+    vectors = []
     for batch in batches:
-        state, stats = bc_minibatch_step(state, batch, cfg)
-        loss_sum += stats.loss * stats.samples
-        correct += stats.correct
-        samples += stats.samples
-        last = stats.loss
+        state, values = update(state, batch, cfg)
+        vectors.append(values)
+    rows: list[list[float]] = torch.stack(vectors).tolist()
+    loss_sum, correct, samples = 0.0, 0, 0
+    for row, batch in zip(rows, batches, strict=True):
+        n = int(batch[2].shape[0])
+        loss_sum += row[0] * n
+        correct += int(row[1])
+        samples += n
     return state, BCEpochStats(
         loss=loss_sum / samples,
         accuracy=correct / samples,
-        last_loss=last,
+        last_loss=rows[-1][0],
         samples=samples,
         updates=len(batches),
     )

@@ -108,18 +108,22 @@ def train_ppo(
     ``log_path`` every ``log_frequency``-th epoch is appended as a telemetry 1.2 line, rotating
     to ``<log>.1``, ``<log>.2`` … after ``max_log_entries`` lines (§13). ``anneal_context``
     fills the ``anneal_*`` fields; ``data_mode`` overrides the dataset's (e.g. ``"mixed"``).
-    The same seed and data give the same records, ``epoch_duration_sec`` apart.
+    The same seed and data give the same records, ``epoch_duration_sec`` apart. ``device`` is
+    ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when available); the prepared batches live
+    there for the whole run. ``cfg.compile`` picks the minibatch update (docs/gpu.md).
 
     Raises: ``TorchNotAvailableError`` without torch; ``ReplayDataError`` for a dataset without
-    batches; ``ConfigError``/``CheckpointError`` for bad arguments or a network the data does
-    not fit; ``NonFiniteTrainingError`` (a ``ValueError`` and ``TrainingFailedError``) when
-    advantages, returns or losses are NaN/Inf.
+    batches; ``ConfigError``/``CheckpointError`` for bad arguments (an unknown or unavailable
+    ``device`` included) or a network the data does not fit; ``NonFiniteTrainingError`` (a
+    ``ValueError`` and ``TrainingFailedError``) when advantages, returns or losses are NaN/Inf.
     """
     require_torch("train_ppo")
+    from townlet.policy.nn.device import resolve_device
     from townlet.policy.training.strategies import ppo_init, ppo_loop
 
     cfg = PPOConfig() if cfg is None else cfg
     _check_args(epochs, seed, value_only_epochs)
+    torch_device = resolve_device(device)
     info = dataset_info(dataset, data_mode=data_mode)
     batches = list(dataset.batches(0))
     if not batches:
@@ -127,7 +131,7 @@ def train_ppo(
     shape = ppo_init.data_shape(batches)
     if state is None:
         state = ppo_init.initial_state(
-            shape, label=info.label, seed=seed, init=init, spec=spec, device=device
+            shape, label=info.label, seed=seed, init=init, spec=spec, device=torch_device
         )
     elif init is not None or (spec is not None and spec != state.spec):
         raise ConfigError("pass either state= (continue a run) or init=/spec=, not both")

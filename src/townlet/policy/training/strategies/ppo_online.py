@@ -32,6 +32,8 @@ from townlet.policy.training.strategies.ppo import require_torch
 from townlet.policy.training.strategies.ppo_log import TelemetryLog, log_epoch, open_log
 
 if TYPE_CHECKING:
+    import torch
+
     from townlet.envs.gymnasium_adapter import GymnasiumSource
     from townlet.policy.nn.network import Params
     from townlet.policy.training.strategies.ppo_init import Init
@@ -109,7 +111,11 @@ def make_online_source(env_spec: EnvSpec, num_envs: int) -> GymnasiumSource:
 
 
 def _initial_state(
-    source: GymnasiumSource, seed: int, spec: NetworkSpec, init: Init | None, device: str
+    source: GymnasiumSource,
+    seed: int,
+    spec: NetworkSpec,
+    init: Init | None,
+    device: str | torch.device,
 ) -> PPOState:
     from townlet.policy.nn.adam import adam_init
     from townlet.policy.training.strategies import ppo_init
@@ -175,7 +181,10 @@ def train_ppo_online(
     ``init`` that does not fit; ``NonFiniteTrainingError`` when training diverges.
     """
     require_torch("train_ppo_online")
+    from townlet.policy.nn.device import resolve_device
+
     cfg = PPOConfig() if cfg is None else cfg
+    torch_device = resolve_device(device)
     for name, value, low in (
         ("total_steps", total_steps, 1),
         ("num_envs", num_envs, 1),
@@ -200,7 +209,7 @@ def train_ppo_online(
                 init=weight_init,
                 critic=critic,
             )
-            state = _initial_state(source, seed, spec, init, device)
+            state = _initial_state(source, seed, spec, init, torch_device)
             return _run(source, state, cfg, updates, rollout_steps, log, progress, clock)
         finally:
             source.close()
