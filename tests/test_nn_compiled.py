@@ -26,7 +26,7 @@ from townlet.policy.nn.compiled import (  # noqa: E402
 )
 from townlet.policy.nn.network import init_params  # noqa: E402
 from townlet.policy.nn.spec import NetworkSpec  # noqa: E402
-from townlet.policy.nn.update_program import UpdateRule, tensor_adam  # noqa: E402
+from townlet.policy.nn.update_program import UpdateRule, adam_scalars, tensor_adam  # noqa: E402
 from townlet.policy.training.strategies.bc_step import (  # noqa: E402
     bc_minibatch_update,
     init_bc_state,
@@ -247,8 +247,8 @@ def test_tensor_adam_equals_adam_update_with_mixed_step_counts() -> None:
     cfg = AdamConfig(lr=3e-3, weight_decay=0.1)
     want_p, want_state = adam_update(grads, state, params, cfg)
     keys = list(params)
-    scalars = torch.tensor([cfg.lr, *(state.steps[k] for k in keys)], dtype=torch.float64)
     rule = UpdateRule(wrt=tuple(keys), weight_decay=cfg.weight_decay)
+    scalars = torch.tensor(adam_scalars(cfg.lr, [state.steps[k] for k in keys], rule))
     new_p, new_m, new_v = tensor_adam(
         [params[k] for k in keys],
         [grads[k] for k in keys],

@@ -35,7 +35,14 @@ from townlet.config import COMPILE_MODES
 from townlet.policy.nn.adam import AdamState
 from townlet.policy.nn.cuda_graph import CapturedGraph, capture_graph, replay_graph
 from townlet.policy.nn.network import Params
-from townlet.policy.nn.update_program import GradMethod, Inputs, UpdateProgram, run_update
+from townlet.policy.nn.update_program import (
+    GradMethod,
+    Inputs,
+    UpdateProgram,
+    UpdateRule,
+    adam_scalars,
+    run_update,
+)
 
 MAX_COMPILED_SHAPES = 16
 """Compiled variants (minibatch shapes × static settings) kept per update; further ones run
@@ -119,8 +126,9 @@ def _flat_update(
     return [*new_p, *new_m, *new_v, stats]
 
 
-def _scalars(lr: float, steps: Sequence[int], device: torch.device) -> torch.Tensor:
-    values = torch.tensor([lr, *steps], dtype=torch.float64)
+def _scalars(lr: float, steps: Sequence[int], rule: UpdateRule, like: torch.Tensor) -> torch.Tensor:
+    device = like.device
+    values = torch.tensor(adam_scalars(lr, steps, rule), dtype=like.dtype)
     # A pageable host-to-device copy with non_blocking is staged at once: no stream sync.
     return values if device.type == "cpu" else values.to(device, non_blocking=True)
 
@@ -254,12 +262,12 @@ def _replay(captured: CapturedGraph, flat: list[torch.Tensor]) -> list[torch.Ten
 
 def _flat_args(program: UpdateProgram, state: TrainState, case: UpdateCase) -> list[torch.Tensor]:
     wrt, adam = program.rule.wrt, state.adam_state
-    device = next(iter(state.params.values())).device
+    like = state.params[wrt[0]]
     return [
         *(state.params[k] for k in program.names),
         *(adam.exp_avg[k] for k in wrt),
         *(adam.exp_avg_sq[k] for k in wrt),
-        _scalars(case.lr, [adam.steps[k] for k in wrt], device),
+        _scalars(case.lr, [adam.steps[k] for k in wrt], program.rule, like),
         *(t for t in case.inputs if t is not None),
     ]
 

@@ -3,12 +3,15 @@
 The eager updates (:func:`~townlet.policy.nn.grads.apply_gradients` over an
 :class:`~townlet.policy.nn.adam.AdamState`) take the learning rate and the Adam step counts as
 Python numbers, so a compiler or a CUDA graph would bake them in: the bias correction of step 1
-would be replayed forever. Here they travel as one float64 tensor ``scalars = [lr, step_k …]``
-and the bias corrections are computed on the device, which is what lets
-:mod:`townlet.policy.nn.compiled` compile the update once and replay it with any learning rate
-at any step. The arithmetic follows :func:`~townlet.policy.nn.adam.adam_update` operation for
-operation (bias corrections in float64, then rounded to the parameter dtype as the eager
-scalars are), so the two agree to float32 rounding.
+would be replayed forever. Here the per-parameter factors they make — the step size
+``−lr / (1 − β1^t)`` and ``√(1 − β2^t)`` — travel as one tensor (:func:`adam_scalars`, computed
+on the host from the integer step counts, in float64 as the eager update computes them, with
+no device sync), which is what lets :mod:`townlet.policy.nn.compiled` compile the update once
+and replay it with any learning rate at any step. The loss must build no ``attrs`` record
+inside the traced code (a frozen record's ``__init__`` is a graph break for ``torch.compile``),
+hence :func:`~townlet.policy.training.strategies.ppo_math.ppo_loss_parts`. The
+arithmetic follows :func:`~townlet.policy.nn.adam.adam_update` operation for operation, so the
+two agree to float32 rounding.
 """
 
 from __future__ import annotations
@@ -95,6 +98,15 @@ def clip_grads(
     return [g * scale for g in grads], norm
 
 
+def adam_scalars(lr: float, steps: Sequence[int], rule: UpdateRule) -> list[float]:
+    """The Adam factors of one update for parameters that have had ``steps`` updates before it:
+    ``[−lr/(1 − β1^t) for each] + [√(1 − β2^t) for each]`` with ``t = steps + 1``, computed in
+    float64 exactly as :func:`~townlet.policy.nn.adam.adam_update` computes its scalars."""
+    beta1, beta2 = rule.betas
+    after = [s + 1 for s in steps]
+    return [*(-lr / (1.0 - beta1**t) for t in after), *((1.0 - beta2**t) ** 0.5 for t in after)]
+
+
 def tensor_adam(
     params: Sequence[torch.Tensor],
     grads: Sequence[torch.Tensor],
@@ -103,24 +115,23 @@ def tensor_adam(
     scalars: torch.Tensor,
     rule: UpdateRule,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    """One Adam step with the learning rate and step counts as tensors.
+    """One Adam step with the learning rate and step counts in a tensor.
 
-    ``scalars`` is float64 ``[lr, steps_0, steps_1, …]`` with ``steps_i`` the updates parameter
-    ``i`` had *before* this one. Returns new ``(params, exp_avg, exp_avg_sq)``; inputs unchanged.
+    ``scalars`` is :func:`adam_scalars` as a 1-d tensor of the parameters' dtype (the eager
+    update rounds its float64 scalars to that dtype too). Returns new ``(params, exp_avg,
+    exp_avg_sq)``; inputs unchanged.
     """
     beta1, beta2 = rule.betas
-    lr, steps = scalars[0], scalars[1:] + 1.0
+    k = len(params)
     new_p, new_m, new_v = [], [], []
     for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avg, exp_avg_sq, strict=True)):
         if rule.weight_decay != 0.0:
             g = g + rule.weight_decay * p
         m = torch.lerp(m, g, 1.0 - beta1)
         v = torch.addcmul(v * beta2, g, g, value=1.0 - beta2)
-        bias2_sqrt = torch.sqrt(1.0 - torch.pow(beta2, steps[i])).to(p.dtype)
-        denom = torch.sqrt(v) / bias2_sqrt + rule.eps
+        denom = torch.sqrt(v) / scalars[k + i] + rule.eps
         # (−lr/bc1)·m/denom, evaluated left to right as addcdiv's kernel does.
-        neg_step = (-lr / (1.0 - torch.pow(beta1, steps[i]))).to(p.dtype)
-        new_p.append(p + neg_step * m / denom)
+        new_p.append(p + scalars[i] * m / denom)
         new_m.append(m)
         new_v.append(v)
     return new_p, new_m, new_v
@@ -135,7 +146,7 @@ def run_update(
     inputs: Inputs,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
     """The whole update on tensors: ``params`` in ``program.names`` order, the moments of
-    ``program.rule.wrt`` in that order, ``scalars`` as :func:`tensor_adam`.
+    ``program.rule.wrt`` in that order, ``scalars`` as :func:`tensor_adam` (for ``wrt``).
 
     Returns the new parameters of ``wrt`` (the others are unchanged), the new moments and the
     stats vector. Pure: nothing is written in place, so it can be compiled or captured.

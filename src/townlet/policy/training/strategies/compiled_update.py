@@ -25,7 +25,7 @@ from townlet.policy.nn.network import VALUE_HEAD_KEYS, Params, apply, value_keys
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.nn.update_program import GradMethod, Inputs, UpdateProgram, UpdateRule
 from townlet.policy.training.strategies.bc_step import BCBatch, BCState, bc_minibatch_update
-from townlet.policy.training.strategies.ppo_math import PPOMinibatch, ppo_loss
+from townlet.policy.training.strategies.ppo_math import PPOMinibatch, ppo_loss_parts
 from townlet.policy.training.strategies.ppo_step import PPOState, ppo_minibatch_update
 
 PPOUpdate = Callable[..., tuple[PPOState, torch.Tensor]]
@@ -44,36 +44,27 @@ def _static_cfg(cfg: Any) -> Any:
 def ppo_loss_vector(
     params: Params, inputs: Inputs, *, spec: NetworkSpec, cfg: PPOConfig, value_only: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`ppo_loss` over ``inputs`` = the :class:`PPOMinibatch` fields in order: the total
-    and ``[policy, value, entropy, bc, clip_fraction, approx_kl, adv mean, adv std]``."""
+    """:func:`ppo_loss_parts` over ``inputs`` = the :class:`PPOMinibatch` fields in order: the
+    total and ``[policy, value, entropy, bc, clip_fraction, approx_kl, adv mean, adv std]``."""
     maps, features, actions, old_log_probs, advantages, returns, old_values = inputs
     assert features is not None and actions is not None and old_log_probs is not None
     assert advantages is not None and returns is not None and old_values is not None
-    minibatch = PPOMinibatch(
-        maps=maps,
-        features=features,
-        actions=actions,
-        old_log_probs=old_log_probs,
-        advantages=advantages,
-        returns=returns,
-        old_values=old_values,
+    total, parts = ppo_loss_parts(
+        params,
+        maps,
+        features,
+        actions,
+        old_log_probs,
+        advantages,
+        returns,
+        old_values,
+        cfg,
+        spec=spec,
+        value_only=value_only,
     )
-    total, terms = ppo_loss(params, minibatch, cfg, spec=spec, value_only=value_only)
     adv = advantages.detach()
     adv_std = adv.std(unbiased=False) if adv.numel() > 1 else torch.zeros_like(adv.sum())
-    aux = torch.stack(
-        [
-            terms.policy,
-            terms.value,
-            terms.entropy,
-            terms.bc,
-            terms.clip_fraction,
-            terms.approx_kl,
-            adv.mean(),
-            adv_std,
-        ]
-    )
-    return total, aux
+    return total, torch.stack([*parts, adv.mean(), adv_std])
 
 
 def ppo_stats(total: torch.Tensor, aux: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
