@@ -109,7 +109,7 @@ class _Variant:
 
 
 def _shape_key(tensors: Sequence[torch.Tensor | None]) -> tuple[Hashable, ...]:
-    return tuple(None if t is None else (tuple(t.shape), t.dtype, str(t.device)) for t in tensors)
+    return tuple(None if t is None else (t.shape, t.dtype, t.device) for t in tensors)
 
 
 def _flat_update(
@@ -127,10 +127,12 @@ def _flat_update(
 
 
 def _scalars(lr: float, steps: Sequence[int], rule: UpdateRule, like: torch.Tensor) -> torch.Tensor:
-    device = like.device
     values = torch.tensor(adam_scalars(lr, steps, rule), dtype=like.dtype)
-    # A pageable host-to-device copy with non_blocking is staged at once: no stream sync.
-    return values if device.type == "cpu" else values.to(device, non_blocking=True)
+    if like.device.type != "cuda":
+        return values.to(like.device)
+    # From pinned memory the copy is queued without waiting for the stream (from pageable
+    # memory the driver may synchronise); the host allocator keeps the block until it is done.
+    return values.pin_memory().to(like.device, non_blocking=True)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -212,15 +214,17 @@ class CompiledUpdate:
     ) -> tuple[S, torch.Tensor]:
         case = self.adapter.describe(state, minibatch, cfg, value_only)
         names = tuple(state.params)
-        key = (case.key, names, _shape_key(case.inputs), _shape_key(list(state.params.values())))
+        # Parameter shapes follow from the spec in case.key; their dtype and device may not.
+        first = state.params[names[0]]
+        key = (case.key, names, first.dtype, first.device, _shape_key(case.inputs))
         variant = self._variants.get(key)
-        first = variant is None
+        new = variant is None
         if variant is None:
             if len(self._variants) >= MAX_COMPILED_SHAPES:
                 return self._eager(state, minibatch, cfg, kw)
             variant = self._new_variant(case, names, mode, state)
         new_state, stats = _run_variant(variant, state, case)
-        if first:
+        if new:
             self._verify(new_state, stats, state, minibatch, cfg, kw)
             self._variants[key] = variant
         return new_state, stats
