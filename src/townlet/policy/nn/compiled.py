@@ -60,11 +60,19 @@ class TrainState(Protocol):
     """What a compiled update reads and rebuilds (``PPOState``, ``BCState``)."""
 
     @property
-    def params(self) -> Params: ...
+    def params(self) -> Params:
+        """The network parameters the update trains."""
+        ...
+
     @property
-    def adam_state(self) -> AdamState: ...
+    def adam_state(self) -> AdamState:
+        """Adam's moments and per-parameter step counts."""
+        ...
+
     @property
-    def updates(self) -> int: ...
+    def updates(self) -> int:
+        """Minibatch updates applied so far."""
+        ...
 
 
 S = TypeVar("S", bound=TrainState)
