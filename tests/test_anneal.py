@@ -23,20 +23,25 @@ from townlet.config import (  # noqa: E402
 from townlet.dto.telemetry import read_telemetry  # noqa: E402
 from townlet.errors import ConfigError  # noqa: E402
 from townlet.policy.replay import ReplaySample  # noqa: E402
-from townlet.policy.rollout import RolloutBuffer, build_rollout_dataset, capture_rollout  # noqa: E402
+from townlet.policy.rollout import (  # noqa: E402
+    RolloutBuffer,
+    build_rollout_dataset,
+    capture_rollout,
+    save_rollout,
+)
 from townlet.policy.training.services.promotion_decision import decide  # noqa: E402
-from townlet.policy.training.strategies.anneal import (  # noqa: E402
+from townlet.policy.training.strategies.anneal.run import (  # noqa: E402
     run_anneal,
     run_anneal_with_state,
 )
-from townlet.policy.training.strategies.anneal_step import (  # noqa: E402
+from townlet.policy.training.strategies.anneal.step import (  # noqa: E402
     AnnealData,
     RolloutPlan,
     anneal_stage_step,
     init_anneal_state,
     select_social_stage,
 )
-from townlet.policy.training.strategies.ppo import train_ppo  # noqa: E402
+from townlet.policy.training.strategies.ppo.train import train_ppo  # noqa: E402
 from townlet.world import WorldConfig  # noqa: E402
 
 WORLD = WorldConfig(num_agents=4)
@@ -98,7 +103,7 @@ def test_bc_then_two_ppo_stages_on_fresh_rollouts(demos: RolloutBuffer, tmp_path
     promotion = json.loads((tmp_path / "promotion.json").read_text())
     assert promotion["state"] == "ready" and promotion["candidate"]["mode"] == "ppo"
     assert promotion["candidate"]["checkpoint"] == str((tmp_path / "checkpoint.pt").resolve())
-    from townlet.policy.training.strategies.ppo_init import load_ppo_state
+    from townlet.policy.training.strategies.ppo.checkpoint import load_ppo_state
 
     final = load_ppo_state(tmp_path / "checkpoint.pt")
     assert all(torch.equal(final.params[k], v) for k, v in run.state.params.items())
@@ -129,7 +134,8 @@ def test_ppo_stage_continues_from_bc_weights_with_bc_coef_and_warmup(
     state, _ = anneal_stage_step(init_anneal_state(3), BC, data, config)
     assert state.params is not None and state.warmup_pending
     before = {k: v.clone() for k, v in state.params.items()}
-    after, result = anneal_stage_step(state, PPO1, data, config)
+    after, output = anneal_stage_step(state, PPO1, data, config)
+    result = output.result
     assert all(torch.equal(before[k], v) for k, v in state.params.items())  # input unchanged
     direct = train_ppo(
         data.ppo,  # type: ignore[arg-type]
@@ -143,8 +149,11 @@ def test_ppo_stage_continues_from_bc_weights_with_bc_coef_and_warmup(
     assert result.loss_total == direct.result.loss_total
     assert all(torch.equal(direct.state.params[k], v) for k, v in after.params.items())
     assert not after.warmup_pending and after.ppo_state is not None
-    again, _ = anneal_stage_step(after, PPO2, data, config)
-    assert [e.critic_warmup for e in again.last_epochs] == [None]  # warm-up only after BC
+    again, second = anneal_stage_step(after, PPO2, data, config)
+    assert [e.critic_warmup for e in second.epochs] == [None]  # warm-up only after BC
+    assert [e.critic_warmup for e in output.epochs] == [True, True, None]
+    with pytest.warns(DeprecationWarning, match="read StageOutput.result.loss_total"):
+        assert output.loss_total == result.loss_total
     assert again.ppo_state is not None and again.ppo_state.steps > after.ppo_state.steps
 
 
@@ -201,10 +210,36 @@ def test_rollout_stage_captures_in_the_cycles_social_stage(
 def test_ppo_stages_fall_back_to_the_configured_replay_manifest(
     demos: RolloutBuffer, tmp_path: Path
 ) -> None:
-    demos.save(tmp_path / "capture")
+    save_rollout(demos, tmp_path / "capture")
     manifest = tmp_path / "capture" / "rollout_sample_manifest.json"
     config = _config(BC, PPO1, replay_manifest=manifest, bc=BCConfig(epochs=1, manifest=manifest))
     summary = run_anneal(config, quiet=True)
     assert summary.dataset_label == "rollout_sample_manifest"
     assert [s.mode for s in summary.stages] == ["bc", "ppo"] and summary.status == "PASS"
     assert summary.promotion_pass_streak == 1 and summary.promotion_candidate_ready is True
+
+
+def test_stages_read_their_data_once_and_no_file_after(
+    demos: RolloutBuffer, tmp_path: Path
+) -> None:
+    from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig
+    from townlet.policy.training.strategies.anneal.step import load_anneal_data
+
+    save_rollout(demos, tmp_path / "capture")
+    manifest = tmp_path / "capture" / "rollout_sample_manifest.json"
+    config = _config(BC, PPO1, PPO2)
+    dataset = ReplayDataset(ReplayDatasetConfig.from_capture_dir(tmp_path / "capture"))
+    on_disk = AnnealData(bc=manifest, ppo=dataset)
+    loaded = load_anneal_data(on_disk, config)
+    expected = run_anneal_with_state(config, bc_data=manifest, ppo_data=dataset, quiet=True)
+    for path in (tmp_path / "capture").iterdir():
+        path.unlink()  # the steps must not need the files any more
+    state = init_anneal_state(config.seed)
+    outputs = []
+    for stage in (BC, PPO1, PPO2):
+        state, output = anneal_stage_step(state, stage, loaded, config)
+        outputs.append(output)
+    assert [o.result.mode for o in outputs] == ["bc", "ppo", "ppo"]
+    assert outputs[0].bc is not None and outputs[0].epochs == ()
+    assert [o.result.loss_total for o in outputs] == [r.loss_total for r in expected.summary.stages]
+    assert all(o.result.duration_sec == 0.0 for o in outputs)  # no clock given: none read

@@ -9,7 +9,7 @@ import pytest
 
 from _replay_helpers import reference_root
 from townlet.cli import main
-from townlet.policy.rollout import capture_rollout
+from townlet.policy.rollout import capture_rollout, save_rollout
 from townlet.world import WorldConfig
 
 pytest.importorskip("torch")
@@ -40,7 +40,7 @@ bc_weight = 0.0
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("capture")
-    capture_rollout(WorldConfig(num_agents=3), "scripted", 30, 0).save(out)
+    save_rollout(capture_rollout(WorldConfig(num_agents=3), "scripted", 30, 0), out)
     return out
 
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from townlet.errors import ConfigError
-from townlet.policy.training.strategies.anneal_flags import (
+from townlet.policy.training.strategies.anneal.flags import (
     AnnealBaselines,
     AnnealFlags,
     anneal_status,

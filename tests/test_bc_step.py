@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 from townlet.config import BCConfig  # noqa: E402
 from townlet.policy.nn.network import VALUE_HEAD_KEYS, apply  # noqa: E402
 from townlet.policy.nn.spec import NetworkSpec  # noqa: E402
-from townlet.policy.training.strategies.bc_step import (  # noqa: E402
+from townlet.policy.training.strategies.bc.step import (  # noqa: E402
     BCStats,
     bc_minibatch_step,
     init_bc_state,

@@ -19,15 +19,15 @@ from townlet.policy.replay import (  # noqa: E402
     ReplayDatasetConfig,
     ReplaySample,
 )
-from townlet.policy.training.strategies.bc import save_bc_checkpoint, train_bc  # noqa: E402
-from townlet.policy.training.strategies.bc_loop import (  # noqa: E402
+from townlet.policy.training.strategies.bc.epoch import (  # noqa: E402
     BCFrameTensors,
     bc_batches,
     bc_epoch,
     split_frames,
 )
-from townlet.policy.training.strategies.bc_step import init_bc_state  # noqa: E402
-from townlet.policy.training.strategies.ppo import train_ppo  # noqa: E402
+from townlet.policy.training.strategies.bc.step import init_bc_state  # noqa: E402
+from townlet.policy.training.strategies.bc.train import save_bc_checkpoint, train_bc  # noqa: E402
+from townlet.policy.training.strategies.ppo.train import train_ppo  # noqa: E402
 
 NAMES = ["signal", "rivalry_max", "rivalry_avoid_count", "noise"]
 

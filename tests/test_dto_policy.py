@@ -226,3 +226,29 @@ def test_clip_fraction_validator_property(value: float) -> None:
         assert "clip_fraction" in str(exc)
     else:
         assert record.clip_fraction == value
+
+
+def test_summary_stage_dicts_are_checked_like_records() -> None:
+    with pytest.raises(DTOValidationError, match=r"unknown keys \['colour'\]"):
+        AnnealSummary(
+            stages=[{"cycle": 0, "mode": "bc", "colour": 1}], status="P", dataset_label="d"
+        )
+    with pytest.raises(DTOValidationError, match="greater than or equal to 0"):
+        AnnealSummary(stages=[{"cycle": -1, "mode": "bc"}], status="P", dataset_label="d")
+
+
+def test_records_are_built_without_cattrs() -> None:
+    # cattrs lives in townlet.dto.convert; the records only hand themselves to it in to_dict().
+    import ast
+    from pathlib import Path
+
+    import townlet.dto.policy as module
+
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    names = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert "from_dict" not in names and not any("cattrs" in name for name in names)

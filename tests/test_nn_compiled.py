@@ -27,18 +27,18 @@ from townlet.policy.nn.compiled import (  # noqa: E402
 from townlet.policy.nn.network import init_params  # noqa: E402
 from townlet.policy.nn.spec import NetworkSpec  # noqa: E402
 from townlet.policy.nn.update_program import UpdateRule, adam_scalars, tensor_adam  # noqa: E402
-from townlet.policy.training.strategies.bc_step import (  # noqa: E402
+from townlet.policy.training.strategies.bc.compiled import make_bc_update  # noqa: E402
+from townlet.policy.training.strategies.bc.step import (  # noqa: E402
     bc_minibatch_update,
     init_bc_state,
 )
-from townlet.policy.training.strategies.compiled_update import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.compiled import (  # noqa: E402
     PPO_ADAPTER,
-    make_bc_update,
     make_ppo_update,
     ppo_stats,
 )
-from townlet.policy.training.strategies.ppo_math import PPOMinibatch  # noqa: E402
-from townlet.policy.training.strategies.ppo_step import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.functional import PPOMinibatch  # noqa: E402
+from townlet.policy.training.strategies.ppo.step import (  # noqa: E402
     PPOState,
     init_ppo_state,
     ppo_minibatch_update,

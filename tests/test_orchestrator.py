@@ -20,8 +20,8 @@ from townlet.policy.training.orchestrator import (  # noqa: E402
     rollout_cycles,
     run_stages,
 )
-from townlet.policy.training.strategies.anneal_io import read_run_state  # noqa: E402
-from townlet.policy.training.strategies.anneal_step import (  # noqa: E402
+from townlet.policy.training.strategies.anneal.io import read_run_state  # noqa: E402
+from townlet.policy.training.strategies.anneal.step import (  # noqa: E402
     AnnealData,
     AnnealState,
     RolloutPlan,
@@ -101,7 +101,7 @@ def test_without_run_dir_nothing_is_written(
 
 
 def test_anneal_state_save_and_reload_round_trip(tmp_path: Path) -> None:
-    from townlet.policy.training.strategies.anneal_io import load_anneal_state, save_anneal_state
+    from townlet.policy.training.strategies.anneal.io import load_anneal_state, save_anneal_state
 
     state = run_stages(_context(None), STAGES[:2], quiet=True).state
     save_anneal_state(tmp_path, state, stages=STAGES[:2], telemetry_lines=7)
@@ -118,7 +118,7 @@ def test_anneal_state_save_and_reload_round_trip(tmp_path: Path) -> None:
 
 def test_a_broken_run_state_is_a_checkpoint_error(tmp_path: Path) -> None:
     from townlet.errors import CheckpointError
-    from townlet.policy.training.strategies.anneal_io import load_anneal_state
+    from townlet.policy.training.strategies.anneal.io import load_anneal_state
 
     (tmp_path / "run_state.json").write_text("[1, 2]")
     with pytest.raises(CheckpointError, match="expected a JSON object"):

@@ -15,7 +15,7 @@ from townlet.config import PPOConfig  # noqa: E402
 from townlet.policy.nn.network import apply, init_params  # noqa: E402
 from townlet.policy.nn.spec import NetworkSpec  # noqa: E402
 from townlet.policy.replay.batch import ReplayBatch  # noqa: E402
-from townlet.policy.training.strategies.ppo_math import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.functional import (  # noqa: E402
     PPOMinibatch,
     compute_gae,
     minibatch_indices,

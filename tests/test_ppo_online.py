@@ -21,21 +21,21 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("gymnasium")
 
 from townlet.policy.nn.spec import NetworkSpec  # noqa: E402
-from townlet.policy.training.strategies.ppo_collect import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.collect import (  # noqa: E402
     Trajectory,
     rollout_advantages,
     rollout_batch,
 )
-from townlet.policy.training.strategies.ppo_online import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.epoch import shuffle_rows, split_rows  # noqa: E402
+from townlet.policy.training.strategies.ppo.online import (  # noqa: E402
     gym_env_id,
     torch_threads,
     train_ppo_online,
 )
-from townlet.policy.training.strategies.ppo_online_step import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.online_step import (  # noqa: E402
     ppo_update,
-    shuffled_minibatches,
 )
-from townlet.policy.training.strategies.ppo_step import init_ppo_state  # noqa: E402
+from townlet.policy.training.strategies.ppo.step import init_ppo_state  # noqa: E402
 
 FAST = PPOConfig(
     learning_rate=2.5e-3,
@@ -156,11 +156,11 @@ def test_rollout_batch_normalises_and_flattens() -> None:
     assert data.old_values.tolist() == pytest.approx([0.5, 1.0, 0.0])
 
 
-def test_shuffled_minibatches_cover_every_row_once() -> None:
+def test_shuffled_split_rows_cover_every_row_once() -> None:
     traj = _trajectory([float(i) for i in range(10)], [False] * 10, [0.0] * 10, [0.0] * 11)
     data, _ = rollout_batch(traj, PPOConfig(advantage_normalization=False))
     gen = torch.Generator().manual_seed(0)
-    parts = shuffled_minibatches(data, gen, 4)
+    parts = split_rows(shuffle_rows(data, gen), 4)
     assert [len(p) for p in parts] == [4, 4, 2]
     returns = sorted(v for p in parts for v in p.returns.tolist())
     assert returns == pytest.approx(sorted(data.returns.tolist()))
@@ -324,7 +324,25 @@ def test_log_frequency_and_rotation(tmp_path: Path) -> None:
 
 def test_online_training_is_exported_from_the_package() -> None:
     import townlet
-    from townlet.policy.training.strategies import ppo_online
+    from townlet.policy.training.strategies.ppo import online as ppo_online
 
     assert townlet.train_ppo_online is ppo_online.train_ppo_online
     assert townlet.OnlineTrainResult is ppo_online.OnlineTrainResult
+
+
+def test_online_settings_record_equals_the_separate_arguments() -> None:
+    from townlet.policy.training.strategies.ppo.online import OnlinePPOConfig
+
+    settings = OnlinePPOConfig(total_steps=128, num_envs=2, rollout_steps=32, hidden_dim=16)
+    assert settings.updates == 2
+    by_record = train_ppo_online("CartPole-v1", cfg=TINY, seed=0, online=settings)
+    by_args = train_ppo_online("CartPole-v1", 128, 2, 32, TINY, 0, hidden_dim=16)
+    assert [r.to_dict() | {"epoch_duration_sec": 0} for r in by_record.history] == [
+        r.to_dict() | {"epoch_duration_sec": 0} for r in by_args.history
+    ]
+    with pytest.raises(ConfigError, match="not both"):
+        train_ppo_online("CartPole-v1", 128, online=settings)
+    with pytest.raises(ConfigError, match="num_envs must be an integer >= 1"):
+        OnlinePPOConfig(total_steps=1, num_envs=0)
+    with pytest.raises(TypeError, match="hidden"):
+        train_ppo_online("CartPole-v1", 128, hidden=3)

@@ -15,8 +15,8 @@ from townlet.config import PPOConfig  # noqa: E402
 from townlet.policy.nn.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from townlet.policy.nn.network import VALUE_HEAD_KEYS, apply  # noqa: E402
 from townlet.policy.nn.spec import NetworkSpec  # noqa: E402
-from townlet.policy.training.strategies.ppo_math import PPOMinibatch  # noqa: E402
-from townlet.policy.training.strategies.ppo_step import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.functional import PPOMinibatch  # noqa: E402
+from townlet.policy.training.strategies.ppo.step import (  # noqa: E402
     PPOState,
     init_ppo_state,
     ppo_minibatch_step,

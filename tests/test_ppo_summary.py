@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-import attrs
 import numpy as np
 import pytest
 
 from townlet.config import PPOConfig
 from townlet.errors import ConfigError
 from townlet.policy.replay import ReplayEventCounts
-from townlet.policy.training.strategies.anneal_flags import AnnealBaselines
-from townlet.policy.training.strategies.ppo_summary import (
+from townlet.policy.training.strategies.anneal.flags import AnnealBaselines
+from townlet.policy.training.strategies.ppo.stats import MinibatchStats
+from townlet.policy.training.strategies.ppo.summary import (
     AnnealContext,
     BatchFacts,
     EpochCounters,
@@ -23,20 +24,15 @@ from townlet.policy.training.strategies.ppo_summary import (
     summarize_epoch,
 )
 
+_DEFAULTS: dict[str, Any] = {
+    "loss_total": 1.0, "loss_policy": 0.1, "loss_value": 2.0, "loss_entropy": 1.0,
+    "loss_bc": 0.5, "clip_fraction": 0.0, "kl_divergence": 0.0, "grad_norm": 1.0,
+    "adv_mean": 0.0, "adv_std": 1.0, "transitions": 4,
+}  # fmt: skip
 
-@attrs.frozen(kw_only=True)
-class _Stats:
-    loss_total: float = 1.0
-    loss_policy: float = 0.1
-    loss_value: float = 2.0
-    loss_entropy: float = 1.0
-    loss_bc: float = 0.5
-    clip_fraction: float = 0.0
-    kl_divergence: float = 0.0
-    grad_norm: float = 1.0
-    adv_mean: float = 0.0
-    adv_std: float = 1.0
-    transitions: int = 4
+
+def _Stats(**fields: Any) -> MinibatchStats:  # noqa: N802 - reads like the record it builds
+    return MinibatchStats(**{**_DEFAULTS, **fields})
 
 
 FACTS = BatchFacts(

@@ -42,23 +42,24 @@ from townlet.policy.replay import (  # noqa: E402
     ReplayEventCounts,
     ReplaySample,
 )
-from townlet.policy.training.strategies.ppo import train_ppo  # noqa: E402
-from townlet.policy.training.strategies.ppo_init import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.checkpoint import (  # noqa: E402
     load_ppo_state,
     save_ppo_state,
 )
-from townlet.policy.training.strategies.ppo_loop import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.functional import PPOMinibatch  # noqa: E402
+from townlet.policy.training.strategies.ppo.replay import (  # noqa: E402
     _check_batch,
     ppo_epoch,
     prepare_batches,
+    replay_epoch,
 )
-from townlet.policy.training.strategies.ppo_math import PPOMinibatch  # noqa: E402
-from townlet.policy.training.strategies.ppo_step import init_ppo_state  # noqa: E402
-from townlet.policy.training.strategies.ppo_summary import (  # noqa: E402
+from townlet.policy.training.strategies.ppo.step import init_ppo_state  # noqa: E402
+from townlet.policy.training.strategies.ppo.summary import (  # noqa: E402
     AnnealContext,
     PPODatasetInfo,
     dataset_info,
 )
+from townlet.policy.training.strategies.ppo.train import train_ppo  # noqa: E402
 
 SMALL = NetworkSpec(map_shape=(2, 3, 3), feature_dim=4, action_dim=3, hidden_dim=16)
 FIXED_CLOCK = lambda: 0.0  # noqa: E731 - deterministic epoch_duration_sec
@@ -340,7 +341,7 @@ def test_nan_rewards_name_dataset_and_one_based_batch() -> None:
     info = PPODatasetInfo(label="nan_data")
     batches = [_batch([0.1, 0.2]), _batch([0.1, float("nan")])]
     with pytest.raises(ValueError, match=r"advantages.*NaN/inf") as caught:
-        ppo_epoch(state, batches, PPOConfig(), epoch_index=0, dataset_info=info)
+        replay_epoch(state, batches, PPOConfig(), epoch_index=0, dataset_info=info)
     assert str(caught.value) == "PPO advantages contained NaN/inf (dataset=nan_data, batch=2)"
     assert isinstance(caught.value, TrainingFailedError)
 
@@ -416,13 +417,18 @@ def test_ppo_epoch_on_in_memory_batches_is_pure() -> None:
     prepared = prepare_batches(list(dataset.batches(0)), cfg, label="toy")
     snapshot = {k: v.clone() for k, v in state.params.items()}
     info = dataset_info(dataset)
-    new_state, record = ppo_epoch(
+    new_state, record = replay_epoch(
         state, prepared, cfg, epoch_index=0, dataset_info=info, clock=FIXED_CLOCK
     )
-    _raw_state, raw_record = ppo_epoch(
+    _raw_state, raw_record = replay_epoch(
         state, list(dataset.batches(0)), cfg, epoch_index=0, dataset_info=info, clock=FIXED_CLOCK
     )
     assert record.to_dict() == raw_record.to_dict()
+    with pytest.warns(DeprecationWarning, match="use replay_epoch"):
+        _old_state, old_record = ppo_epoch(
+            state, prepared, cfg, epoch_index=0, dataset_info=info, clock=FIXED_CLOCK
+        )
+    assert old_record.to_dict() == record.to_dict()
     assert all(torch.equal(snapshot[k], v) for k, v in state.params.items())
     assert (new_state.steps, new_state.log_stream_offset, state.steps) == (18, 1, 0)
     assert record.updates == 5  # N = 18: mbs = min(32, 18 // 4) = 4, ceil(18 / 4) = 5

@@ -367,3 +367,39 @@ def test_pettingzoo_errors() -> None:
         capture_rollout(Env([], gym.spaces.Discrete(2)), "random", 3)
     with pytest.raises(RolloutError, match="pettingzoo:toy: action space of 'a' must be Discrete"):
         capture_rollout(Env(["a"], gym.spaces.Box(0, 1, (2,))), "random", 3)
+
+
+def test_buffer_methods_are_deprecated_wrappers_of_the_functions(tmp_path: Path) -> None:
+    from townlet.policy.rollout import build_rollout_dataset, rollout_summary, save_rollout
+
+    buffer = capture_rollout(WorldConfig(num_agents=2), "scripted", 5, 0)
+    with pytest.warns(DeprecationWarning, match=r"use rollout_summary\(buffer\)"):
+        assert buffer.summary() == rollout_summary(buffer)
+    with pytest.warns(DeprecationWarning, match="use build_rollout_dataset"):
+        assert len(buffer.build_dataset(batch_size=2)) == len(
+            build_rollout_dataset(buffer, batch_size=2)
+        )
+    with pytest.warns(DeprecationWarning, match="save_rollout"):
+        old = buffer.save(tmp_path / "old")
+    new = save_rollout(buffer, tmp_path / "new")
+    assert sorted(p.name for p in old.iterdir()) == sorted(p.name for p in new.iterdir())
+
+
+def test_capture_takes_a_policy_and_paths_are_resolved_by_the_caller(tmp_path: Path) -> None:
+    from townlet.policy.policy_argument import resolve_policy_argument
+
+    assert resolve_policy_argument("scripted") == "scripted"
+    with pytest.raises(RolloutError, match="is none of these"):
+        resolve_policy_argument(tmp_path / "missing.pt")
+    pytest.importorskip("torch")
+    from townlet.errors import CheckpointError
+
+    broken = tmp_path / "broken.pt"
+    broken.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError):
+        resolve_policy_argument(broken)
+    with (
+        pytest.warns(DeprecationWarning, match="checkpoint path as the capture policy"),
+        pytest.raises(CheckpointError),
+    ):
+        capture_rollout(WorldConfig(num_agents=2), broken, 5, 0)

@@ -44,7 +44,7 @@ def test_ppo_capture_dir_log_and_checkpoint(
     assert len((tmp_path / "ppo.jsonl.1").read_text().splitlines()) == 1
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
     assert saved == record
-    from townlet.policy.training.strategies.ppo_init import load_ppo_state
+    from townlet.policy.training.strategies.ppo.checkpoint import load_ppo_state
 
     state = load_ppo_state(tmp_path / "out" / "checkpoint.pt")
     assert (state.seed, state.steps, state.log_stream_offset) == (2, 540, 3)
@@ -133,7 +133,7 @@ def test_failed_run_exits_1(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from townlet.errors import NonFiniteTrainingError
-    from townlet.policy.training.strategies import ppo_loop
+    from townlet.policy.training.strategies.ppo import replay as ppo_loop
 
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise NonFiniteTrainingError("PPO advantages contained NaN/inf (dataset=s, batch=1)")
@@ -156,10 +156,10 @@ _NO_TORCH = textwrap.dedent(
 
     sys.meta_path.insert(0, _NoTorch())
     import townlet
-    import townlet.policy.training.strategies.ppo
-    import townlet.policy.training.strategies.ppo_summary
-    import townlet.policy.training.strategies.ppo_log
-    import townlet.policy.training.strategies.bc
+    import townlet.policy.training.strategies.ppo.train
+    import townlet.policy.training.strategies.ppo.summary
+    import townlet.policy.training.telemetry_log
+    import townlet.policy.training.strategies.bc.train
     import townlet.cli.bc_cmd, townlet.cli.ppo_cmd
     out = {}
     for name in ("train_ppo", "train_bc"):

@@ -37,7 +37,7 @@ from townlet.config import PPOConfig
 from townlet.envs.gymnasium_adapter import make_gymnasium_source
 from townlet.policy.evaluate import evaluate_policy
 from townlet.policy.rollout_torch import make_network_policy
-from townlet.policy.training.strategies.ppo_online import train_ppo_online
+from townlet.policy.training.strategies.ppo.online import train_ppo_online
 
 ENV = "CartPole-v1"
 NUM_ENVS, ROLLOUT = 8, 256

@@ -56,10 +56,10 @@ from townlet.policy.nn.compiled import CompiledUpdate
 from townlet.policy.nn.device import resolve_device
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig
-from townlet.policy.training.strategies.compiled_update import make_ppo_update
 from townlet.policy.training.strategies.ppo import train_ppo
-from townlet.policy.training.strategies.ppo_math import PPOMinibatch
-from townlet.policy.training.strategies.ppo_step import (
+from townlet.policy.training.strategies.ppo.compiled import make_ppo_update
+from townlet.policy.training.strategies.ppo.functional import PPOMinibatch
+from townlet.policy.training.strategies.ppo.step import (
     init_ppo_state,
     ppo_minibatch_update,
 )

@@ -29,8 +29,8 @@ from townlet.policy.nn.adam import AdamConfig, adam_update
 from townlet.policy.nn.grads import clip_by_global_norm
 from townlet.policy.nn.network import init_params
 from townlet.policy.nn.spec import NetworkSpec
-from townlet.policy.training.strategies.ppo_math import PPOMinibatch, ppo_loss
-from townlet.policy.training.strategies.ppo_step import init_ppo_state, ppo_minibatch_step
+from townlet.policy.training.strategies.ppo.functional import PPOMinibatch, ppo_loss
+from townlet.policy.training.strategies.ppo.step import init_ppo_state, ppo_minibatch_step
 
 
 def _minibatch(spec: NetworkSpec, n: int, gen: torch.Generator) -> PPOMinibatch:

@@ -33,9 +33,9 @@ from townlet.config import BCConfig, PPOConfig
 from townlet.policy.nn.network import init_params
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig
-from townlet.policy.training.strategies.bc import train_bc
-from townlet.policy.training.strategies.ppo import train_ppo
-from townlet.policy.training.strategies.ppo_math import minibatch_size, prepare_batch
+from townlet.policy.training.strategies.bc.train import train_bc
+from townlet.policy.training.strategies.ppo.functional import minibatch_size, prepare_batch
+from townlet.policy.training.strategies.ppo.train import train_ppo
 
 REFERENCE = {"ppo_bs1": 4628.0, "ppo_bs3": 7732.0, "bc": 18988.0}
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "reference" / "townlet-artifacts"

@@ -30,10 +30,10 @@ import torch
 
 from _benchdoc import replace_section
 from townlet.config import BCConfig, PPOConfig
-from townlet.policy.rollout import capture_rollout
+from townlet.policy.rollout import build_rollout_dataset, capture_rollout
 from townlet.policy.rollout_torch import make_network_policy
-from townlet.policy.training.strategies.bc import train_bc
-from townlet.policy.training.strategies.ppo import train_ppo
+from townlet.policy.training.strategies.bc.train import train_bc
+from townlet.policy.training.strategies.ppo.train import train_ppo
 from townlet.world import WorldConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
         curves["ppo"].append(mean_return(buffer))
         curves["scripted"].append(mean_return(capture_rollout(world, "scripted", args.ticks, seed)))
         curves["random"].append(mean_return(capture_rollout(world, "random", args.ticks, seed)))
-        dataset = buffer.build_dataset(batch_size=len(buffer.samples))
+        dataset = build_rollout_dataset(buffer, batch_size=len(buffer.samples))
         if state is None:
             result = train_ppo(dataset, cfg=cfg, epochs=args.epochs, seed=0, init=params)
         else:

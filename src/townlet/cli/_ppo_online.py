@@ -1,6 +1,6 @@
 """``townlet-train ppo --env gymnasium:<id>``: online PPO on a Gymnasium environment.
 
-Trains with :func:`~townlet.policy.training.strategies.ppo_online.train_ppo_online`, evaluates
+Trains with :func:`~townlet.policy.training.strategies.ppo.online.train_ppo_online`, evaluates
 the final policy (deterministic, ``--eval-episodes`` seeded episodes), prints a JSON summary and,
 with ``--out DIR``, writes ``DIR/checkpoint.pt``, ``DIR/telemetry.jsonl`` (one line per update)
 and ``DIR/summary.json``.
@@ -79,7 +79,7 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
     """Train, evaluate and write the outputs; return the JSON summary."""
     from townlet.policy.evaluate import evaluate_policy
     from townlet.policy.rollout_torch import make_network_policy
-    from townlet.policy.training.strategies.ppo_online import train_ppo_online
+    from townlet.policy.training.strategies.ppo.online import OnlinePPOConfig, train_ppo_online
 
     _check(args)
     weight_init, checkpoint = _init(args)
@@ -95,20 +95,23 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
             if record.episode_return_mean is not None:
                 bar.set_postfix(ret=f"{record.episode_return_mean:.1f}")
 
-        run = train_ppo_online(
-            args.env,
-            args.total_steps,
-            args.num_envs,
-            args.rollout_steps,
-            cfg,
-            seed,
+        settings = OnlinePPOConfig(
+            total_steps=args.total_steps,
+            num_envs=args.num_envs,
+            rollout_steps=args.rollout_steps,
             hidden_dim=args.hidden,
             activation=args.activation,
             weight_init=weight_init,  # type: ignore[arg-type]
             critic=args.critic,
-            init=checkpoint,
             device=args.device,
             threads=args.threads or 1,
+        )
+        run = train_ppo_online(
+            args.env,
+            cfg=cfg,
+            seed=seed,
+            online=settings,
+            init=checkpoint,
             log_path=log,
             log_frequency=args.log_frequency,
             max_log_entries=args.log_max_entries,
@@ -136,7 +139,7 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
     }
     if args.out is not None:
         from townlet.dto.convert import to_dict
-        from townlet.policy.training.strategies.ppo_init import save_ppo_state
+        from townlet.policy.training.strategies.ppo.checkpoint import save_ppo_state
 
         extra = {"ppo": to_dict(cfg), "env": summary["env"], "env_steps": run.env_steps}
         save_ppo_state(args.out / CHECKPOINT_NAME, run.state, extra=extra)

@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
 
 
 def _ppo_sources(args: argparse.Namespace, config: Config) -> dict[str, Any]:
-    from townlet.policy.training.strategies.anneal_step import RolloutPlan
+    from townlet.policy.training.strategies.anneal.step import RolloutPlan
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -77,7 +77,7 @@ def _ppo_sources(args: argparse.Namespace, config: Config) -> dict[str, Any]:
 def run_anneal_cmd(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train anneal``: run, print, and exit 1 on a non-PASS status when
     ``--exit-on-failure`` is given."""
-    from townlet.policy.training.strategies.anneal import anneal_payload, run_anneal_with_state
+    from townlet.policy.training.strategies.anneal.run import anneal_payload, run_anneal_with_state
 
     check_seed(args.seed)
     config = load_config(args.config)

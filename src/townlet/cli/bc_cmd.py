@@ -74,7 +74,7 @@ def _bc_config(args: argparse.Namespace) -> tuple[BCConfig, int]:
 
 def run_bc(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train bc``: train, print the result, save the checkpoint."""
-    from townlet.policy.training.strategies.bc import save_bc_checkpoint, train_bc
+    from townlet.policy.training.strategies.bc.train import save_bc_checkpoint, train_bc
 
     check_seed(args.seed)
     cfg, seed = _bc_config(args)

@@ -13,7 +13,8 @@ from tqdm import tqdm
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
 from townlet.config import Config, load_config
-from townlet.policy.rollout import RolloutBuffer, capture_rollout
+from townlet.policy.policy_argument import resolve_policy_argument
+from townlet.policy.rollout import RolloutBuffer, capture_rollout, rollout_summary, save_rollout
 from townlet.policy.training.services.rollout import rollout_world_config
 from townlet.world.config import WORLD_SOCIAL_STAGES
 
@@ -84,7 +85,8 @@ def _source(args: argparse.Namespace, config: Config) -> Any:
 def _capture(args: argparse.Namespace, source: Any, ticks: int, seed: int) -> RolloutBuffer:
     quiet = args.quiet or not sys.stderr.isatty()
     with tqdm(total=ticks, desc="capture", unit="tick", file=sys.stderr, disable=quiet) as bar:
-        return capture_rollout(source, args.policy, ticks, seed, progress=bar.update)
+        policy = resolve_policy_argument(args.policy)
+        return capture_rollout(source, policy, ticks, seed, progress=bar.update)
 
 
 def run_capture(args: argparse.Namespace) -> int:
@@ -99,6 +101,6 @@ def run_capture(args: argparse.Namespace) -> int:
         close = getattr(source, "close", None)
         if callable(close):
             close()
-    out = buffer.save(args.out, args.prefix, compress=not args.no_compress)
-    print_json({**buffer.summary(), "out": str(out), "samples": len(buffer.samples)})
+    out = save_rollout(buffer, args.out, prefix=args.prefix, compress=not args.no_compress)
+    print_json({**rollout_summary(buffer), "out": str(out), "samples": len(buffer.samples)})
     return 0

@@ -155,7 +155,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run_ppo(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train ppo``: train, print the last record, save the state."""
-    from townlet.policy.training.strategies.ppo import train_ppo
+    from townlet.policy.training.strategies.ppo.train import train_ppo
 
     base = load_config(args.config) if args.config is not None else Config()
     cfg = _ppo_config(args, base)
@@ -192,7 +192,7 @@ def run_ppo(args: argparse.Namespace) -> int:
     payload = without_nulls(run.result.to_dict())
     if args.out is not None:
         from townlet.dto.convert import to_dict
-        from townlet.policy.training.strategies.ppo_init import save_ppo_state
+        from townlet.policy.training.strategies.ppo.checkpoint import save_ppo_state
 
         save_ppo_state(args.out / CHECKPOINT_NAME, run.state, extra={"ppo": to_dict(cfg)})
         write_result(args.out, payload)

@@ -27,6 +27,7 @@ from townlet._validators import (
     int_converter,
     number_converter,
 )
+from townlet.errors import DTOValidationError
 
 PPO_TELEMETRY_VERSION = 1.2
 TELEMETRY_VERSIONS: tuple[float, ...] = (1.0, 1.1, 1.2)
@@ -276,13 +277,19 @@ class AnnealStageResult(TrainingResultBase):
     anneal_intensity_flag: bool | None = _flag()
 
 
-def _stages_converter(value: Any) -> tuple[AnnealStageResult, ...]:
-    # The reference coerced stage dicts into records; so do we.
-    from townlet.dto.convert import from_dict
+def _stage_record(item: Any) -> AnnealStageResult:
+    # The reference coerced stage dicts into records; so do we, by keyword construction (which
+    # runs the same converters and validators) so that cattrs stays in townlet.dto.convert.
+    if not isinstance(item, Mapping):
+        return item  # type: ignore[no-any-return]
+    unknown = sorted(set(item) - set(attrs.fields_dict(AnnealStageResult)))
+    if unknown:
+        raise DTOValidationError(f"AnnealStageResult: unknown keys {unknown}")
+    return AnnealStageResult(**item)
 
-    return tuple(
-        from_dict(AnnealStageResult, item) if isinstance(item, Mapping) else item for item in value
-    )
+
+def _stages_converter(value: Any) -> tuple[AnnealStageResult, ...]:
+    return tuple(_stage_record(item) for item in value)
 
 
 def _baselines_converter(value: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:

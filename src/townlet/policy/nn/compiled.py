@@ -100,6 +100,13 @@ class UpdateAdapter:
     build: ProgramBuilder
 
 
+@functools.lru_cache(maxsize=64)
+def static_config(cfg: Any) -> Any:
+    """``cfg`` with ``learning_rate`` set to 1: the part of a config a compiled update bakes in
+    (the learning rate travels as a tensor), for the :class:`UpdateCase` key."""
+    return attrs.evolve(cfg, learning_rate=1.0)
+
+
 def resolve_compile_mode(mode: str, device: torch.device) -> str:
     """``auto`` → ``cudagraph`` on CUDA, else ``none``; other modes unchanged.
     Raises ``ValueError`` for a mode not in :data:`COMPILE_MODES`."""

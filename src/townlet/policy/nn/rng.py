@@ -7,8 +7,9 @@ only integers, a checkpoint is just those integers, and resuming replays the sam
 
 from __future__ import annotations
 
-import numpy as np
 import torch
+
+from townlet.policy.streams import Stream, seed_from_words, stream_seed
 
 
 def derive_seed(seed: int, *counters: int) -> int:
@@ -18,9 +19,7 @@ def derive_seed(seed: int, *counters: int) -> int:
     the same seed. All values must be non-negative ints.
     """
     # The length word keeps (s,) and (s, 0) apart: SeedSequence ignores trailing zero words.
-    entropy = [seed, len(counters), *counters]
-    words = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
-    return (int(words[0]) << 31) ^ int(words[1])
+    return seed_from_words([seed, len(counters), *counters])
 
 
 def derive_generator(
@@ -29,4 +28,14 @@ def derive_generator(
     """A new ``torch.Generator`` on ``device`` seeded by :func:`derive_seed` (no global RNG)."""
     generator = torch.Generator(device=device)
     generator.manual_seed(derive_seed(seed, *counters))
+    return generator
+
+
+def stream_generator(
+    seed: int, stream: Stream, *counters: int, device: str | torch.device = "cpu"
+) -> torch.Generator:
+    """A new ``torch.Generator`` on ``device`` for ``stream`` at ``counters``
+    (:func:`~townlet.policy.streams.stream_seed`)."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(stream_seed(seed, stream, *counters))
     return generator

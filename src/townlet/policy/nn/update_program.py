@@ -9,7 +9,7 @@ on the host from the integer step counts, in float64 as the eager update compute
 no device sync), which is what lets :mod:`townlet.policy.nn.compiled` compile the update once
 and replay it with any learning rate at any step. The loss must build no ``attrs`` record
 inside the traced code (a frozen record's ``__init__`` is a graph break for ``torch.compile``),
-hence :func:`~townlet.policy.training.strategies.ppo_math.ppo_loss_parts`. The
+hence :func:`~townlet.policy.training.strategies.ppo.functional.ppo_loss_parts`. The
 arithmetic follows :func:`~townlet.policy.nn.adam.adam_update` operation for operation, so the
 two agree to float32 rounding.
 """

@@ -6,7 +6,8 @@ for training, a capture directory on disk, a JSON summary.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,8 @@ class RolloutBuffer:
     def build_dataset(
         self, batch_size: int = 1, drop_last: bool = False, *, shuffle: bool = False, seed: int = 0
     ) -> InMemoryReplayDataset:
-        """The samples as an :class:`InMemoryReplayDataset` (see :func:`build_rollout_dataset`)."""
+        """Deprecated: :func:`build_rollout_dataset`."""
+        _deprecated("build_dataset", "build_rollout_dataset(buffer, ...)")
         return build_rollout_dataset(
             self, batch_size=batch_size, drop_last=drop_last, shuffle=shuffle, seed=seed
         )
@@ -91,14 +93,25 @@ class RolloutBuffer:
         *,
         compress: bool = True,
     ) -> Path:
-        """Write a capture directory (see :func:`townlet.policy.rollout.save.save_rollout`)."""
+        """Deprecated: :func:`townlet.policy.rollout.save.save_rollout`."""
+        _deprecated("save", "townlet.policy.rollout.save_rollout(buffer, directory, ...)")
         from townlet.policy.rollout.save import save_rollout
 
         return save_rollout(self, directory, prefix=prefix, compress=compress)
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary (see :func:`rollout_summary`)."""
+        """Deprecated: :func:`rollout_summary`."""
+        _deprecated("summary", "rollout_summary(buffer)")
         return rollout_summary(self)
+
+
+def _deprecated(method: str, instead: str) -> None:
+    # Logic lives in free functions (STYLE.md); the methods stay for existing callers.
+    warnings.warn(
+        f"RolloutBuffer.{method}() is deprecated: use {instead}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def build_rollout_dataset(
@@ -154,8 +167,3 @@ def rollout_summary(buffer: RolloutBuffer) -> dict[str, Any]:
         "mean_episode_return": float(np.mean(episodes)) if episodes else None,
         "events": buffer.event_counts.to_dict(),
     }
-
-
-def metrics_by_file(names: Mapping[str, ReplaySample]) -> dict[str, dict[str, float]]:
-    """``{npz basename: the sample's metrics}`` — the flat ``<prefix>_metrics.json`` body."""
-    return {name: dict(s.metadata.get("metrics") or {}) for name, s in names.items()}

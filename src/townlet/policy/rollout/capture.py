@@ -14,6 +14,7 @@ dynamics derive their own streams from ``(seed, tick)``. Same inputs, same array
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,12 @@ def resolve_policy(policy: object, info: SourceInfo) -> object:
     """Turn a policy argument into a policy object for a source.
 
     ``"scripted"`` → :class:`ScriptedPolicy`; ``"random"`` → :class:`RandomPolicy` over the
-    source's actions; any other string or path → a checkpoint file loaded as a network policy
-    (needs torch); an object is used as is, after its ``check_source(info)`` if it has one.
-    Raises :class:`RolloutError` for a missing checkpoint file or a policy that does not fit.
+    source's actions; an object is used as is, after its ``check_source(info)`` if it has one.
+    Deprecated: any other string or path is still loaded as a checkpoint (needs torch), with a
+    ``DeprecationWarning`` — callers resolve paths first
+    (:func:`townlet.policy.policy_argument.resolve_policy_argument`), so that capture does not
+    reach up to the network code. Raises :class:`RolloutError` for a missing checkpoint file or
+    a policy that does not fit.
     """
     if isinstance(policy, str) and policy in ("scripted", "random"):
         return (
@@ -75,6 +79,12 @@ def resolve_policy(policy: object, info: SourceInfo) -> object:
                 f"policy must be 'scripted', 'random' or a checkpoint file; {str(path)!r} "
                 "is none of these"
             )
+        warnings.warn(
+            "passing a checkpoint path as the capture policy is deprecated: load it first "
+            "(townlet.policy.policy_argument.resolve_policy_argument)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         from townlet.policy.rollout_torch import load_network_policy
 
         policy = load_network_policy(path)

@@ -19,14 +19,24 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from townlet._atomic import write_text_atomic
 from townlet.errors import RolloutError
-from townlet.policy.replay import save_replay_sample
-from townlet.policy.rollout.buffer import RolloutBuffer, metrics_by_file
+from townlet.policy.replay import ReplaySample, save_replay_sample
+
+if TYPE_CHECKING:
+    # Only a type: the buffer module imports nothing from here at run time either way.
+    from townlet.policy.rollout.buffer import RolloutBuffer
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def metrics_by_file(names: Mapping[str, ReplaySample]) -> dict[str, dict[str, float]]:
+    """``{npz basename: the sample's metrics}`` — the flat ``<prefix>_metrics.json`` body."""
+    return {name: dict(s.metadata.get("metrics") or {}) for name, s in names.items()}
 
 
 def sample_stem(prefix: str, agent_id: str, number: int) -> str:

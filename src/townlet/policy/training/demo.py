@@ -187,11 +187,11 @@ def run_demo(
     Raises ``TorchNotAvailableError`` without torch, and, with ``plot``, ``ImportError`` (with
     the install hint) when matplotlib is missing — checked before any work.
     """
-    from townlet.policy.rollout import capture_rollout
+    from townlet.policy.rollout import capture_rollout, save_rollout
     from townlet.policy.rollout_torch import make_network_policy
     from townlet.policy.training.demo_plot import require_matplotlib, write_plot
-    from townlet.policy.training.strategies.anneal import run_anneal_with_state
-    from townlet.policy.training.strategies.anneal_step import AnnealState, RolloutPlan
+    from townlet.policy.training.strategies.anneal.run import run_anneal_with_state
+    from townlet.policy.training.strategies.anneal.step import AnnealState, RolloutPlan
 
     if plot:
         require_matplotlib()
@@ -200,7 +200,7 @@ def run_demo(
     out, started = Path(out_dir), time.perf_counter()
     config = demo_config(settings, seed)
     demos = capture_rollout(config.world, "scripted", settings.demo_ticks, seed)
-    demos.save(out / "demos")
+    save_rollout(demos, out / "demos")
     say(f"captured {demos.frames} expert frames ({settings.agents} agents)")
     bc_params: dict[str, Any] = {}
 

@@ -3,7 +3,7 @@
 A BC run, a PPO run on replay data, rollout-PPO cycles (capture with the current parameters →
 PPO → repeat, each cycle in its social reward stage) and an anneal schedule are all sequences of
 :class:`~townlet.config.AnnealStage` folded with
-:func:`~townlet.policy.training.strategies.anneal_step.anneal_stage_step`. Around each step:
+:func:`~townlet.policy.training.strategies.anneal.step.anneal_stage_step`. Around each step:
 a tqdm bar (off when stderr is not a TTY), the stage's epochs appended to
 ``run_dir/telemetry.jsonl``, a checkpoint, and an ``on_stage`` callback; at the end
 ``anneal_results.json``. A run directory that holds a checkpoint resumes after its last stage
@@ -13,10 +13,13 @@ derives its seeds from the run seed and its index, ends exactly where an uninter
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 from tqdm import tqdm
@@ -27,16 +30,20 @@ from townlet.dto.convert import to_dict
 from townlet.dto.policy import AnnealStageResult
 from townlet.dto.telemetry import write_telemetry
 from townlet.errors import ConfigError
-from townlet.policy.training.strategies.anneal_io import (
+from townlet.policy.training.fold import Sink, run_fold
+from townlet.policy.training.strategies.anneal.io import (
     load_anneal_state,
     read_run_state,
     save_anneal_state,
     stage_to_dict,
 )
-from townlet.policy.training.strategies.anneal_step import (
+from townlet.policy.training.strategies.anneal.step import (
     AnnealData,
+    AnnealInputs,
     AnnealState,
+    StageOutput,
     anneal_stage_step,
+    load_anneal_data,
 )
 
 TELEMETRY_FILE = "telemetry.jsonl"
@@ -47,11 +54,11 @@ StageCallback = Callable[[AnnealState, AnnealStageResult], None]
 @attrs.frozen(kw_only=True, eq=False)
 class TrainingContext:
     """A training run: its ``config``, the ``data`` its stages read (demonstrations, a replay
-    dataset or a rollout plan), the current ``state``, and the ``run_dir`` files go to (None:
-    no files, no resume)."""
+    dataset or a rollout plan; loaded once when the fold starts, or already loaded), the
+    current ``state``, and the ``run_dir`` files go to (None: no files, no resume)."""
 
     config: Config
-    data: AnnealData
+    data: AnnealData | AnnealInputs
     state: AnnealState
     run_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
 
@@ -88,11 +95,27 @@ def _truncate_lines(path: Path, lines: int) -> None:
         write_text_atomic(path, "".join(kept))
 
 
-def _save(run_dir: Path, state: AnnealState, stages: Sequence[AnnealStage], lines: int) -> int:
-    if state.last_epochs:
-        lines += write_telemetry(state.last_epochs, run_dir / TELEMETRY_FILE, append=True)
-    save_anneal_state(run_dir, state, stages=stages, telemetry_lines=lines)
-    return lines
+def stage_files_sink(run_dir: Path, stages: Sequence[AnnealStage], lines: int) -> Sink:
+    """The run directory's sink: append a stage's epochs to ``telemetry.jsonl``, then
+    checkpoint the state with the number of lines written (``run_state.json`` last, so it
+    always names a complete checkpoint and the lines it has seen)."""
+    written = lines
+
+    def save(index: int, state: AnnealState, output: StageOutput) -> None:
+        nonlocal written
+        if output.epochs:
+            written += write_telemetry(output.epochs, run_dir / TELEMETRY_FILE, append=True)
+        save_anneal_state(run_dir, state, stages=stages, telemetry_lines=written)
+
+    return save
+
+
+def _progress_sink(bar: Any) -> Sink:
+    def sink(index: int, state: AnnealState, output: StageOutput) -> None:
+        bar.set_postfix_str(f"cycle {int(output.result.cycle)} {output.result.mode}")
+        bar.update(1)
+
+    return sink
 
 
 def write_results(run_dir: Path, results: Sequence[AnnealStageResult]) -> Path:
@@ -116,22 +139,34 @@ def run_stages(
     stages raise.
     """
     state, lines = _resume(ctx, stages)
+    data = ctx.data
+    if isinstance(data, AnnealData):
+        data = load_anneal_data(data, ctx.config, stages=stages)
+    sinks: list[Sink] = []
     if ctx.run_dir is not None:
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        sinks.append(stage_files_sink(ctx.run_dir, stages, lines))
+    if on_stage is not None:
+        sinks.append(lambda index, state, output: on_stage(state, output.result))
     disable = quiet or not sys.stderr.isatty()
     with tqdm(
         total=len(stages), initial=state.stage_index, desc=desc, unit="stage", disable=disable
     ) as bar:
-        for stage in stages[state.stage_index :]:
-            if state.stopped:
-                break
-            bar.set_postfix_str(f"cycle {stage.cycle} {stage.mode}")
-            state, result = anneal_stage_step(state, stage, ctx.data, ctx.config)
-            if ctx.run_dir is not None:
-                lines = _save(ctx.run_dir, state, stages, lines)
-            if on_stage is not None:
-                on_stage(state, result)
-            bar.update(1)
+        state, _ = run_fold(
+            functools.partial(_step, data=data, config=ctx.config),
+            state,
+            stages[state.stage_index :],
+            sinks=(*sinks, _progress_sink(bar)),
+            stop=lambda current: current.stopped,
+            start=state.stage_index,
+        )
     if ctx.run_dir is not None:
         write_results(ctx.run_dir, state.results)
     return attrs.evolve(ctx, state=state)
+
+
+def _step(
+    state: AnnealState, stage: AnnealStage, *, data: AnnealInputs, config: Config
+) -> tuple[AnnealState, StageOutput]:
+    # The run clock times the stages' durations; the step itself reads none.
+    return anneal_stage_step(state, stage, data, config, clock=time.perf_counter)

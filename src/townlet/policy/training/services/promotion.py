@@ -30,7 +30,7 @@ from attrs import validators as v
 
 from townlet.errors import PromotionError
 from townlet.policy.training.services.behaviour_gate import BehaviourGateResult
-from townlet.policy.training.strategies.anneal_flags import read_field
+from townlet.policy.training.strategies.anneal.flags import read_field
 
 PromotionPhase = Literal["monitoring", "ready", "promoted"]
 PromotionEventKind = Literal["promoted", "rollback", "policy_swap", "behaviour_gate"]

@@ -26,7 +26,7 @@ from attrs import validators as v
 
 from townlet.errors import PromotionError
 from townlet.policy.training.services.promotion import frozen_mapping, to_plain
-from townlet.policy.training.strategies.anneal_flags import (
+from townlet.policy.training.strategies.anneal.flags import (
     anneal_status,
     bc_stage_passed,
     stage_flags,

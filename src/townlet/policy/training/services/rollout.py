@@ -15,8 +15,14 @@ import attrs
 
 from townlet.config import Config
 from townlet.errors import RolloutError
+from townlet.policy.policy_argument import resolve_policy_argument
 from townlet.policy.replay import InMemoryReplayDataset
-from townlet.policy.rollout import RolloutBuffer, build_rollout_dataset, capture_rollout
+from townlet.policy.rollout import (
+    RolloutBuffer,
+    build_rollout_dataset,
+    capture_rollout,
+    save_rollout,
+)
 from townlet.policy.rollout.capture import Progress
 from townlet.world import WorldConfig
 from townlet.world.config import WORLD_SOCIAL_STAGES
@@ -62,13 +68,13 @@ def capture_from_config(
     world = rollout_world_config(config, social_stage=social_stage)
     buffer = capture_rollout(
         world,
-        policy,
+        resolve_policy_argument(policy),
         config.training.rollout_ticks if ticks is None else ticks,
         config.seed if seed is None else seed,
         progress=progress,
     )
     if output_dir is not None:
-        buffer.save(output_dir, prefix, compress=compress)
+        save_rollout(buffer, output_dir, prefix=prefix, compress=compress)
     return buffer
 
 

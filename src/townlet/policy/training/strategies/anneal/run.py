@@ -3,7 +3,7 @@
 ``run_anneal(config, …)`` sorts ``training.anneal_schedule`` by cycle, refuses before any stage
 runs what would fail midway (an empty schedule, a BC stage without demonstrations, a PPO stage
 without a dataset or rollout source), folds
-:func:`~townlet.policy.training.strategies.anneal_step.anneal_stage_step` over the stages
+:func:`~townlet.policy.training.strategies.anneal.step.anneal_stage_step` over the stages
 (:func:`~townlet.policy.training.orchestrator.run_stages`), reduces the results to
 PASS / HOLD / FAIL, records that evaluation in the promotion state, and returns an
 :class:`~townlet.dto.policy.AnnealSummary` that :func:`~townlet.decide` reads directly.
@@ -43,9 +43,9 @@ from townlet.policy.training.services.promotion_io import (
     promotion_state_to_dict,
     save_promotion_state,
 )
-from townlet.policy.training.strategies.anneal_flags import anneal_status, baselines_to_dict
-from townlet.policy.training.strategies.anneal_io import save_network
-from townlet.policy.training.strategies.anneal_step import (
+from townlet.policy.training.strategies.anneal.flags import anneal_status, baselines_to_dict
+from townlet.policy.training.strategies.anneal.io import save_network
+from townlet.policy.training.strategies.anneal.step import (
     AnnealData,
     AnnealState,
     BCData,
@@ -101,24 +101,33 @@ def _promotion(config: Config, out: Path | None, given: PromotionState | None) -
     return init_promotion_state(required_passes=config.promotion.required_passes)
 
 
-def _record(
-    config: Config, state: AnnealState, status: str, out: Path | None, given: PromotionState | None
-) -> PromotionState:
+def _candidate(state: AnnealState, out: Path | None) -> dict[str, str]:
+    """The candidate's identity: its policy hash and, with a run directory, the saved
+    checkpoint (written here: the one file this needs)."""
     candidate: dict[str, str] = {}
     if state.params is not None:
         candidate["policy_hash"] = policy_hash(state.params)
         if out is not None:
             candidate["checkpoint"] = str(save_network(out / CHECKPOINT_FILE, state).resolve())
-    promotion = record_evaluation(
-        _promotion(config, out, given),
+    return candidate
+
+
+def record_run(
+    config: Config,
+    promotion: PromotionState,
+    results: tuple[AnnealStageResult, ...],
+    candidate: dict[str, str],
+) -> tuple[str, PromotionState]:
+    """The run's PASS/HOLD/FAIL status and the promotion state after recording it (pure)."""
+    status = anneal_status(results)
+    recorded = record_evaluation(
+        promotion,
         status,
-        state.results,
+        results,
         required_passes=config.promotion.required_passes,
         candidate=candidate,
     )
-    if out is not None:
-        save_promotion_state(out / PROMOTION_FILE, promotion)
-    return promotion
+    return status, recorded
 
 
 def run_anneal_with_state(
@@ -146,8 +155,11 @@ def run_anneal_with_state(
     start = init if init is not None else init_anneal_state(config.seed if seed is None else seed)
     ctx = TrainingContext(config=config, data=data, state=start, run_dir=out)
     state = run_stages(ctx, schedule, on_stage=on_stage, quiet=quiet, desc="anneal").state
-    status = anneal_status(state.results)
-    promo = _record(config, state, status, out, promotion)
+    status, promo = record_run(
+        config, _promotion(config, out, promotion), state.results, _candidate(state, out)
+    )
+    if out is not None:
+        save_promotion_state(out / PROMOTION_FILE, promo)
     summary = AnnealSummary(
         duration_sec=sum(result.duration_sec or 0.0 for result in state.results),
         stages=state.results,

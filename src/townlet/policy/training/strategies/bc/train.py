@@ -1,5 +1,5 @@
 """Behaviour cloning runs: ``train_bc`` loads demonstrations, splits them (seeded), folds
-:func:`~townlet.policy.training.strategies.bc_loop.bc_epoch` over ``cfg.epochs`` epochs and
+:func:`~townlet.policy.training.strategies.bc.epoch.bc_epoch` over ``cfg.epochs`` epochs and
 reports training and validation accuracy/loss (DESIGN §5.6). The trained parameters have the
 PPO network's spec, so they initialise PPO (DESIGN §5.1).
 
@@ -24,17 +24,29 @@ from townlet.errors import ConfigError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.bc import flatten_bc_frames, load_bc_samples
 from townlet.policy.replay.sample import ReplaySample
-from townlet.policy.training.strategies.ppo import require_torch
+from townlet.policy.training.fold import callback_sink
+from townlet.policy.training.strategies.ppo.train import require_torch
 
 if TYPE_CHECKING:
     from townlet.policy.nn.network import Params
-    from townlet.policy.training.strategies.bc_loop import BCEpochStats, BCFrameTensors
-    from townlet.policy.training.strategies.bc_step import BCState
-    from townlet.policy.training.strategies.ppo_init import Init
+    from townlet.policy.training.strategies.bc.epoch import BCEpochStats, BCFrameTensors
+    from townlet.policy.training.strategies.bc.step import BCState
+    from townlet.policy.training.strategies.ppo.start import DataShape, Init
 
 BCSource = str | os.PathLike[str] | Sequence[ReplaySample]
 BCEpochCallback = Callable[[int, "BCEpochStats"], None]
 """``progress(epoch, stats)``: called after each BC epoch (1-based)."""
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class BCInputs:
+    """Demonstrations loaded once: ``frames`` (a ``BCFrameTensors``), the ``shape`` a network
+    must fit (a ``DataShape``) and the ``source`` label (the manifest path, or
+    ``"<in-memory>"``)."""
+
+    frames: BCFrameTensors
+    shape: DataShape
+    source: str
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -72,22 +84,32 @@ def _samples(
     return list(source), "<in-memory>"
 
 
-def _run_epochs(
-    state: BCState, train: BCFrameTensors, cfg: BCConfig, progress: BCEpochCallback | None
-) -> tuple[BCState, list[BCEpochStats]]:
-    from townlet.policy.training.strategies.bc_loop import bc_batches, bc_epoch
-    from townlet.policy.training.strategies.compiled_update import make_bc_update
+def load_bc_inputs(
+    samples_or_manifest: BCSource | None,
+    cfg: BCConfig,
+    *,
+    root: str | os.PathLike[str] | None = None,
+) -> BCInputs:
+    """Read the demonstrations once (default ``cfg.manifest``) as frame tensors on
+    ``cfg.device`` with the data shape a network must fit. Raises ``ConfigError`` without a
+    source, ``ReplayDataError`` for bad data, ``TorchNotAvailableError`` without torch."""
+    require_torch("load_bc_inputs")
+    from townlet.policy.nn.device import resolve_device
+    from townlet.policy.training.strategies.bc import epoch as bc_loop
+    from townlet.policy.training.strategies.ppo import start as ppo_init
 
-    # One update for the run: a compiled one keeps its compiled variants across epochs.
-    update = make_bc_update(cfg.compile)
-    history = []
-    for epoch in range(cfg.epochs):
-        batches = bc_batches(train, cfg.batch_size, seed=state.seed, epoch=epoch)
-        state, stats = bc_epoch(state, batches, cfg, update=update)
-        history.append(stats)
-        if progress is not None:
-            progress(epoch + 1, stats)
-    return state, history
+    samples, source = _samples(samples_or_manifest, cfg, root)
+    frames = flatten_bc_frames(samples)
+    c, h, w = (int(d) for d in frames[0].shape[1:4]) if frames[0].ndim == 4 else (0, 0, 0)
+    shape = ppo_init.DataShape(
+        map_shape=(c, h, w),
+        feature_dim=samples[0].feature_dim,
+        action_dim=max(max(s.action_dim for s in samples), int(frames[2].max()) + 1),
+        max_action=int(frames[2].max()),
+    )
+    device = resolve_device(cfg.device, what="training.bc.device")
+    tensors = bc_loop.frames_to_tensors(frames, device=device)
+    return BCInputs(frames=tensors, shape=shape, source=source)
 
 
 def train_bc(
@@ -110,51 +132,32 @@ def train_bc(
     PPO network sized from the data (action_dim = sidecar ``action_dim``, else max action + 1);
     ``init`` (parameters, a Checkpoint or a path) starts from trained weights.
 
+    A shell: :func:`load_bc_inputs`, then the pure
+    :func:`~townlet.policy.training.strategies.bc.epoch.fit_bc` with the run clock and
+    ``progress`` as a sink.
+
     Raises ``TorchNotAvailableError`` without torch, ``ReplayDataError`` for bad data,
     ``ConfigError``/``CheckpointError`` for bad arguments or a network the data does not fit.
     """
     require_torch("train_bc")
     from townlet.policy.nn.device import resolve_device
-    from townlet.policy.training.strategies import bc_loop, ppo_init
-    from townlet.policy.training.strategies.bc_step import init_bc_state
+    from townlet.policy.training.strategies.bc import epoch as bc_loop
+    from townlet.policy.training.strategies.ppo import start as ppo_init
 
     cfg = BCConfig() if cfg is None else cfg
     check_int_arg("seed", seed, 0)
-    device = resolve_device(cfg.device, what="training.bc.device")
-    started = time.perf_counter()
-    samples, source = _samples(samples_or_manifest, cfg, root)
-    frames = flatten_bc_frames(samples)
-    c, h, w = (int(d) for d in frames[0].shape[1:4]) if frames[0].ndim == 4 else (0, 0, 0)
-    shape = ppo_init.DataShape(
-        map_shape=(c, h, w),
-        feature_dim=samples[0].feature_dim,
-        action_dim=max(max(s.action_dim for s in samples), int(frames[2].max()) + 1),
-        max_action=int(frames[2].max()),
+    device = resolve_device(cfg.device, what="training.bc.device")  # fail before loading data
+    inputs = load_bc_inputs(samples_or_manifest, cfg, root=root)
+    sinks = () if progress is None else (callback_sink(progress),)
+    return bc_loop.fit_bc(
+        inputs,
+        cfg,
+        seed=seed,
+        init=ppo_init.resolve_init(init, device=device),
+        spec=spec,
+        sinks=sinks,
+        clock=time.perf_counter,
     )
-    net, params = ppo_init.initial_params(
-        shape, label=source, seed=seed, init=init, spec=spec, device=device
-    )
-    tensors = bc_loop.frames_to_tensors(frames, device=device)
-    train, val = bc_loop.split_frames(tensors, cfg.val_fraction, seed)
-    state, history = _run_epochs(init_bc_state(net, seed=seed, params=params), train, cfg, progress)
-    accuracy, loss = bc_loop.bc_evaluate(state.params, train, spec=net)
-    val_accuracy, val_loss = (None, None)
-    if val is not None:
-        val_accuracy, val_loss = bc_loop.bc_evaluate(state.params, val, spec=net)
-    result = BCTrainingResult(
-        duration_sec=time.perf_counter() - started,
-        manifest=source,
-        accuracy=accuracy,
-        loss=loss,
-        learning_rate=cfg.learning_rate,
-        batch_size=cfg.batch_size,
-        epochs=cfg.epochs,
-        val_accuracy=val_accuracy,
-        val_loss=val_loss,
-        weight_decay=cfg.weight_decay,
-        device=str(device),
-    )
-    return BCRun(state=state, result=result, history=tuple(history))
 
 
 def save_bc_checkpoint(path: str | Path, run: BCRun) -> Path:

@@ -3,8 +3,8 @@ around it (telemetry lines, progress, the run clock). ``spec/reference-ppo.md`` 
 
 This module imports without torch; calling :func:`train_ppo` without torch raises
 :class:`~townlet.errors.TorchNotAvailableError`. Everything that computes lives in
-:mod:`~townlet.policy.training.strategies.ppo_loop` (the epoch) and
-:mod:`~townlet.policy.training.strategies.ppo_init` (the initial state and checkpoints).
+:mod:`~townlet.policy.training.strategies.ppo.replay` (the epoch) and
+:mod:`~townlet.policy.training.strategies.ppo.start` (the initial state and checkpoints).
 """
 
 from __future__ import annotations
@@ -22,16 +22,15 @@ from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import ConfigError, ReplayDataError, TorchNotAvailableError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
-from townlet.policy.training.strategies.ppo_log import log_epoch, open_log
-from townlet.policy.training.strategies.ppo_summary import (
+from townlet.policy.training.fold import run_sinks
+from townlet.policy.training.strategies.ppo.summary import (
     AnnealContext,
-    PPODatasetInfo,
     dataset_info,
 )
 
 if TYPE_CHECKING:
-    from townlet.policy.training.strategies.ppo_init import Init
-    from townlet.policy.training.strategies.ppo_step import PPOState
+    from townlet.policy.training.strategies.ppo.start import Init
+    from townlet.policy.training.strategies.ppo.step import PPOState
 
 EpochCallback = Callable[[int, PPOTrainingResult], None]
 """``progress(epoch, record)``: called after each epoch (1-based) with its telemetry record."""
@@ -61,21 +60,6 @@ def _check_args(epochs: int, seed: int, value_only_epochs: int) -> None:
     check_int_arg("seed", seed, 0)
     if value_only_epochs < 0:
         raise ConfigError(f"value_only_epochs must be >= 0, got {value_only_epochs!r}")
-
-
-def _run_cycle(
-    state: PPOState, info: PPODatasetInfo, anneal: AnnealContext | None
-) -> tuple[PPOState, int]:
-    """The state the epochs run with (its ``cycle_id`` is what they report, floored at 0) and
-    the ``cycle_id`` the run leaves behind (§12, legacy rule): a rollout/mixed run advances the
-    cycle; a replay run reports ``max(c, 0)`` and stores nothing; an anneal stage reports its
-    own cycle (+1 for in-memory data) and stores nothing."""
-    in_memory = info.data_mode != "replay"
-    if anneal is not None:
-        return attrs.evolve(state, cycle_id=anneal.cycle + int(in_memory)), state.cycle_id
-    if in_memory:
-        return attrs.evolve(state, cycle_id=state.cycle_id + 1), state.cycle_id + 1
-    return state, state.cycle_id
 
 
 def train_ppo(
@@ -119,7 +103,8 @@ def train_ppo(
     """
     require_torch("train_ppo")
     from townlet.policy.nn.device import resolve_device
-    from townlet.policy.training.strategies import ppo_init, ppo_loop
+    from townlet.policy.training.strategies.ppo import replay as ppo_loop
+    from townlet.policy.training.strategies.ppo import start as ppo_init
 
     cfg = PPOConfig() if cfg is None else cfg
     _check_args(epochs, seed, value_only_epochs)
@@ -128,39 +113,32 @@ def train_ppo(
     batches = list(dataset.batches(0))
     if not batches:
         raise ReplayDataError(f"Replay dataset yielded no batches (dataset={info.label})")
-    shape = ppo_init.data_shape(batches)
-    if state is None:
-        state = ppo_init.initial_state(
-            shape, label=info.label, seed=seed, init=init, spec=spec, device=torch_device
-        )
-    elif init is not None or (spec is not None and spec != state.spec):
-        raise ConfigError("pass either state= (continue a run) or init=/spec=, not both")
-    else:
-        ppo_init.check_state(state, shape, label=info.label)
+    state = ppo_init.start_state(
+        ppo_init.data_shape(batches),
+        label=info.label,
+        seed=seed,
+        state=state,
+        init=ppo_init.resolve_init(init, device=torch_device),
+        spec=spec,
+        device=torch_device,
+    )
     param_device = next(iter(state.params.values())).device
     prepared = ppo_loop.prepare_batches(batches, cfg, label=info.label, device=param_device)
-    log = None
-    if log_path is not None:
-        log = open_log(log_path, log_frequency=log_frequency, max_entries=max_log_entries)
-    state, cycle_after = _run_cycle(state, info, anneal_context)
-    start = clock()
-    results: list[PPOTrainingResult] = []
-    for index in range(epochs):
-        state, record = ppo_loop.ppo_epoch(
-            state,
-            prepared,
-            cfg,
-            epoch_index=index,
-            dataset_info=info,
-            anneal_context=anneal_context,
-            value_only=index < value_only_epochs,
-            clock=clock,
-        )
-        if log is not None:
-            log = log_epoch(log, index + 1, record)
-        results.append(record)
-        if progress is not None:
-            progress(index + 1, record)
-    state = attrs.evolve(state, cycle_id=cycle_after)
-    last = attrs.evolve(results[-1], duration_sec=max(0.0, clock() - start))
-    return TrainResult(state=state, result=last, results=tuple(results))
+    sinks = run_sinks(
+        log_path=log_path,
+        log_frequency=log_frequency,
+        max_log_entries=max_log_entries,
+        progress=progress,
+        record=lambda record: record,
+    )
+    return ppo_loop.fit_ppo(
+        state,
+        prepared,
+        info,
+        cfg,
+        epochs=epochs,
+        value_only_epochs=value_only_epochs,
+        anneal_context=anneal_context,
+        sinks=sinks,
+        clock=clock,
+    )

@@ -1,0 +1,154 @@
+"""What anneal stages train on: :class:`AnnealData` (as given: a BC manifest or samples, a
+replay dataset, a rollout plan) and :class:`AnnealInputs` (the same, loaded once by
+:func:`load_anneal_data`, so that no stage reads a file). Imports without torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+from townlet.config import AnnealStage, Config
+from townlet.errors import ConfigError
+from townlet.policy.nn.spec import NetworkSpec
+from townlet.policy.replay.batch import ReplayBatch
+from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
+from townlet.policy.replay.sample import ReplaySample
+from townlet.policy.training.strategies.ppo.summary import (
+    PPODatasetInfo,
+    dataset_info,
+)
+from townlet.world import WorldConfig
+
+if TYPE_CHECKING:
+    from townlet.policy.training.strategies.bc.train import BCInputs
+    from townlet.policy.training.strategies.ppo.start import DataShape
+
+BCData = str | os.PathLike[str] | Sequence[ReplaySample]
+PPOData = ReplayDataset | InMemoryReplayDataset
+DEFAULT_DATASET_LABEL = "anneal_dataset"
+
+
+@attrs.frozen(kw_only=True)
+class RolloutPlan:
+    """Fresh rollouts for PPO stages: ``ticks`` ticks of the town ``world`` (its social stage is
+    replaced per cycle by the schedule), cut into one batch per ``batch_size`` agents."""
+
+    world: WorldConfig = attrs.field(factory=WorldConfig)
+    ticks: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    batch_size: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class AnnealData:
+    """What the stages train on: ``bc`` demonstrations (a BC manifest path or samples; None
+    means ``training.bc.manifest``), and for PPO stages a replay ``ppo`` dataset or a
+    ``rollout`` plan (a dataset wins when both are given)."""
+
+    bc: BCData | None = None
+    ppo: PPOData | None = None
+    rollout: RolloutPlan | None = None
+
+    @property
+    def label(self) -> str:
+        """The dataset label of the PPO stages (``anneal_*`` telemetry, baselines key)."""
+        if self.ppo is not None:
+            return self.ppo.label or DEFAULT_DATASET_LABEL
+        return "rollout_buffer" if self.rollout is not None else DEFAULT_DATASET_LABEL
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class PPOInputs:
+    """A PPO stage's data, loaded once: the ``batches`` of ``dataset.batches(0)``, the dataset
+    ``info`` and the ``shape`` a network must fit (None without batches)."""
+
+    batches: tuple[ReplayBatch, ...]
+    info: PPODatasetInfo
+    shape: DataShape | None
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class AnnealInputs:
+    """:class:`AnnealData` loaded once (:func:`load_anneal_data`): BC demonstrations as frame
+    tensors, the replay batches of PPO stages, or the rollout plan with the network spec a
+    fresh rollout run starts with. What :func:`anneal_stage_step` reads; no file is read
+    after this."""
+
+    bc: BCInputs | None
+    ppo: PPOInputs | None
+    rollout: RolloutPlan | None
+    rollout_spec: NetworkSpec | None
+    label: str
+
+
+def check_schedule(schedule: Sequence[AnnealStage], data: AnnealData, config: Config) -> None:
+    """Refuse, before any stage runs, what would fail midway.
+
+    Raises ``ConfigError``: an empty schedule; a BC stage without demonstrations (no
+    ``data.bc`` and no ``training.bc.manifest``); a PPO stage without a dataset or rollout plan.
+    """
+    if not schedule:
+        raise ConfigError(
+            "anneal_schedule is empty. Configure training.anneal_schedule in your config."
+        )
+    modes = {stage.mode for stage in schedule}
+    if "bc" in modes and data.bc is None and config.training.bc.manifest is None:
+        raise ConfigError(
+            "BC manifest is required for BC stages in anneal: pass BC data (--bc-manifest) or "
+            "set training.bc.manifest"
+        )
+    if "ppo" in modes and data.ppo is None and data.rollout is None:
+        raise ConfigError(
+            "Replay manifest required for PPO stages in anneal: pass a replay dataset "
+            "(--manifest/--capture-dir), a rollout source (--rollout-ticks), or set "
+            "training.replay_manifest"
+        )
+
+
+def ppo_inputs(dataset: PPOData) -> PPOInputs:
+    """The batches, info and data shape of ``dataset`` (read once)."""
+    from townlet.policy.training.strategies.ppo.start import data_shape
+
+    batches = tuple(dataset.batches(0))
+    return PPOInputs(
+        batches=batches,
+        info=dataset_info(dataset),
+        shape=data_shape(batches) if batches else None,
+    )
+
+
+def load_anneal_data(
+    data: AnnealData, config: Config, *, stages: Sequence[AnnealStage] | None = None
+) -> AnnealInputs:
+    """Read what the stages train on, once: the BC demonstrations (``data.bc``, else
+    ``training.bc.manifest``), the replay batches, or the network spec of the rollout town —
+    each only when a stage of ``stages`` (default: both kinds) needs it. Raises
+    ``ConfigError``/``ReplayDataError`` for missing or bad data and ``TorchNotAvailableError``
+    without torch."""
+    from townlet.policy.training.strategies.bc.train import load_bc_inputs
+
+    modes = {"bc", "ppo"} if stages is None else {stage.mode for stage in stages}
+    bc_cfg = config.training.bc
+    bc = None
+    if "bc" in modes and (data.bc is not None or bc_cfg.manifest is not None):
+        bc = load_bc_inputs(data.bc, bc_cfg)
+    rollout_spec = None
+    if data.ppo is None and data.rollout is not None:
+        from townlet.policy.rollout.capture import make_stepper
+
+        info = make_stepper(data.rollout.world).info
+        rollout_spec = NetworkSpec(
+            map_shape=info.map_shape,
+            feature_dim=len(info.feature_names),
+            action_dim=info.action_dim,
+        )
+    return AnnealInputs(
+        bc=bc,
+        ppo=None if data.ppo is None or "ppo" not in modes else ppo_inputs(data.ppo),
+        rollout=data.rollout,
+        rollout_spec=rollout_spec,
+        label=data.label,
+    )

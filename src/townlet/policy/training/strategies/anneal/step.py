@@ -1,0 +1,277 @@
+"""One anneal stage as a pure step: ``anneal_stage_step(state, stage, data, config)``.
+
+A BC stage clones the demonstrations starting from the current parameters and gates on the
+accuracy threshold (validation accuracy when there is a held-out split, ``>=``); a failed gate
+keeps the parameters from before the stage (``rolled_back``) and stops the schedule. A PPO stage
+continues from the current parameters (DESIGN §5.1) with ``bc_coef = stage.bc_weight`` (§5.2),
+the anneal context of the previous PPO stage's baselines, and — right after a BC stage —
+``critic_warmup_epochs`` extra value-only epochs first. Its data is a replay dataset or a fresh
+rollout captured with the current parameters (a fresh network, seeded by the run seed, when a
+run starts with PPO) in the cycle's social reward stage. The baselines
+for the next PPO stage come from this stage's final epoch, social counters included (§5.4).
+
+Randomness: every stage derives its seeds from the run seed and the stage index, so a run
+resumed from a checkpoint after stage k continues exactly as the uninterrupted run. This module
+imports without torch; running a stage needs it (``TorchNotAvailableError``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+
+from townlet.config import AnnealStage, Config, TrainingConfig
+from townlet.dto.policy import AnnealStageResult, PPOTrainingResult
+from townlet.errors import ConfigError, ReplayDataError
+from townlet.policy.streams import Stream
+from townlet.policy.training.strategies.anneal.flags import update_baselines
+from townlet.policy.training.strategies.ppo.summary import (
+    AnnealContext,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+from townlet.policy.training.strategies.anneal.data import (
+    DEFAULT_DATASET_LABEL,
+    AnnealData,
+    AnnealInputs,
+    BCData,
+    PPOData,
+    PPOInputs,
+    RolloutPlan,
+    check_schedule,
+    load_anneal_data,
+    ppo_inputs,
+)
+from townlet.policy.training.strategies.anneal.state import (
+    AnnealState,
+    StageOutput,
+    init_anneal_state,
+    select_social_stage,
+    sorted_schedule,
+    stage_seed,
+)
+
+__all__ = [
+    "DEFAULT_DATASET_LABEL",
+    "AnnealData",
+    "AnnealInputs",
+    "AnnealState",
+    "BCData",
+    "PPOData",
+    "PPOInputs",
+    "RolloutPlan",
+    "StageOutput",
+    "anneal_stage_step",
+    "check_schedule",
+    "init_anneal_state",
+    "load_anneal_data",
+    "ppo_inputs",
+    "select_social_stage",
+    "sorted_schedule",
+    "stage_seed",
+]
+
+
+def _no_clock() -> float:
+    return 0.0
+
+
+def anneal_stage_step(
+    state: AnnealState,
+    stage: AnnealStage,
+    data: AnnealInputs | AnnealData,
+    config: Config,
+    *,
+    clock: Callable[[], float] = _no_clock,
+) -> tuple[AnnealState, StageOutput]:
+    """Run one anneal stage from ``state``; return the next state and the stage's output.
+
+    See the module docstring for what a BC and a PPO stage do. ``state`` is not modified.
+    ``data`` is :func:`load_anneal_data` output (an :class:`AnnealData` is loaded here, on every
+    call). The step reads no file and no clock: ``clock`` (0 by default) only times the
+    ``duration_sec`` fields, and the orchestrator passes the run clock. Raises ``ConfigError``
+    when the stage lacks its data, ``TorchNotAvailableError`` without torch, and
+    ``ReplayDataError``/``NonFiniteTrainingError`` for bad data.
+    """
+    if isinstance(data, AnnealData):
+        data = load_anneal_data(data, config, stages=(stage,))
+    if stage.mode == "bc":
+        return _bc_stage(state, stage, data, config, clock)
+    return _ppo_stage(state, stage, data, config, clock)
+
+
+def _bc_stage(
+    state: AnnealState,
+    stage: AnnealStage,
+    data: AnnealInputs,
+    config: Config,
+    clock: Callable[[], float],
+) -> tuple[AnnealState, StageOutput]:
+    from townlet.policy.training.strategies.bc.epoch import fit_bc
+
+    if data.bc is None:
+        raise ConfigError(f"BC stage at cycle {stage.cycle} has no demonstrations")
+    run = fit_bc(
+        data.bc,
+        config.training.bc,
+        seed=stage_seed(state.seed, state.stage_index, Stream.STAGE_BC),
+        init=state.params,
+        spec=state.spec,
+        clock=clock,
+    )
+    gate = run.result.val_accuracy
+    accuracy = run.result.accuracy if gate is None else gate
+    threshold = config.training.anneal_accuracy_threshold
+    passed = accuracy >= threshold
+    result = AnnealStageResult(
+        duration_sec=run.result.duration_sec,
+        cycle=float(stage.cycle),
+        mode="bc",
+        accuracy=min(1.0, max(0.0, accuracy)),
+        loss=run.result.val_loss if gate is not None else run.result.loss,
+        threshold=threshold,
+        passed=passed,
+        bc_weight=stage.bc_weight,
+        rolled_back=not passed,
+    )
+    common: dict[str, Any] = {
+        "stage_index": state.stage_index + 1,
+        "results": (*state.results, result),
+        "last_bc": result,
+        "rollout_returns": (*state.rollout_returns, None),
+    }
+    output = StageOutput(result=result, bc=run.result)
+    if not passed:  # keep the parameters from before the stage
+        return attrs.evolve(state, stopped=True, **common), output
+    new = attrs.evolve(
+        state, params=run.params, spec=run.spec, ppo_state=None, warmup_pending=True, **common
+    )
+    return new, output
+
+
+def _stage_inputs(
+    state: AnnealState, stage: AnnealStage, data: AnnealInputs, config: Config
+) -> tuple[PPOInputs, float | None]:
+    if data.ppo is not None:
+        return data.ppo, None
+    if data.rollout is None:
+        raise ConfigError(f"PPO stage at cycle {stage.cycle} has no dataset and no rollout plan")
+    from townlet.policy.rollout import build_rollout_dataset, capture_rollout
+    from townlet.policy.rollout_torch import make_network_policy
+
+    plan = data.rollout
+    world = plan.world
+    social = select_social_stage(config.training, stage.cycle)
+    if social is not None:
+        world = attrs.evolve(world, social_reward_stage=social)
+    assert state.params is not None and state.spec is not None  # see _with_network
+    seed = stage_seed(state.seed, state.stage_index, Stream.STAGE_CAPTURE)
+    buffer = capture_rollout(world, make_network_policy(state.params, state.spec), plan.ticks, seed)
+    rewards = [float(np.sum(sample.rewards)) for sample in buffer.samples]
+    mean_return = float(np.mean(rewards)) if rewards else None
+    dataset = build_rollout_dataset(buffer, batch_size=plan.batch_size)
+    return ppo_inputs(dataset), mean_return
+
+
+def _with_network(state: AnnealState, data: AnnealInputs) -> AnnealState:
+    """Before the first stage of a rollout run, a fresh network sized for the town (seeded by
+    the run seed), so that even the first rollout is captured on-policy."""
+    if state.params is not None or data.rollout_spec is None:
+        return state
+    from townlet.policy.nn.network import init_params
+
+    spec = data.rollout_spec
+    return attrs.evolve(state, params=init_params(spec, state.seed), spec=spec)
+
+
+def _ppo_stage(
+    state: AnnealState,
+    stage: AnnealStage,
+    data: AnnealInputs,
+    config: Config,
+    clock: Callable[[], float],
+) -> tuple[AnnealState, StageOutput]:
+    from townlet.policy.training.strategies.ppo.replay import fit_ppo, prepare_batches
+    from townlet.policy.training.strategies.ppo.start import start_state
+
+    training = config.training
+    state = _with_network(state, data)
+    inputs, rollout_return = _stage_inputs(state, stage, data, config)
+    label = inputs.info.label
+    if inputs.shape is None:
+        raise ReplayDataError(f"Replay dataset yielded no batches (dataset={label})")
+    carried = state.ppo_state is not None
+    start = start_state(
+        inputs.shape,
+        label=label,
+        seed=state.seed,
+        state=state.ppo_state,
+        init=None if carried else state.params,
+        spec=None if carried else state.spec,
+    )
+    cfg = attrs.evolve(config.ppo, bc_coef=stage.bc_weight)
+    device = next(iter(start.params.values())).device
+    warmup = training.critic_warmup_epochs if state.warmup_pending else 0
+    run = fit_ppo(
+        start,
+        prepare_batches(inputs.batches, cfg, label=label, device=device),
+        inputs.info,
+        cfg,
+        epochs=stage.epochs + warmup,
+        value_only_epochs=warmup,
+        anneal_context=_anneal_context(state, stage, data, training),
+        clock=clock,
+    )
+    result = _ppo_result(stage, run.result)
+    new = attrs.evolve(
+        state,
+        params=run.state.params,
+        spec=run.state.spec,
+        ppo_state=run.state,
+        baselines=update_baselines(state.baselines, run.result),
+        warmup_pending=False,
+        stage_index=state.stage_index + 1,
+        results=(*state.results, result),
+        rollout_returns=(*state.rollout_returns, rollout_return),
+    )
+    return new, StageOutput(result=result, epochs=run.results)
+
+
+def _anneal_context(
+    state: AnnealState, stage: AnnealStage, data: AnnealInputs, training: TrainingConfig
+) -> AnnealContext:
+    last_bc = state.last_bc
+    return AnnealContext(
+        cycle=stage.cycle,
+        dataset_label=data.label,
+        stage=stage.mode,
+        bc_accuracy=None if last_bc is None else last_bc.accuracy,
+        bc_threshold=training.anneal_accuracy_threshold,
+        bc_passed=True if last_bc is None else bool(last_bc.passed),
+        baselines=state.baselines,
+        loss_tolerance=training.anneal_loss_tolerance,
+        queue_tolerance=training.anneal_queue_tolerance,
+    )
+
+
+def _ppo_result(stage: AnnealStage, last: PPOTrainingResult) -> AnnealStageResult:
+    return AnnealStageResult(
+        duration_sec=last.duration_sec,
+        cycle=float(stage.cycle),
+        mode="ppo",
+        bc_weight=stage.bc_weight,
+        loss_total=last.loss_total,
+        loss_policy=last.loss_policy,
+        loss_value=last.loss_value,
+        queue_conflict_events=last.queue_conflict_events,
+        queue_conflict_intensity_sum=last.queue_conflict_intensity_sum,
+        anneal_loss_flag=last.anneal_loss_flag,
+        anneal_queue_flag=last.anneal_queue_flag,
+        anneal_intensity_flag=last.anneal_intensity_flag,
+    )

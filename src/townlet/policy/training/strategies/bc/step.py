@@ -1,0 +1,110 @@
+"""Behaviour cloning as one pure minibatch update (spec/reference-bc_anneal_promotion.md §3).
+
+Shares the network (:func:`~townlet.policy.nn.network.apply`), the gradient helper and the pure
+Adam with PPO; only the loss differs: cross-entropy of the logits against the expert actions.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from townlet.config import BCConfig
+from townlet.policy.nn.adam import AdamConfig, AdamState, adam_init
+from townlet.policy.nn.grads import apply_gradients, value_and_grad
+from townlet.policy.nn.network import Params, apply, init_params, value_keys
+from townlet.policy.nn.spec import NetworkSpec
+
+BCBatch = tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]
+"""``(maps (N, C, H, W) or None, features (N, D), actions int64 (N,))``."""
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class BCState:
+    """Everything a BC update depends on; ``seed`` feeds derived shuffles/splits, ``updates``
+    counts minibatch updates so far."""
+
+    spec: NetworkSpec
+    params: Params
+    adam_state: AdamState
+    seed: int = attrs.field(validator=attrs.validators.ge(0))
+    updates: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+
+
+def init_bc_state(spec: NetworkSpec, *, seed: int, params: Params | None = None) -> BCState:
+    """A fresh BC state: ``params`` or ``init_params(spec, seed)``, zero Adam moments."""
+    params = init_params(spec, seed) if params is None else params
+    return BCState(spec=spec, params=params, adam_state=adam_init(params), seed=seed)
+
+
+@attrs.frozen(kw_only=True)
+class BCStats:
+    """One BC update's numbers, for the parameters before the update.
+
+    ``loss`` is the mean cross-entropy; ``correct`` the count of argmax predictions equal to the
+    action; ``samples`` the minibatch length; ``grad_norm`` the global gradient L2 norm (BC does
+    not clip, as the reference).
+    """
+
+    loss: float
+    correct: int
+    samples: int
+    grad_norm: float
+
+    @property
+    def accuracy(self) -> float:
+        """``correct / samples`` (0.0 for an empty minibatch)."""
+        return self.correct / self.samples if self.samples else 0.0
+
+
+def bc_loss(
+    params: Params, batch: BCBatch, *, spec: NetworkSpec
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy of ``params``' logits against the actions, and the correct count
+    (a detached int64 0-d tensor)."""
+    maps, features, actions = batch
+    logits, _values = apply(params, maps, features, spec=spec)
+    loss = F.cross_entropy(logits, actions)
+    correct = (logits.detach().argmax(dim=-1) == actions).sum()
+    return loss, correct
+
+
+BC_STATS_FIELDS: tuple[str, ...] = ("loss", "correct", "grad_norm")
+"""The order of the entries of the stats vector :func:`bc_minibatch_update` returns."""
+
+
+def bc_minibatch_update(
+    state: BCState, batch: BCBatch, cfg: BCConfig
+) -> tuple[BCState, torch.Tensor]:
+    """:func:`bc_minibatch_step` without reading the stats back: the new state and a float
+    tensor of the :data:`BC_STATS_FIELDS` (shape ``(3,)``), still on the device, so that an
+    epoch can stack them and read them back once."""
+    loss_fn = functools.partial(bc_loss, batch=batch, spec=state.spec)
+    critic = value_keys(state.spec)
+    wrt = [k for k in state.params if k not in critic]
+    loss, correct, grads = value_and_grad(loss_fn, state.params, wrt=wrt)
+    adam_cfg = AdamConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    params, adam_state, grad_norm = apply_gradients(state.params, grads, state.adam_state, adam_cfg)
+    values = torch.stack([loss, correct.to(loss.dtype), grad_norm.to(loss.dtype)])
+    new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
+    return new_state, values
+
+
+def bc_stats_from_values(values: list[float], samples: int) -> BCStats:
+    """The :class:`BCStats` of one update from its read-back stats vector."""
+    return BCStats(loss=values[0], correct=int(values[1]), samples=samples, grad_norm=values[2])
+
+
+def bc_minibatch_step(state: BCState, batch: BCBatch, cfg: BCConfig) -> tuple[BCState, BCStats]:
+    """One BC update: Adam(lr, weight_decay from ``cfg``) on the cross-entropy of ``batch``.
+
+    Returns the new state and stats; ``state`` and ``batch`` are unchanged. The value head is not
+    part of the BC loss and is left untouched (as torch.optim.Adam skips parameters without a
+    gradient in the reference), moments included.
+    """
+    new_state, values = bc_minibatch_update(state, batch, cfg)
+    # One tolist: a single device sync for all stats.
+    return new_state, bc_stats_from_values(values.tolist(), int(batch[2].shape[0]))
