@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,7 @@ from tqdm import tqdm
 
 from townlet._atomic import write_text_atomic
 from townlet.cli import UsageError
-from townlet.errors import TorchNotAvailableError
+from townlet.errors import CompileFallbackWarning, TorchNotAvailableError
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,24 @@ def add_device_options(parser: argparse.ArgumentParser, *, compile_dest: str) ->
 
     parser.add_argument("--device", help=DEVICE_HELP)
     parser.add_argument("--compile", dest=compile_dest, choices=COMPILE_MODES, help=COMPILE_HELP)
+
+
+@contextmanager
+def one_line_warnings(command: str) -> Iterator[None]:
+    """Within the block, a :class:`~townlet.errors.CompileFallbackWarning` is printed as one
+    stderr line ``townlet-train <command>: warning: ...``; other warnings as Python prints
+    them."""
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+
+        def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, CompileFallbackWarning):
+                sys.stderr.write(f"townlet-train {command}: warning: {message}\n")
+            else:
+                original(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 def set_threads(threads: int | None) -> None:

@@ -14,6 +14,7 @@ from townlet.cli._train_common import (
     add_device_options,
     add_run_options,
     check_seed,
+    one_line_warnings,
     progress_bar,
     set_threads,
     without_nulls,
@@ -74,6 +75,11 @@ def _bc_config(args: argparse.Namespace) -> tuple[BCConfig, int]:
 
 def run_bc(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train bc``: train, print the result, save the checkpoint."""
+    with one_line_warnings("bc"):
+        return _run_bc(args)
+
+
+def _run_bc(args: argparse.Namespace) -> int:
     from townlet.policy.training.strategies.bc.train import save_bc_checkpoint, train_bc
 
     check_seed(args.seed)

@@ -22,6 +22,7 @@ from townlet.cli._train_common import (
     add_device_options,
     add_run_options,
     check_seed,
+    one_line_warnings,
     progress_bar,
     set_threads,
     without_nulls,
@@ -155,6 +156,11 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run_ppo(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train ppo``: train, print the last record, save the state."""
+    with one_line_warnings("ppo"):
+        return _run_ppo(args)
+
+
+def _run_ppo(args: argparse.Namespace) -> int:
     from townlet.policy.training.strategies.ppo.train import train_ppo
 
     base = load_config(args.config) if args.config is not None else Config()

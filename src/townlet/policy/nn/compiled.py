@@ -32,6 +32,7 @@ import attrs
 import torch
 
 from townlet.config import COMPILE_MODES
+from townlet.errors import CompileFallbackWarning
 from townlet.policy.nn.adam import AdamState
 from townlet.policy.nn.cuda_graph import CapturedGraph, capture_graph, replay_graph
 from townlet.policy.nn.network import Params
@@ -50,10 +51,6 @@ eagerly. A run sees two or three (full minibatches, a short last one, value-only
 
 # How close the first compiled result must be to eager's (float32 on CPU or GPU).
 _VERIFY_RTOL, _VERIFY_ATOL = 1e-3, 1e-5
-
-
-class CompileFallbackWarning(RuntimeWarning):
-    """The compiled update is unavailable or failed; the update runs eagerly from now on."""
 
 
 class TrainState(Protocol):
