@@ -273,3 +273,20 @@ def test_inductor_equals_eager_to_1e5() -> None:
     for eager, e_values, compiled, c_values in steps:
         _assert_states_close(eager, compiled)
         torch.testing.assert_close(c_values, e_values, rtol=1e-5, atol=1e-5)
+
+
+def test_the_single_process_identity_hook_keeps_the_compiled_update() -> None:
+    # townlet.distributed's keep_local (#12) reduces nothing: no fallback for it.
+    def keep_local(grads: Any) -> Any:
+        return grads
+
+    keep_local.__module__ = "townlet.distributed.reduce"
+    keep_local.__qualname__ = "keep_local"
+    update = make_ppo_update("cudagraph", emulate_graphs=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileFallbackWarning)
+        state, _ = update(
+            init_ppo_state(SPEC, seed=0), _minibatch(0), PPOConfig(), reduce_grads=keep_local
+        )
+    assert isinstance(update, CompiledUpdate) and update.fallback_reason is None
+    assert len(update._variants) == 1 and state.updates == 1

@@ -147,6 +147,16 @@ def _scalars(lr: float, steps: Sequence[int], rule: UpdateRule, like: torch.Tens
     return values.pin_memory().to(like.device, non_blocking=True)
 
 
+def _is_local(reduce_grads: Callable[..., Any] | None) -> bool:
+    """Whether ``reduce_grads`` reduces nothing: None, or the single-process identity of
+    ``townlet.distributed`` (``keep_local``, #12), recognised by name so that this module does
+    not import the distributed one."""
+    if reduce_grads is None:
+        return True
+    name = (getattr(reduce_grads, "__module__", ""), getattr(reduce_grads, "__qualname__", ""))
+    return name == ("townlet.distributed.reduce", "keep_local")
+
+
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(torch.allclose(a, b, rtol=_VERIFY_RTOL, atol=_VERIFY_ATOL, equal_nan=True))
 
@@ -187,11 +197,11 @@ class CompiledUpdate:
         reduce_grads: Callable[..., Any] | None = None,
     ) -> tuple[S, torch.Tensor]:
         kwargs: dict[str, Any] = {"value_only": True} if value_only else {}
-        if reduce_grads is not None:
+        if not _is_local(reduce_grads):
             # A cross-process all-reduce cannot live inside a captured graph; eager keeps it.
             kwargs["reduce_grads"] = reduce_grads
             if self.mode != "none":
-                self._fall_back("a reduce_grads hook (data-parallel) runs eagerly")
+                self._fall_back("a reduce_grads hook (data-parallel all-reduce) cannot be compiled")
         device = next(iter(state.params.values())).device
         mode = resolve_compile_mode(self.mode, device)
         if mode == "none" or self.fallback_reason is not None:
