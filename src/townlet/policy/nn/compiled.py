@@ -185,7 +185,6 @@ class CompiledUpdate:
         self.emulate_graphs = emulate_graphs
         self.fallback_reason: str | None = None
         self._variants: dict[Hashable, _Variant] = {}
-        self._warned_extra = False
 
     def __call__(
         self,
