@@ -30,17 +30,13 @@ from townlet.policy.rollout import (  # noqa: E402
     save_rollout,
 )
 from townlet.policy.training.services.promotion_decision import decide  # noqa: E402
+from townlet.policy.training.strategies.anneal.data import AnnealData, RolloutPlan  # noqa: E402
 from townlet.policy.training.strategies.anneal.run import (  # noqa: E402
     run_anneal,
     run_anneal_with_state,
 )
-from townlet.policy.training.strategies.anneal.step import (  # noqa: E402
-    AnnealData,
-    RolloutPlan,
-    anneal_stage_step,
-    init_anneal_state,
-    select_social_stage,
-)
+from townlet.policy.training.strategies.anneal.state import init_anneal_state, select_social_stage  # noqa: E402
+from townlet.policy.training.strategies.anneal.step import anneal_stage_step  # noqa: E402
 from townlet.policy.training.strategies.ppo.train import train_ppo  # noqa: E402
 from townlet.world import WorldConfig  # noqa: E402
 
@@ -223,7 +219,7 @@ def test_stages_read_their_data_once_and_no_file_after(
     demos: RolloutBuffer, tmp_path: Path
 ) -> None:
     from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig
-    from townlet.policy.training.strategies.anneal.step import load_anneal_data
+    from townlet.policy.training.strategies.anneal.data import load_anneal_data
 
     save_rollout(demos, tmp_path / "capture")
     manifest = tmp_path / "capture" / "rollout_sample_manifest.json"

@@ -1,4 +1,5 @@
-"""Every ``townlet-train`` command written in the README and the guide parses with the real CLI.
+"""Every ``townlet-train`` command written in the README, the guide and the migration guide parses
+with the real CLI.
 
 The commands are parsed, not run, so the check is instant; it catches a renamed subcommand or
 flag before a reader does. (The guide's commands were also run by hand, see its introduction.)
@@ -15,7 +16,7 @@ import pytest
 from townlet.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", REPO / "docs" / "guide.md"]
+DOCS = [REPO / "README.md", REPO / "docs" / "guide.md", REPO / "docs" / "migration.md"]
 _BLOCK = re.compile(r"```bash\n(.*?)```", re.DOTALL)
 
 
@@ -36,7 +37,7 @@ def _all_commands() -> list[tuple[str, str]]:
 
 def test_the_docs_show_commands() -> None:
     names = {name for name, _ in _all_commands()}
-    assert names == {"README.md", "guide.md"}
+    assert names == {"README.md", "guide.md", "migration.md"}
     assert len(_all_commands()) >= 15
 
 

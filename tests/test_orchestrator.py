@@ -20,13 +20,9 @@ from townlet.policy.training.orchestrator import (  # noqa: E402
     rollout_cycles,
     run_stages,
 )
+from townlet.policy.training.strategies.anneal.data import AnnealData, RolloutPlan  # noqa: E402
 from townlet.policy.training.strategies.anneal.io import read_run_state  # noqa: E402
-from townlet.policy.training.strategies.anneal.step import (  # noqa: E402
-    AnnealData,
-    AnnealState,
-    RolloutPlan,
-    init_anneal_state,
-)
+from townlet.policy.training.strategies.anneal.state import AnnealState, init_anneal_state  # noqa: E402
 from townlet.world import WorldConfig  # noqa: E402
 
 WORLD = WorldConfig(num_agents=3)

@@ -281,7 +281,8 @@ def test_validator_accepts_episode_keys_and_checks_them() -> None:
     from townlet.dto.telemetry_validate import validate_record
 
     run = train_ppo_online("CartPole-v1", 256, 4, 64, TINY, 0)
-    line = telemetry_line(run.history[0], "1.2")
+    line = telemetry_line(run.history[0])
+    assert line["telemetry_version"] == 1.3  # the episode keys are extensions
     assert "episode_return_mean" in line and validate_record(line) == []
     assert validate_record({k: v for k, v in line.items() if not k.startswith("episode_")}) == []
     bad = {**line, "episode_length_mean": "long"}

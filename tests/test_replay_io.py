@@ -53,7 +53,7 @@ def test_every_corpus_sample_loads_unchanged(path: Path) -> None:
 def test_corpus_has_all_expected_samples() -> None:
     reference_root()
     names = {p.name for p in corpus_samples()}
-    assert len(names) == 15
+    assert len(names) == 16  # with tests/golden/ppo_social/social_sample.npz
     assert {"idle_alice.npz", "rollout_sample_anna_001.npz"} <= names
 
 

@@ -139,7 +139,7 @@ def test_empty_sample_is_rejected() -> None:
 @pytest.mark.parametrize(
     ("metadata", "message"),
     [
-        ({"feature_names": ["a", "b"]}, "has 2 names but features have 4 columns"),
+        ({"feature_names": list("abcde")}, "has 5 names but features have 4 columns"),
         ({"feature_names": "abcd"}, "feature_names'\\] must be a list of str"),
         ({"timesteps": 7}, r"metadata\['timesteps'\] is 7 but the arrays give 3"),
         ({"value_pred_steps": 3}, r"metadata\['value_pred_steps'\] is 3 but the arrays give 4"),

@@ -12,12 +12,15 @@ from townlet.dto.convert import from_dict
 from townlet.dto.policy import PPOTrainingResult
 from townlet.dto.telemetry import (
     ANNEAL_KEYS,
+    EXTENSION_KEYS,
     V11_KEYS,
     convert_telemetry,
+    line_version,
     parse_version,
     read_telemetry,
     record_from_line,
     telemetry_line,
+    version_keys,
     write_telemetry,
 )
 from townlet.errors import TelemetryError
@@ -132,25 +135,69 @@ def test_down_and_up_conversion() -> None:
     assert {k: v for k, v in up.items() if v is not None} == {**v10, "telemetry_version": 1.2}
 
 
-def test_anneal_block_and_extensions_only_at_12() -> None:
+def test_anneal_block_at_12_and_extensions_only_at_13() -> None:
     record = record_from_line(
         _line(anneal_cycle=1.0, anneal_stage="ppo", **{k: None for k in ANNEAL_KEYS[2:]})
     )
     assert set(ANNEAL_KEYS) <= set(telemetry_line(record, 1.2))
     assert not set(ANNEAL_KEYS) & set(telemetry_line(record, 1.1))
     ext = from_dict(PPOTrainingResult, {**_line(), "loss_bc": 0.25, "critic_warmup": False})
-    assert (
-        telemetry_line(ext, 1.2)["loss_bc"] == 0.25
-        and telemetry_line(ext, 1.2)["critic_warmup"] is False
-    )
+    line13 = telemetry_line(ext, 1.3)
+    assert line13["loss_bc"] == 0.25 and line13["critic_warmup"] is False
+    assert line13["telemetry_version"] == 1.3
+    assert telemetry_line(ext) == line13  # unlabelled: extension values make it 1.3
+    line12 = telemetry_line(ext, 1.2)
+    assert not set(EXTENSION_KEYS) & set(line12)
+    assert line12 == telemetry_line(from_dict(PPOTrainingResult, _line()), 1.2)
     assert "loss_bc" not in telemetry_line(ext, 1.1)
+
+
+def test_line_without_extensions_is_labelled_12_and_holds_only_12_keys(tmp_path: Path) -> None:
+    plain = from_dict(PPOTrainingResult, {**_line(), "conflict.rivalry_max_mean_avg": 0.5})
+    assert line_version(plain) == 1.2
+    line = telemetry_line(plain)
+    assert line["telemetry_version"] == 1.2
+    declared = {k for k in line if not k.startswith("conflict.")}
+    assert declared <= version_keys(1.2)
+    assert not declared & set(EXTENSION_KEYS)
+    path = tmp_path / "log.jsonl"
+    write_telemetry([plain, from_dict(PPOTrainingResult, {**_line(), "bc_coef": 0.1})], path)
+    versions = [json.loads(t)["telemetry_version"] for t in path.read_text().splitlines()]
+    assert versions == [1.2, 1.3]
+
+
+def test_13_lines_read_and_convert_down_to_12(tmp_path: Path) -> None:
+    source = tmp_path / "ext.jsonl"
+    obj = {**_line(telemetry_version=1.3), "loss_bc": 0.5, "episode_length_mean": 7.0}
+    source.write_text(json.dumps(obj) + "\n")
+    (record,) = read_telemetry(source)
+    assert record.telemetry_version == 1.3 and record.loss_bc == 0.5
+    assert telemetry_line(record) == obj  # a 1.3 line round-trips
+    (down,) = convert_telemetry(source, version="1.2", output=tmp_path / "down.jsonl")
+    assert down == _line(telemetry_version=1.2)
+    assert json.loads((tmp_path / "down.jsonl").read_text()) == down
+    assert down["telemetry_version"] == 1.2
+
+
+def test_legacy_12_line_with_extensions_is_read_and_relabelled(tmp_path: Path) -> None:
+    source = tmp_path / "old.jsonl"
+    source.write_text(json.dumps({**_line(), "bc_coef": 0.2}) + "\n")
+    (record,) = read_telemetry(source)
+    assert record.bc_coef == 0.2
+    assert telemetry_line(record)["telemetry_version"] == 1.3
+    with pytest.raises(TelemetryError, match=r"telemetry_version 1\.1 line has a later"):
+        record_from_line({**_line(telemetry_version=1.1), "bc_coef": 0.2})
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"telemetry_version": 2.0}, "unsupported telemetry version 2.0"),
-        ({"foo": 1.0}, "Unknown field 'foo' in PPOTrainingResult"),
+        (
+            {"foo": 1.0},
+            "Unknown field 'foo' in PPOTrainingResult. Only 'conflict.*' dynamic fields are "
+            "allowed.",
+        ),
         ({"clip_fraction": 1.5}, "clip_fraction: 1.5 must be less than or equal to 1"),
         ({"epoch": "1"}, "epoch: expected a number"),
         ({"anneal_cycle": 1.0}, "incomplete anneal block"),
@@ -190,7 +237,8 @@ def test_unreadable_files(tmp_path: Path) -> None:
 
 def test_parse_version() -> None:
     assert parse_version("1.1") == 1.1 and parse_version(1) == 1.0 and parse_version(1.2) == 1.2
-    with pytest.raises(TelemetryError, match=r"expected 1\.0, 1\.1 or 1\.2"):
+    assert parse_version("1.3") == 1.3
+    with pytest.raises(TelemetryError, match=r"expected 1\.0, 1\.1, 1\.2 or 1\.3"):
         parse_version("v1")
 
 

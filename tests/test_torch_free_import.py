@@ -77,6 +77,22 @@ def _modules() -> list[str]:
         "townlet.policy.training.demo_plot",
         "townlet.cli.anneal_cmd",
         "townlet.cli.demo_cmd",
+        # #11: the fold, the named streams, the torch-free modules of each strategy package
+        "townlet.policy.streams",
+        "townlet.policy.policy_argument",
+        "townlet.policy.training.fold",
+        "townlet.policy.training.telemetry_log",
+        "townlet.policy.training.strategies.ppo",
+        "townlet.policy.training.strategies.ppo.train",
+        "townlet.policy.training.strategies.ppo.stats",
+        "townlet.policy.training.strategies.ppo.summary",
+        "townlet.policy.training.strategies.bc",
+        "townlet.policy.training.strategies.bc.train",
+        "townlet.policy.training.strategies.anneal",
+        "townlet.policy.training.strategies.anneal.data",
+        "townlet.policy.training.strategies.anneal.state",
+        "townlet.policy.training.strategies.ppo_loop",
+        "townlet.policy.training.strategies.anneal_step",
     ]
     return names
 

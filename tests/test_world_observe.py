@@ -9,8 +9,26 @@ import attrs
 import numpy as np
 import pytest
 
-from townlet.world import FEATURE_NAMES, MAP_CHANNELS, ObjectSpec, WorldConfig, observe, reset
-from townlet.world.observe import FEATURE_INDEX
+from townlet.world import (
+    FEATURE_NAMES,
+    MAP_CHANNELS,
+    ObjectSpec,
+    WorldConfig,
+    observe,
+    reset,
+    scaled_world_config,
+    scripted_actions,
+    step,
+)
+from townlet.world.observe import (
+    _CELL_DIST,
+    FEATURE_INDEX,
+    RADIUS,
+    WINDOW,
+    observe_features,
+    observe_maps,
+)
+from townlet.world.state import WorldState, agent_tiles
 
 REFERENCE_ROOT = (
     Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "townlet-artifacts"
@@ -124,3 +142,54 @@ def test_observe_rejects_bad_out(
     state = reset(WorldConfig(num_agents=6), 0)
     with pytest.raises(ValueError, match=match):
         observe(state, out=(maps_out, features_out))
+
+
+def _maps_by_flat_take(state: WorldState) -> np.ndarray:
+    """``observe_maps`` as it was before the sliding-window gather: a flat ``np.take`` per
+    channel over float32 grids (the reference for the equality test below)."""
+    size, lay = state.config.size, state.layout
+    _, _, count = agent_tiles(state.position, size)
+    grids = np.zeros((3, size + 2 * RADIUS, size + 2 * RADIUS), dtype=np.float32)
+    inner = (slice(RADIUS, RADIUS + size), slice(RADIUS, RADIUS + size))
+    grids[0][inner] = count.reshape(size, size)
+    grids[1][inner] = lay.obj_grid >= 0
+    held = lay.obj_pos[state.occupant >= 0]
+    grids[2, held[:, 1] + RADIUS, held[:, 0] + RADIUS] = 1.0
+    side = size + 2 * RADIUS
+    offs = (np.arange(WINDOW)[:, None] * side + np.arange(WINDOW)).ravel()
+    flat = (state.position[:, 1] * side + state.position[:, 0])[:, None] + offs
+    n = state.position.shape[0]
+    maps = np.empty((n, 4, WINDOW, WINDOW), dtype=np.float32)
+    cells = maps.reshape(n, 4, WINDOW * WINDOW)
+    for channel in range(3):
+        np.take(grids[channel].ravel(), flat, out=cells[:, channel + 1])
+    maps[:, 1, RADIUS, RADIUS] -= 1.0
+    np.minimum(maps[:, 1], 1.0, out=maps[:, 1])
+    maps[:, 0] = 0.0
+    maps[:, 0, RADIUS, RADIUS] = 1.0
+    return maps
+
+
+def _window_features(maps: np.ndarray) -> np.ndarray:
+    """Features 29-32 as they were computed before (one sum per channel, int64 distances)."""
+    flat = maps.reshape(maps.shape[0], 4, WINDOW * WINDOW)
+    cells = WINDOW * WINDOW
+    dist = np.where(flat[:, 1] > 0, _CELL_DIST, RADIUS + 1).min(axis=1)
+    columns = [flat[:, 1].sum(axis=1) / (cells - 1), flat[:, 2].sum(axis=1) / cells,
+               flat[:, 3].sum(axis=1) / cells, dist / (RADIUS + 1)]  # fmt: skip
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize(("agents", "ticks"), [(8, 60), (300, 25), (2048, 3)])
+def test_maps_equal_the_flat_take_gather(agents: int, ticks: int) -> None:
+    state = reset(scaled_world_config(agents), 1)
+    state = attrs.evolve(state, position=state.position.copy())
+    state.position[:5] = state.position[5]  # a crowded tile: counts above 2
+    state.position[6] = (0, 0)  # a corner: the window runs off the town
+    rng = np.random.default_rng(2)
+    for _ in range(ticks):
+        maps = observe_maps(state)
+        assert np.array_equal(maps, _maps_by_flat_take(state))
+        features = observe_features(state, maps)
+        assert np.array_equal(features[:, 29:], _window_features(maps))
+        state, _, _, _ = step(state, scripted_actions(state, None, rng))

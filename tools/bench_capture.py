@@ -1,7 +1,15 @@
 """Benchmark rollout capture against bare stepping of the town.
 
-Usage: ``python tools/bench_capture.py [--repeats 3] [--rounds 2] [--write docs/benchmarks.md]``.
-For 8, 128 and 2048 agents (towns scaled to the default density), times
+Usage: ``python tools/bench_capture.py [--part all|rollout|command|levels] [--repeats 3]
+[--rounds 2] [--write docs/benchmarks.md]``.
+
+**command** (``--part command``, see :mod:`_bench_command`): the whole ``townlet-train capture``
+command against bare stepping and step + observe, 128 and 2048 agents, compressed and not, peak
+RSS beside speed. **levels**: file size and save time per deflate level. **baseline**: the
+whole command with the code at ``--baseline-rev`` against this tree.
+
+**rollout** (``--part rollout``): for 8, 128 and 2048 agents (towns scaled to the default
+density), times
 
 * **bare**: ``reset`` then, per tick, ``scripted_actions`` + ``step`` + ``observe`` — the work any
   capture must do;
@@ -39,6 +47,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+import _bench_command  # noqa: E402
 from _benchdoc import replace_section  # noqa: E402
 from townlet.policy.rollout import (  # noqa: E402
     POLICY_STREAM,
@@ -192,12 +201,36 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per process")
     parser.add_argument("--rounds", type=int, default=2, help="bare/capture process pairs")
     parser.add_argument("--write", type=Path, default=None, help="markdown file to update")
+    parser.add_argument(
+        "--part",
+        choices=("all", "rollout", "command", "levels", "baseline"),
+        default="all",
+        help="what to run (baseline: only with --baseline-rev)",
+    )
+    parser.add_argument(
+        "--baseline-rev", default="407416f", help="git revision for --part baseline"
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, agents, ticks, repeats = args.child
-        print(json.dumps(_child(kind, int(agents), int(ticks), int(repeats))))
+        if kind in _bench_command.CHILD_KINDS:
+            print(json.dumps(_bench_command.child(kind, int(agents), int(ticks))))
+        else:
+            print(json.dumps(_child(kind, int(agents), int(ticks), int(repeats))))
         return 0
+    if args.part in ("all", "command"):
+        _bench_command.run_command_part(args.rounds, args.write, __file__)
+    if args.part in ("all", "levels"):
+        _bench_command.run_levels_part(args.write)
+    if args.part == "baseline":
+        _bench_command.run_baseline_part(args.baseline_rev, args.rounds, args.write)
+    if args.part in ("all", "rollout"):
+        _rollout_part(args)
+    return 0
+
+
+def _rollout_part(args: argparse.Namespace) -> None:
     rows = []
     for agents, ticks in SIZES:
         by_alloc = {name: _measure(agents, ticks, args, env) for name, env in ALLOCATORS}
@@ -207,7 +240,6 @@ def main() -> int:
     print(table)
     if args.write is not None:
         _write(args.write, table, args)
-    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ schedule from BC to PPO with guardrails, and a promotion gate for candidate poli
 as pure step functions over immutable ``attrs`` records.
 
 Importing ``townlet`` never imports torch: the public names below are resolved lazily, and
-only the ones that compute with torch need it.
+only the ones that compute with torch need it; without torch those raise
+:class:`~townlet.errors.TorchNotAvailableError` (an ``ImportError``) with the install hint.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "townlet.errors",
     "TorchNotAvailableError": "townlet.errors",
     "TrainingFailedError": "townlet.errors",
+    "CaptureWriteError": "townlet.errors",
     # foundation: config, converter, result records, telemetry
     "AnnealStage": "townlet.config",
     "AnnealStageResult": "townlet.dto.policy",
@@ -116,6 +118,10 @@ _EXPORTS: dict[str, str] = {
     "load_ppo_state": "townlet.policy.training.strategies.ppo.checkpoint",
     "ppo_epoch": "townlet.policy.training.strategies.ppo.replay",
     "prepare_batches": "townlet.policy.training.strategies.ppo.replay",
+    "replay_epoch": "townlet.policy.training.strategies.ppo.replay",
+    "EpochData": "townlet.policy.training.strategies.ppo.epoch",
+    "run_fold": "townlet.policy.training.fold",
+    "Stream": "townlet.policy.streams",
     "save_bc_checkpoint": "townlet.policy.training.strategies.bc.train",
     "save_ppo_state": "townlet.policy.training.strategies.ppo.checkpoint",
     "train_bc": "townlet.policy.training.strategies.bc.train",
@@ -169,7 +175,16 @@ def __getattr__(name: str) -> Any:
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'townlet' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        # A blocked or absent torch; any other missing module (an extra) is a real error.
+        if exc.name is not None and exc.name.split(".")[0] != "torch":
+            raise
+        from townlet.errors import TorchNotAvailableError
+
+        raise TorchNotAvailableError(f"townlet.{name}") from exc
+    value = getattr(module, name)
     globals()[name] = value
     return value
 

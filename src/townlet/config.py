@@ -64,6 +64,8 @@ class PPOConfig:
     ``num_epochs`` counts PPO passes over each batch of fresh rollouts in online training; replay
     training takes its epoch count from the call (as the reference did).
     ``bc_coef`` weights a behaviour-cloning cross-entropy term added to the PPO loss (DESIGN §5.2).
+    ``reference_compat`` makes replay PPO (``train_ppo``) cut minibatches in the reference's order
+    and size the policy head as it did (``townlet.policy.training.strategies.minibatch_order``).
     """
 
     learning_rate: float = _float(3e-4, gt=0.0, help="Adam step size for PPO updates.")
@@ -101,6 +103,11 @@ class PPOConfig:
         0.0,
         ge=0.0,
         help="Weight of the behaviour-cloning cross-entropy term added to the PPO loss.",
+    )
+    reference_compat: bool = _bool(
+        False,
+        help="Replay PPO as the original Townlet: its fixed-default-seed minibatch order and "
+        "action_dim = max action + 1 (reproduces its golden run).",
     )
     compile: CompileMode = attrs.field(
         default="none", validator=_one_of(COMPILE_MODES), metadata=_help(_COMPILE_HELP)

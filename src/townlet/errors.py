@@ -65,9 +65,22 @@ class TrainingFailedError(TownletError, RuntimeError):
     """A training run failed (non-finite values, a guardrail the user asked to fail on)."""
 
 
+class CaptureWriteError(TrainingFailedError):
+    """Writing a capture directory failed midway (a full disk, an I/O error): a failed run (the
+    CLI exits 1). Nothing of the new capture is left; an older capture there is intact."""
+
+
 class NonFiniteTrainingError(TrainingFailedError, ValueError):
     """Training produced NaN/Inf (advantages, returns, their std, or a loss).
 
     A failed run (the CLI exits 1), and a ``ValueError`` as in the reference, whose messages
     (``PPO advantages contained NaN/inf (dataset=<label>, batch=<i>)``) it keeps.
+    """
+
+
+class ShortFeatureNamesWarning(UserWarning):
+    """A replay sidecar's ``feature_names`` list is shorter than the feature width.
+
+    The file is read (the reference accepted such lists) and written back unchanged; the
+    warning says which columns have no name.
     """

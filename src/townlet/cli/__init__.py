@@ -28,6 +28,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "townlet.cli.promote_cmd",
     "townlet.cli.telemetry_cmd",
     "townlet.cli.replay_cmd",
+    "townlet.cli.run_cmd",
 )
 
 

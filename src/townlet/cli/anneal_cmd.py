@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
 
 
 def _ppo_sources(args: argparse.Namespace, config: Config) -> dict[str, Any]:
-    from townlet.policy.training.strategies.anneal.step import RolloutPlan
+    from townlet.policy.training.strategies.anneal.data import RolloutPlan
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")

@@ -15,6 +15,13 @@ from townlet.cli._common import print_json
 from townlet.config import Config, load_config
 from townlet.policy.policy_argument import resolve_policy_argument
 from townlet.policy.rollout import RolloutBuffer, capture_rollout, rollout_summary, save_rollout
+from townlet.policy.rollout.save import (
+    DEFAULT_COMPRESS_LEVEL,
+    capture_target,
+    check_prefix,
+    check_workers,
+    resolve_level,
+)
 from townlet.policy.training.services.rollout import rollout_world_config
 from townlet.world.config import WORLD_SOCIAL_STAGES
 
@@ -56,6 +63,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", type=Path, required=True, help="capture directory to write")
     parser.add_argument("--prefix", default="rollout_sample", help="file prefix (rollout_sample)")
     parser.add_argument("--no-compress", action="store_true", help="store npz members uncompressed")
+    parser.add_argument(
+        "--compress-level",
+        type=int,
+        help=f"deflate level of the npz members, 0-9 (default {DEFAULT_COMPRESS_LEVEL})",
+    )
+    parser.add_argument(
+        "--writers",
+        type=int,
+        help="threads writing the samples (default: one per core, at least 2; 0: no threads)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_capture)
 
@@ -94,13 +111,29 @@ def run_capture(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config is not None else Config()
     ticks = config.training.rollout_ticks if args.ticks is None else args.ticks
     seed = config.seed if args.seed is None else args.seed
+    if args.no_compress and args.compress_level is not None:
+        raise UsageError("--compress-level and --no-compress exclude each other")
+    # Refuse bad save settings before capturing, not after.
+    resolve_level(not args.no_compress, args.compress_level)
+    check_prefix(args.prefix)
+    if args.writers is not None:
+        check_workers(args.writers)
     source = _source(args, config)
-    try:
-        buffer = _capture(args, source, ticks, seed)
-    finally:
-        close = getattr(source, "close", None)
-        if callable(close):
-            close()
-    out = save_rollout(buffer, args.out, prefix=args.prefix, compress=not args.no_compress)
+    # The lock is taken before capturing, so a second capture into --out fails at once.
+    with capture_target(args.out):
+        try:
+            buffer = _capture(args, source, ticks, seed)
+        finally:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
+        out = save_rollout(
+            buffer,
+            args.out,
+            prefix=args.prefix,
+            compress=not args.no_compress,
+            compress_level=args.compress_level,
+            workers=args.writers,
+        )
     print_json({**rollout_summary(buffer), "out": str(out), "samples": len(buffer.samples)})
     return 0

@@ -3,7 +3,7 @@
 * ``telemetry validate LOG... [--baseline F] [--drift-threshold X] [--relative]`` — the
   reference validator's rules; exit 0 when every log passes, 1 when one fails, 2 when a log or
   the baseline cannot be read.
-* ``telemetry convert LOG --to 1.0|1.1|1.2 [--output F]`` — rewrite a log at another version;
+* ``telemetry convert LOG --to 1.0|1.1|1.2|1.3 [--output F]`` — rewrite a log at another version;
   the JSONL goes to stdout unless ``--output`` is given (written atomically).
 * ``telemetry table LOG [--keys K,...]`` — chosen keys per line as an aligned text table.
 * ``telemetry plot LOG --out PNG [--keys K,...]`` — one panel per key (needs matplotlib).
@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "telemetry",
         help="validate, convert, tabulate or plot PPO telemetry logs",
-        description="Validate, convert (1.0-1.2), tabulate or plot PPO telemetry logs.",
+        description="Validate, convert (1.0-1.3), tabulate or plot PPO telemetry logs.",
     )
     actions = parser.add_subparsers(dest="telemetry_command", metavar="ACTION")
     actions.required = True
@@ -63,7 +63,9 @@ def register(subparsers: Any) -> None:
         description="Rewrite a log at another telemetry version (newer keys dropped or null).",
     )
     convert.add_argument("log", metavar="LOG", help="telemetry JSONL file (any version)")
-    convert.add_argument("--to", required=True, choices=("1.0", "1.1", "1.2"), dest="version")
+    convert.add_argument(
+        "--to", required=True, choices=("1.0", "1.1", "1.2", "1.3"), dest="version"
+    )
     convert.add_argument("--output", help="write here (atomically) instead of stdout")
     convert.set_defaults(handler=run_convert)
 

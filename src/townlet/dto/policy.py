@@ -30,7 +30,10 @@ from townlet._validators import (
 from townlet.errors import DTOValidationError
 
 PPO_TELEMETRY_VERSION = 1.2
-TELEMETRY_VERSIONS: tuple[float, ...] = (1.0, 1.1, 1.2)
+# 1.3 = 1.2 plus the townlet extension keys (``bc_coef``, ``loss_bc``, …): the reference's DTO
+# rejects those keys, so a line that carries them must not claim a version it reads.
+EXTENSION_TELEMETRY_VERSION = 1.3
+TELEMETRY_VERSIONS: tuple[float, ...] = (1.0, 1.1, 1.2, EXTENSION_TELEMETRY_VERSION)
 # Dynamic top-level keys a PPO result may carry besides its declared fields (§2.3). The
 # ``*_events`` counters appear in real reference logs (``utility_outage_events``, ...).
 EXTRA_KEY_PREFIX = "conflict."
@@ -43,10 +46,11 @@ def is_extra_key(key: str) -> bool:
 
 
 def unknown_field_message(record: str, key: str) -> str:
-    """The reference's message for a PPO key that is neither declared nor dynamic."""
+    """The reference's message (its first sentence, word for word) for a PPO key that is
+    neither declared nor dynamic, then what townlet adds."""
     return (
-        f"Unknown field '{key}' in {record}. Only 'conflict.*' dynamic fields "
-        "(and '*_events' counters) are allowed."
+        f"Unknown field '{key}' in {record}. Only 'conflict.*' dynamic fields are allowed. "
+        "(townlet also accepts '*_events' counters.)"
     )
 
 
@@ -122,6 +126,11 @@ class TrainingResultBase:
         from townlet.dto.convert import to_dict
 
         return to_dict(self)
+
+    def model_dump(self) -> dict[str, Any]:
+        """:meth:`to_dict` under the reference's pydantic name — a thin alias for code written
+        against its DTOs (``townlet.compat``)."""
+        return self.to_dict()
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -331,3 +340,8 @@ class PromotionEvaluation:
         from townlet.dto.convert import to_dict
 
         return to_dict(self)
+
+    def model_dump(self) -> dict[str, Any]:
+        """:meth:`to_dict` under the reference's pydantic name — a thin alias for code written
+        against its DTOs (``townlet.compat``)."""
+        return self.to_dict()

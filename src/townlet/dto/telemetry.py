@@ -1,22 +1,30 @@
-"""PPO telemetry files: JSONL, one object per epoch, versions 1.0, 1.1 and 1.2.
+"""PPO telemetry files: JSONL, one object per epoch, versions 1.0, 1.1, 1.2 and 1.3.
 
-Reading accepts a line of any of the three versions and gives a
-:class:`~townlet.dto.policy.PPOTrainingResult` (keys a version does not have are None). Writing
-produces exactly the key set of the requested version, in the reference's dump order (core,
-health, 1.1, social, anneal, baseline, extensions, dynamic extras):
+1.0–1.2 are the reference's versions; 1.3 is townlet's: 1.2 plus the extension keys
+(``bc_coef``, ``loss_bc``, ``critic_warmup``, ``episode_return_mean``,
+``episode_length_mean``), which the reference's typed DTO rejects. Reading accepts a line of any
+of the four versions and gives a :class:`~townlet.dto.policy.PPOTrainingResult` (keys a version
+does not have are None). Writing produces exactly the key set of the requested version, in the
+reference's dump order (core, health, 1.1, social, anneal, baseline, extensions, dynamic
+extras):
 
 * always: the 15 core keys (``telemetry_version`` set to the written version);
 * 1.1 and later: the twelve 1.1 keys (``null`` when the record lacks them — an up-converted
   1.0 record), and each of the six social counters that has a value;
-* 1.2: the twelve ``anneal_*`` keys as a block when any of them is set (while annealing), and
-  each townlet extension (``bc_coef``, ``loss_bc``, …) that has a value;
+* 1.2 and later: the twelve ``anneal_*`` keys as a block when any of them is set;
+* 1.3: each townlet extension that has a value;
 * any version: each health key and each ``baseline_*`` key that has a value, and the dynamic
   ``conflict.*``/``*_events`` keys.
 
-So a line read at its own version is written back to the same JSON object, and down-conversion
-drops the newer keys. Files are replaced atomically (temp file + ``os.replace``); appends
-write all new lines with one ``write`` and ``fsync``, and undo a failed write
-(see :func:`write_telemetry`).
+Without a version the writer labels each line by what it holds (:func:`line_version`): a
+record with an extension value becomes a 1.3 line, any other keeps its own version — so
+training on replay data writes 1.2 lines the reference reads, and BC-regularised or online
+runs write 1.3. A line read at its own version is written back to the same JSON object, and
+down-conversion drops the newer keys. A 1.2 line that carries extension keys (written by
+townlet before 1.3 existed) is still read, and is written back as 1.3.
+
+Files are replaced atomically (temp file + ``os.replace``); appends write all new lines with
+one ``write`` and ``fsync``, and undo a failed write (see :func:`write_telemetry`).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from townlet._atomic import write_text_atomic
 from townlet.dto.convert import from_dict, to_dict
 from townlet.dto.policy import (
     EXTENSION_FIELDS,
+    EXTENSION_TELEMETRY_VERSION,
     TELEMETRY_VERSIONS,
     PPOTrainingResult,
     is_extra_key,
@@ -117,21 +126,36 @@ def parse_version(version: str | float) -> float:
     for known in TELEMETRY_VERSIONS:
         if value == known:
             return known
-    raise TelemetryError(f"unsupported telemetry version {version!r} (expected 1.0, 1.1 or 1.2)")
+    raise TelemetryError(
+        f"unsupported telemetry version {version!r} (expected 1.0, 1.1, 1.2 or 1.3)"
+    )
 
 
-def _version_keys(version: float) -> frozenset[str]:
+def version_keys(version: float) -> frozenset[str]:
+    """Every declared key a line of ``version`` may hold (dynamic ``conflict.*`` and
+    ``*_events`` keys aside)."""
     keys = set(CORE_KEYS + HEALTH_KEYS + BASELINE_KEYS)
     if version >= 1.1:
         keys |= set(V11_KEYS + SOCIAL_KEYS)
     if version >= 1.2:
-        keys |= set(ANNEAL_KEYS + EXTENSION_KEYS)
+        keys |= set(ANNEAL_KEYS)
+    if version >= EXTENSION_TELEMETRY_VERSION:
+        keys |= set(EXTENSION_KEYS)
     return frozenset(keys)
 
 
-def telemetry_line(record: PPOTrainingResult, version: str | float = 1.2) -> dict[str, Any]:
-    """The telemetry object of ``record`` at ``version`` (see the module docstring)."""
-    target = parse_version(version)
+def line_version(record: PPOTrainingResult) -> float:
+    """The version a line of ``record`` is labelled with when none is asked for: 1.3 when it
+    has an extension value (a 1.2 reader would refuse the line), else its own version."""
+    if any(getattr(record, key) is not None for key in EXTENSION_KEYS):
+        return max(record.telemetry_version, EXTENSION_TELEMETRY_VERSION)
+    return record.telemetry_version
+
+
+def telemetry_line(record: PPOTrainingResult, version: str | float | None = None) -> dict[str, Any]:
+    """The telemetry object of ``record`` at ``version`` (default :func:`line_version`; see
+    the module docstring)."""
+    target = line_version(record) if version is None else parse_version(version)
     full = to_dict(record)
     full["telemetry_version"] = target
     out: dict[str, Any] = {key: full[key] for key in CORE_KEYS}
@@ -142,7 +166,7 @@ def telemetry_line(record: PPOTrainingResult, version: str | float = 1.2) -> dic
     if target >= 1.2 and any(full[key] is not None for key in ANNEAL_KEYS):
         out.update({key: full[key] for key in ANNEAL_KEYS})
     out.update({key: full[key] for key in BASELINE_KEYS if full[key] is not None})
-    if target >= 1.2:
+    if target >= EXTENSION_TELEMETRY_VERSION:
         out.update({key: full[key] for key in EXTENSION_KEYS if full.get(key) is not None})
     out.update(record.extras)
     return out
@@ -160,11 +184,13 @@ def record_from_line(obj: Mapping[str, Any]) -> PPOTrainingResult:
         hint = " (not a PPO telemetry line?)" if "telemetry_version" in missing else ""
         raise TelemetryError(f"missing required telemetry keys: {missing}{hint}")
     version = parse_version(obj["telemetry_version"])
-    allowed = _version_keys(version)
+    allowed = version_keys(version)
+    if version == 1.2:
+        allowed |= set(EXTENSION_KEYS)  # townlet's 1.2 lines before 1.3 existed
     for key in obj:
         if key in allowed or (isinstance(key, str) and is_extra_key(key)):
             continue
-        if key in _version_keys(1.2):
+        if key in version_keys(EXTENSION_TELEMETRY_VERSION):
             raise TelemetryError(
                 f"telemetry_version {version} line has a later version's key {key!r}"
             )
@@ -215,7 +241,7 @@ def iter_json_lines(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
 
 
 def read_telemetry(path: str | Path) -> list[PPOTrainingResult]:
-    """Read a telemetry JSONL file of versions 1.0–1.2 into records (one per non-blank line).
+    """Read a telemetry JSONL file of versions 1.0–1.3 into records (one per non-blank line).
 
     Raises :class:`TelemetryError` as ``path:line: reason`` for a malformed line and
     ``path: no telemetry records found`` for a file without records.
@@ -253,10 +279,12 @@ def write_telemetry(
     records: Iterable[PPOTrainingResult],
     path: str | Path,
     *,
-    version: str | float = "1.2",
+    version: str | float | None = None,
     append: bool = False,
 ) -> int:
-    """Write ``records`` as telemetry JSONL at ``version``; return the number of lines written.
+    """Write ``records`` as telemetry JSONL at ``version`` (default: each line labelled by
+    :func:`line_version`, 1.2 unless it carries extension keys); return the number of lines
+    written.
 
     Without ``append`` the new file is written to a temp file beside ``path``, fsynced, and moved
     over ``path`` with ``os.replace``, so readers see the old file or the new one, never a part.

@@ -1,6 +1,6 @@
 """Telemetry as columns and as a text table: the notebook and terminal view of a log.
 
-Any version reads (1.0–1.2): keys a record lacks show as ``None`` (``-`` in the text table).
+Any version reads (1.0–1.3): keys a record lacks show as ``None`` (``-`` in the text table).
 The columns are plain lists, ready for ``pandas.DataFrame(columns)`` or matplotlib.
 """
 
@@ -42,7 +42,7 @@ def telemetry_columns(
     :class:`TelemetryError` for an unreadable log and for a key that no record carries (the
     message lists the keys that exist).
     """
-    lines = [telemetry_line(r, r.telemetry_version) for r in _records(source)]
+    lines = [telemetry_line(r) for r in _records(source)]
     known = sorted({key for line in lines for key in line})
     missing = [key for key in keys if key not in known]
     if missing:

@@ -204,7 +204,7 @@ def _load_objects(
     items: list[tuple[str, Mapping[str, Any]]] = []
     for index, item in enumerate(source):
         if isinstance(item, PPOTrainingResult):
-            items.append((f"record {index}", telemetry_line(item, item.telemetry_version)))
+            items.append((f"record {index}", telemetry_line(item)))
         elif isinstance(item, Mapping):
             items.append((f"record {index}", item))
         else:

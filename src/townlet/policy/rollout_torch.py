@@ -17,6 +17,7 @@ import numpy as np
 from attrs import validators as v
 from numpy.typing import NDArray
 
+from townlet._summary import record_dict, short_repr
 from townlet.errors import RolloutError, TorchNotAvailableError
 
 try:
@@ -41,6 +42,9 @@ class NetworkPolicy:
     that action's under the softmax). The record holds no mutable state: the sampling generator
     is derived on every call from the numpy generator capture passes in.
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     params: Params
     spec: NetworkSpec = attrs.field(validator=v.instance_of(NetworkSpec))

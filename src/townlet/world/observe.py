@@ -10,10 +10,11 @@ features (``spec/reference-replay_rollout.md`` §2); which ones the town fills i
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from townlet.world.config import WorldConfig
 from townlet.world.rivalry import strongest_rival
-from townlet.world.state import NUM_ACTIONS, FloatArray, WorldState, agent_tiles
+from townlet.world.state import NUM_ACTIONS, FloatArray, WorldState
 from townlet.world.work import on_shift, shift_status
 
 WINDOW = 11
@@ -34,6 +35,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 # Chebyshev distance of every window cell from the centre, for ``nearest_agent_distance``.
 _CELL_DIST = np.maximum(*np.abs(np.mgrid[-RADIUS : RADIUS + 1, -RADIUS : RADIUS + 1])).ravel()
+_CELL_DIST_U8 = _CELL_DIST.astype(np.uint8)
 
 
 def observe_maps(state: WorldState, out: FloatArray | None = None) -> FloatArray:
@@ -42,25 +44,23 @@ def observe_maps(state: WorldState, out: FloatArray | None = None) -> FloatArray
     can be viewed as one without a copy (e.g. tick ``t`` of an agent-major recording buffer).
     Raises ``ValueError`` for an ``out`` of another shape, dtype or layout."""
     size, lay = state.config.size, state.layout
-    _, _, count = agent_tiles(state.position, size)
-    grids = np.zeros((3, size + 2 * RADIUS, size + 2 * RADIUS), dtype=np.float32)
+    count = np.bincount(state.position[:, 1] * size + state.position[:, 0], minlength=size * size)
+    # uint8 grids: counts are capped at 2, which leaves min(count - self, 1) below unchanged.
+    grids = np.zeros((3, size + 2 * RADIUS, size + 2 * RADIUS), dtype=np.uint8)
     inner = (slice(RADIUS, RADIUS + size), slice(RADIUS, RADIUS + size))
-    grids[0][inner] = count.reshape(size, size)
+    grids[0][inner] = np.minimum(count, 2).reshape(size, size)
     grids[1][inner] = lay.obj_grid >= 0
     held = lay.obj_pos[state.occupant >= 0]
-    grids[2, held[:, 1] + RADIUS, held[:, 0] + RADIUS] = 1.0
-    # One flat gather per channel (np.take on raveled grids beats 2-D fancy indexing ~3x).
-    side = size + 2 * RADIUS
-    offs = (np.arange(WINDOW)[:, None] * side + np.arange(WINDOW)).ravel()
-    flat = (state.position[:, 1] * side + state.position[:, 0])[:, None] + offs
+    grids[2, held[:, 1] + RADIUS, held[:, 0] + RADIUS] = 1
     n = state.position.shape[0]
     maps = np.empty((n, 4, WINDOW, WINDOW), dtype=np.float32) if out is None else out
     _check_out("maps", maps, (n, 4, WINDOW, WINDOW))
-    cells = np.reshape(maps, (n, 4, WINDOW * WINDOW), copy=False)
-    for channel in range(3):
-        # Indices are always in range (the grids are padded); "clip" lets take write
-        # straight into a strided ``out`` where the default mode buffers first.
-        np.take(grids[channel].ravel(), flat, out=cells[:, channel + 1], mode="clip")
+    np.reshape(maps, (n, 4, WINDOW * WINDOW), copy=False)  # the layout observe_features needs
+    # Every agent's (3, 11, 11) window is one block of a sliding-window view of the padded
+    # grids, gathered by (y, x) in one indexing call (~1.8x faster than a flat np.take per
+    # channel at 2048 agents) and cast to float32 as it is stored.
+    windows = np.moveaxis(sliding_window_view(grids, (WINDOW, WINDOW), axis=(1, 2)), 0, 2)
+    maps[:, 1:] = windows[state.position[:, 1], state.position[:, 0]]
     maps[:, 1, RADIUS, RADIUS] -= 1.0  # the agent itself is the self channel
     np.minimum(maps[:, 1], 1.0, out=maps[:, 1])
     maps[:, 0] = 0.0
@@ -124,10 +124,13 @@ def observe_features(
     f[:, 25:29] = _path_hint(state)
     flat = np.reshape(maps, (n, 4, WINDOW * WINDOW), copy=False)
     cells = WINDOW * WINDOW
-    f[:, 29] = flat[:, 1].sum(axis=1) / (cells - 1)
-    f[:, 30] = flat[:, 2].sum(axis=1) / cells
-    f[:, 31] = flat[:, 3].sum(axis=1) / cells
-    dist = np.where(flat[:, 1] > 0, _CELL_DIST, RADIUS + 1).min(axis=1)
+    # One reduction for the three channels (sums of 0/1 floats are exact in any order), and
+    # the nearest-agent search over uint8 temporaries: same values, a fraction of the traffic.
+    sums = flat[:, 1:].sum(axis=2)
+    f[:, 29] = sums[:, 0] / (cells - 1)
+    f[:, 30] = sums[:, 1] / cells
+    f[:, 31] = sums[:, 2] / cells
+    dist = np.where(flat[:, 1] > 0, _CELL_DIST_U8, np.uint8(RADIUS + 1)).min(axis=1)
     f[:, 32] = dist / (RADIUS + 1)
     return f
 

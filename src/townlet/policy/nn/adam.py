@@ -19,6 +19,7 @@ import attrs
 import torch
 from attrs import validators as v
 
+from townlet._summary import record_dict, short_repr
 from townlet.policy.nn.network import Params
 
 
@@ -47,6 +48,9 @@ class AdamState:
     ``steps[k]`` counts the updates parameter ``k`` has received; ``exp_avg`` / ``exp_avg_sq``
     are the first and second moment estimates (same shapes as the parameters).
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     steps: Mapping[str, int]
     exp_avg: Mapping[str, torch.Tensor]

@@ -24,6 +24,7 @@ import attrs
 import torch
 
 from townlet._atomic import atomic_write
+from townlet._summary import record_dict, short_repr
 from townlet.errors import CheckpointError
 from townlet.policy.nn.adam import AdamState
 from townlet.policy.nn.network import Params, param_shapes
@@ -45,6 +46,9 @@ class Checkpoint:
     ``extra`` is free JSON metadata (e.g. the config a run used). Tensors are on the CPU unless
     ``load_checkpoint`` was given a ``map_location``.
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     spec: NetworkSpec
     params: Params

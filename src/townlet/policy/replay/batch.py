@@ -10,6 +10,7 @@ import attrs
 import numpy as np
 from numpy.typing import NDArray
 
+from townlet._summary import record_dict, short_repr
 from townlet.errors import ReplayDataError
 from townlet.policy.replay.sample import (
     REQUIRED_CONFLICT_FEATURES,
@@ -100,6 +101,9 @@ class ReplayBatch:
     holds each sample's sidecar. Arrays are fresh and writable (they are built per batch and
     handed to torch). Raises :class:`ReplayDataError` on inconsistent shapes (reference §7).
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     maps: NDArray[np.float32] = attrs.field(converter=_convert_maps)
     features: NDArray[np.float32] = attrs.field(converter=_convert_features)

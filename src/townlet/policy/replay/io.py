@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from townlet._atomic import atomic_write
-from townlet.errors import ReplayDataError
+from townlet.errors import ReplayDataError, ShortFeatureNamesWarning
 from townlet.policy.replay.sample import (
     NPZ_KEYS,
     REQUIRED_CONFLICT_FEATURES,
@@ -31,6 +32,7 @@ from townlet.policy.replay.sample import (
     check_dtype,
     check_metadata,
     normalized_shape,
+    short_feature_names,
     signature_of,
 )
 
@@ -149,15 +151,26 @@ def load_replay_sample(
     not exist or name the Townlet conflict features.
     Raises :class:`ReplayDataError` (file and field in the message) for a missing, truncated or
     non-zip file, missing arrays, object arrays, a bad sidecar or any :class:`ReplaySample`
-    validation failure.
+    validation failure. A ``feature_names`` list shorter than the feature width is read as
+    written with one :class:`~townlet.errors.ShortFeatureNamesWarning`.
     """
     path = Path(sample_path)
     arrays = _read_arrays(path)
     metadata = _sample_sidecar(path, meta_path, require_conflict_features)
     try:
-        return ReplaySample(**arrays, metadata=metadata)
+        sample = ReplaySample(**arrays, metadata=metadata)
     except ReplayDataError as exc:
         raise ReplayDataError(f"Replay sample {path}: {exc}") from exc
+    _warn_if_short_names(path, metadata, sample.feature_dim)
+    return sample
+
+
+def _warn_if_short_names(path: Path, metadata: Mapping[str, Any], feature_dim: int) -> None:
+    # Python's default filter shows a given message once per process, so a streaming
+    # dataset that rereads a file every epoch warns about it once.
+    reason = short_feature_names(metadata, feature_dim)
+    if reason is not None:
+        warnings.warn(f"Replay sample {path}: {reason}", ShortFeatureNamesWarning, stacklevel=3)
 
 
 def _json_default(value: object) -> Any:
@@ -267,5 +280,6 @@ def read_sample_header(
         check_metadata(metadata, shapes)
     except ReplayDataError as exc:
         raise ReplayDataError(f"Replay sample {path}: {exc}") from exc
+    _warn_if_short_names(path, metadata, shapes["features"][1])
     explicit = Path(meta_path) if meta_path is not None else None
     return SampleHeader(sample_path=path, meta_path=explicit, shapes=shapes, metadata=metadata)

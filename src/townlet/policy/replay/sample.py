@@ -20,6 +20,7 @@ import attrs
 import numpy as np
 from numpy.typing import NDArray
 
+from townlet._summary import record_dict, short_repr
 from townlet.errors import ReplayDataError
 
 REQUIRED_CONFLICT_FEATURES: tuple[str, ...] = ("rivalry_max", "rivalry_avoid_count")
@@ -105,9 +106,11 @@ def check_array_shapes(shapes: Mapping[str, Shape]) -> int:
 def check_metadata(metadata: Mapping[str, Any], shapes: Mapping[str, Shape]) -> None:
     """Check the sidecar keys that describe the arrays against their shapes.
 
-    ``feature_names`` (when present) must be a list of ``D`` strings; ``timesteps`` and
-    ``value_pred_steps`` (when present) must equal the array lengths. The reference kept wrong
-    values silently; a mismatch here usually means a sidecar paired with the wrong npz.
+    ``feature_names`` (when present) must be a list of at most ``D`` strings: a shorter list
+    names the first columns only, as the reference's own fixtures do (the file loaders warn
+    once per file, see :func:`short_feature_names`); ``timesteps`` and ``value_pred_steps``
+    (when present) must equal the array lengths. The reference kept wrong values silently; a
+    mismatch here usually means a sidecar paired with the wrong npz.
 
     Raises ``ReplayDataError`` naming the key that disagrees.
     """
@@ -115,7 +118,7 @@ def check_metadata(metadata: Mapping[str, Any], shapes: Mapping[str, Shape]) -> 
     if names is not None:
         if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
             raise ReplayDataError("ReplaySample.metadata['feature_names'] must be a list of str")
-        if len(names) != shapes["features"][1]:
+        if len(names) > shapes["features"][1]:
             raise ReplayDataError(
                 f"ReplaySample.metadata['feature_names'] has {len(names)} names but features "
                 f"have {shapes['features'][1]} columns"
@@ -134,6 +137,23 @@ def check_metadata(metadata: Mapping[str, Any], shapes: Mapping[str, Shape]) -> 
         raise ReplayDataError(
             f"ReplaySample.metadata['action_dim'] must be a positive int, got {action_dim!r}"
         )
+
+
+def short_feature_names(metadata: Mapping[str, Any], feature_dim: int) -> str | None:
+    """Why ``metadata["feature_names"]`` names fewer than ``feature_dim`` columns, or None.
+
+    The reference never compared the list with the feature width, and its own test fixtures
+    hold 2 names for 4 columns (and 0 for 1). Such a list is kept as written (not padded), so
+    the file reads back unchanged; the unnamed trailing columns are used for training but no
+    name-based metric (``rivalry_max_mean``, …) can refer to them.
+    """
+    names = metadata.get("feature_names")
+    if not isinstance(names, list | tuple) or len(names) >= feature_dim:
+        return None
+    return (
+        f"feature_names has {len(names)} names for {feature_dim} feature columns; "
+        f"columns {len(names)}..{feature_dim - 1} are unnamed (accepted, as the reference does)"
+    )
 
 
 def _is_int(value: object) -> bool:
@@ -219,6 +239,9 @@ class ReplaySample:
     NaN/Inf in a float array, negative actions, an ``action_dim`` below ``max(actions) + 1``, or
     sidecar keys that disagree with the arrays.
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     features: NDArray[np.float32] = attrs.field(converter=_convert_features)
     actions: NDArray[np.int64] = attrs.field(converter=_convert_actions)

@@ -15,12 +15,14 @@ import attrs
 import numpy as np
 from attrs import validators as v
 
+from townlet._summary import record_dict, short_repr
 from townlet.errors import RolloutError
 from townlet.policy.replay import (
     InMemoryReplayDataset,
     ReplayEventCounts,
     ReplaySample,
     aggregate_metrics,
+    compute_sample_metrics,
 )
 
 ROLLOUT_DATASET_LABEL = "rollout_buffer"
@@ -35,19 +37,36 @@ def _samples(value: Iterable[ReplaySample]) -> tuple[ReplaySample, ...]:
     for sample in samples:
         if not isinstance(sample, ReplaySample):
             raise RolloutError(f"RolloutBuffer.samples must be ReplaySample, got {sample!r}")
-    return samples
+    return tuple(with_sample_metrics(sample) for sample in samples)
+
+
+def with_sample_metrics(sample: ReplaySample) -> ReplaySample:
+    """``sample`` itself when its sidecar holds a non-empty ``metrics`` dict, else a copy
+    whose ``metrics`` are :func:`compute_sample_metrics` — what the reference's
+    ``RolloutBuffer.build_dataset`` and ``save`` fill in (spec reference-replay_rollout §11),
+    so the baseline, the dataset and the saved sidecars and metrics file all carry them."""
+    current = sample.metadata.get("metrics")
+    if isinstance(current, dict) and current:
+        return sample
+    return attrs.evolve(
+        sample, metadata={**sample.metadata, "metrics": compute_sample_metrics(sample)}
+    )
 
 
 @attrs.frozen(kw_only=True, eq=False)
 class RolloutBuffer:
     """A captured rollout: ``samples`` (one :class:`ReplaySample` per agent, sidecar metadata
-    included: ``agent_id``, ``metrics``, ``source``, ``policy``, ``seed``, …), the social
+    included: ``agent_id``, ``metrics`` (computed here for a sample given without them),
+    ``source``, ``policy``, ``seed``, …), the social
     ``event_counts`` (reference §9.3), ``rollout_ticks`` (ticks stepped), ``source``
     (``"town"``, ``"gymnasium:<id>"``, ``"pettingzoo:<name>"``), ``policy`` (its kind), ``seed``
     and ``social_stage`` (the town's reward stage, None elsewhere).
 
     Raises :class:`RolloutError` when built with no samples.
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     samples: tuple[ReplaySample, ...] = attrs.field(converter=_samples)
     event_counts: ReplayEventCounts = attrs.field(
@@ -92,12 +111,21 @@ class RolloutBuffer:
         prefix: str = "rollout_sample",
         *,
         compress: bool = True,
+        compress_level: int | None = None,
+        workers: int | None = None,
     ) -> Path:
         """Deprecated: :func:`townlet.policy.rollout.save.save_rollout`."""
         _deprecated("save", "townlet.policy.rollout.save_rollout(buffer, directory, ...)")
         from townlet.policy.rollout.save import save_rollout
 
-        return save_rollout(self, directory, prefix=prefix, compress=compress)
+        return save_rollout(
+            self,
+            directory,
+            prefix=prefix,
+            compress=compress,
+            compress_level=compress_level,
+            workers=workers,
+        )
 
     def summary(self) -> dict[str, Any]:
         """Deprecated: :func:`rollout_summary`."""

@@ -6,32 +6,52 @@ Layout (as ``RolloutBuffer.save`` in the reference, ``artifacts/phase4/*/``):
 * ``<prefix>_manifest.json``: a JSON list of ``{"sample": <npz>, "meta": <json>}`` (basenames);
 * ``<prefix>_metrics.json``: the flat ``{<npz basename>: metrics}`` map.
 
-Atomicity: a new (or empty) directory is written as a hidden sibling and renamed into place,
-so readers see all files or none. Into a directory that already holds files, every file is
-written atomically and the manifest last, so a reader going through the manifest never sees a
-half-written capture (files of an older capture that the new manifest does not list are left).
+The samples are written by a pool of threads (:mod:`~townlet.policy.rollout.writer_pool`) into
+a staging directory that is then committed in one step (:mod:`~townlet.policy.rollout.commit`):
+a reader, or a run killed at any moment, sees the old capture or the new one, never a mix.
+Files in the directory that belong to no capture of this prefix are kept.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import json
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
-from townlet._atomic import write_text_atomic
-from townlet.errors import RolloutError
-from townlet.policy.replay import ReplaySample, save_replay_sample
+from townlet.errors import CaptureWriteError, RolloutError
+from townlet.policy.replay import ReplaySample
+from townlet.policy.replay.npz_write import check_compress_level
+from townlet.policy.rollout.commit import (
+    capture_lock,
+    carry_over,
+    fsync_dir,
+    lock_path,
+    make_staging,
+    output_error,
+    remove_leftovers,
+    staging_pattern,
+    swap_into_place,
+)
+from townlet.policy.rollout.writer_pool import default_workers, write_new_file, write_samples
 
 if TYPE_CHECKING:
     # Only a type: the buffer module imports nothing from here at run time either way.
     from townlet.policy.rollout.buffer import RolloutBuffer
 
+# Chosen by measurement (docs/capture.md, "Compression"): on the town's mostly-zero maps level 1
+# deflates ~2× faster than 6 for files ~2× larger, both ~50× smaller than stored.
+DEFAULT_COMPRESS_LEVEL = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+# An OSError with one of these means the output location is unusable (exit 2), not a failed run.
+_LOCATION_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
+_LOCATION_ERRORS |= {errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST}
 
 
 def metrics_by_file(names: Mapping[str, ReplaySample]) -> dict[str, dict[str, float]]:
@@ -44,17 +64,169 @@ def sample_stem(prefix: str, agent_id: str, number: int) -> str:
     return f"{prefix}_{_UNSAFE.sub('_', agent_id)}_{number:03d}"
 
 
-def _write_files(buffer: RolloutBuffer, directory: Path, prefix: str, compress: bool) -> None:
-    entries, named = [], {}
-    for number, (sample, agent) in enumerate(zip(buffer.samples, buffer.agent_ids, strict=True)):
-        stem = sample_stem(prefix, agent, number + 1)
-        save_replay_sample(sample, directory / f"{stem}.npz", compress=compress)
-        entries.append({"sample": f"{stem}.npz", "meta": f"{stem}.json"})
-        named[f"{stem}.npz"] = sample
-    write_text_atomic(
-        directory / f"{prefix}_metrics.json", json.dumps(metrics_by_file(named), indent=2) + "\n"
+def check_prefix(prefix: object) -> str:
+    """``prefix`` if it is a non-empty file-name stem; else :class:`RolloutError`."""
+    if not isinstance(prefix, str) or not prefix or _UNSAFE.search(prefix):
+        raise RolloutError(f"prefix must be a non-empty file-name stem, got {prefix!r}")
+    return prefix
+
+
+def check_workers(workers: object) -> int:
+    """``workers`` if it is a thread count from 0 to 64; else :class:`RolloutError`."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 64:
+        raise RolloutError(f"workers must be an int from 0 to 64, got {workers!r}")
+    return workers
+
+
+def resolve_level(compress: bool, compress_level: int | None) -> int | None:
+    """The deflate level to write with (None: stored members). Raises :class:`RolloutError`
+    for a level outside 0–9 or a level given with ``compress=False``."""
+    if not compress:
+        if compress_level is not None:
+            raise RolloutError("compress_level applies to compressed captures (compress=True)")
+        return None
+    if compress_level is None:
+        return DEFAULT_COMPRESS_LEVEL
+    try:
+        return check_compress_level(compress_level)
+    except ValueError as exc:
+        raise RolloutError(str(exc)) from None
+
+
+def check_target(directory: str | os.PathLike[str]) -> Path:
+    """``directory`` as a ``Path``; raises :class:`RolloutError` when it is an existing
+    non-directory or its parent cannot be created."""
+    target = Path(directory)
+    if target.exists() and not target.is_dir():
+        raise RolloutError(f"capture directory {target} exists and is not a directory")
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise RolloutError(f"capture directory {target} cannot be written: {blocking} is a file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(target, exc) from exc
+    return target
+
+
+def writes_in_place(target: Path) -> bool:
+    """True when ``target`` is a directory that cannot be swapped for a sibling: its parent is
+    not writable or on another file system (a mount point), or it holds the working directory
+    (which would be left in the removed old directory); see :mod:`.commit`."""
+    if not target.is_dir():
+        return False
+    cwd = Path.cwd()
+    if target.parent == target or target == cwd or target in cwd.parents:
+        return True
+    parent = target.parent
+    if target.stat().st_dev != parent.stat().st_dev:
+        return True
+    return not os.access(parent, os.W_OK | os.X_OK) and os.access(target, os.W_OK | os.X_OK)
+
+
+@contextlib.contextmanager
+def capture_target(directory: str | os.PathLike[str]) -> Iterator[Path]:
+    """Reserve ``directory`` for one capture: check it, take its lock (re-entrant; a second
+    capture into it raises :class:`RolloutError` at once) and remove the leftovers of dead
+    runs. Wrap a capture and its :func:`save_rollout` in it to fail before capturing."""
+    target = check_target(directory)
+    # Absolute and normalised ("." has no name to stage beside); a link is replaced behind it.
+    target = target.resolve() if target.is_symlink() else Path(os.path.abspath(target))
+    inside = writes_in_place(target)
+    with capture_lock(target, inside=inside):
+        if not inside:
+            remove_leftovers(target.parent, target.name)
+        yield target
+
+
+def _owned_names(target: Path, prefix: str) -> set[str]:
+    """Entries of ``target`` that belong to the capture of ``prefix`` written there before (its
+    manifest, metrics, listed files, numbered samples no other manifest lists, stale temps)."""
+    try:
+        names = set(os.listdir(target))
+    except OSError:
+        return set()
+    manifest = f"{prefix}_manifest.json"
+    numbered = re.compile(rf"^{re.escape(prefix)}_.+_\d{{3,}}\.(npz|json)$")
+    temp = re.compile(rf"^\.{re.escape(prefix)}_.*\.tmp$")
+    others: set[str] = set()
+    for name in names:
+        if name.endswith("_manifest.json") and name != manifest:
+            others |= _listed(target / name)
+    owned = {manifest, f"{prefix}_metrics.json"} | _listed(target / manifest)
+    owned |= {n for n in names if numbered.match(n) and n not in others}
+    owned |= {n for n in names if temp.match(n) or staging_pattern(prefix).match(n)}
+    return owned & names
+
+
+def _listed(manifest: Path) -> set[str]:
+    """Basenames a capture manifest lists (empty when it is not one)."""
+    try:
+        entries = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return set()
+    listed: set[str] = set()
+    for entry in entries if isinstance(entries, list) else []:
+        values = entry.values() if isinstance(entry, dict) else [entry]
+        listed |= {v for v in values if isinstance(v, str) and os.path.basename(v) == v}
+    return listed
+
+
+def _write_capture(buffer: RolloutBuffer, folder: Path, prefix: str, level: int | None,
+                   workers: int) -> list[str]:  # fmt: skip
+    """Write every file of the capture into ``folder``; returns their names, manifest last."""
+    stems = [sample_stem(prefix, a, n + 1) for n, a in enumerate(buffer.agent_ids)]
+    write_samples(folder, zip(stems, buffer.samples, strict=True), level=level, workers=workers)
+    entries = [{"sample": f"{s}.npz", "meta": f"{s}.json"} for s in stems]
+    metrics = metrics_by_file(
+        dict(zip((e["sample"] for e in entries), buffer.samples, strict=True))
     )
-    write_text_atomic(directory / f"{prefix}_manifest.json", json.dumps(entries, indent=2) + "\n")
+    texts = {
+        f"{prefix}_metrics.json": json.dumps(metrics, indent=2) + "\n",
+        f"{prefix}_manifest.json": json.dumps(entries, indent=2) + "\n",
+    }
+    for name, text in texts.items():
+        write_new_file(folder / name, functools.partial(_put, text.encode("utf-8")))
+    return [n for s in stems for n in (f"{s}.npz", f"{s}.json")] + list(texts)
+
+
+def _put(data: bytes, handle: IO[bytes]) -> None:
+    handle.write(data)
+
+
+def _commit_swap(buffer: RolloutBuffer, target: Path, prefix: str, level: int | None,
+                 workers: int) -> None:  # fmt: skip
+    staging = make_staging(target.parent, target.name)
+    try:
+        written = _write_capture(buffer, staging, prefix, level, workers)
+        if target.is_dir():
+            lock = lock_path(target, inside=True).name
+            keep = set(os.listdir(target)) - _owned_names(target, prefix) - set(written)
+            carry_over(target, staging, {n for n in keep if n != lock})
+        swap_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _commit_in_place(buffer: RolloutBuffer, target: Path, prefix: str, level: int | None,
+                     workers: int) -> None:  # fmt: skip
+    remove_leftovers(target, prefix)
+    staging = make_staging(target, prefix)
+    try:
+        written = _write_capture(buffer, staging, prefix, level, workers)
+        old = _owned_names(target, prefix) - {staging.name}
+        manifest = written[-1]
+        (target / manifest).unlink(missing_ok=True)  # first: no reader trusts a mix
+        fsync_dir(target)
+        for name in written[:-1]:
+            os.replace(staging / name, target / name)
+        for name in sorted(old - set(written)):
+            (target / name).unlink(missing_ok=True)
+        os.replace(staging / manifest, target / manifest)
+        fsync_dir(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def save_rollout(
@@ -63,28 +235,32 @@ def save_rollout(
     *,
     prefix: str = "rollout_sample",
     compress: bool = True,
+    compress_level: int | None = None,
+    workers: int | None = None,
 ) -> Path:
     """Write ``buffer`` as a capture directory (module docstring) and return its path.
 
-    ``compress`` deflates the npz members. ``ReplayDatasetConfig.from_capture_dir`` reads the
-    result when ``prefix`` is the default. Raises :class:`RolloutError` for an empty or unsafe
-    prefix or a ``directory`` that is a file.
+    ``compress`` deflates the npz members at ``compress_level`` (0–9, default
+    :data:`DEFAULT_COMPRESS_LEVEL`; numpy's loader reads every level). ``workers`` writer
+    threads (default :func:`~.writer_pool.default_workers`; 0 writes in the calling thread;
+    the files are the same). ``ReplayDatasetConfig.from_capture_dir`` reads the result when
+    ``prefix`` is the default.
+
+    Raises :class:`RolloutError` for an empty or unsafe prefix, a bad level or worker count, a
+    ``directory`` that is a file or cannot be written, or one another capture is writing;
+    :class:`~townlet.errors.CaptureWriteError` when writing fails midway (e.g. a full disk).
+    Either way nothing of the new capture is left and an older capture there is intact.
     """
-    if not prefix or _UNSAFE.search(prefix):
-        raise RolloutError(f"prefix must be a non-empty file-name stem, got {prefix!r}")
-    target = Path(directory)
-    if target.exists() and not target.is_dir():
-        raise RolloutError(f"capture directory {target} exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()):
-        _write_files(buffer, target, prefix, compress)
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        _write_files(buffer, staging, prefix, compress)
-        os.chmod(staging, 0o755)  # mkdtemp makes 0700; a capture is ordinary data
-        os.replace(staging, target)  # replaces a missing or empty directory in one step
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    prefix = check_prefix(prefix)
+    level = resolve_level(compress, compress_level)
+    count = default_workers() if workers is None else check_workers(workers)
+    with capture_target(directory) as target:  # the link's target when ``directory`` is one
+        commit = _commit_in_place if writes_in_place(target) else _commit_swap
+        try:
+            commit(buffer, target, prefix, level, count)
+        except OSError as exc:
+            if exc.errno in _LOCATION_ERRORS:
+                raise output_error(target, exc) from exc
+            reason = exc.strerror or str(exc)
+            raise CaptureWriteError(f"capture not saved to {target}: {reason}") from exc
+    return Path(directory)

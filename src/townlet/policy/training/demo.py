@@ -190,8 +190,9 @@ def run_demo(
     from townlet.policy.rollout import capture_rollout, save_rollout
     from townlet.policy.rollout_torch import make_network_policy
     from townlet.policy.training.demo_plot import require_matplotlib, write_plot
+    from townlet.policy.training.strategies.anneal.data import RolloutPlan
     from townlet.policy.training.strategies.anneal.run import run_anneal_with_state
-    from townlet.policy.training.strategies.anneal.step import AnnealState, RolloutPlan
+    from townlet.policy.training.strategies.anneal.state import AnnealState
 
     if plot:
         require_matplotlib()

@@ -31,20 +31,19 @@ from townlet.dto.policy import AnnealStageResult
 from townlet.dto.telemetry import write_telemetry
 from townlet.errors import ConfigError
 from townlet.policy.training.fold import Sink, run_fold
+from townlet.policy.training.strategies.anneal.data import (
+    AnnealData,
+    AnnealInputs,
+    load_anneal_data,
+)
 from townlet.policy.training.strategies.anneal.io import (
     load_anneal_state,
     read_run_state,
     save_anneal_state,
     stage_to_dict,
 )
-from townlet.policy.training.strategies.anneal.step import (
-    AnnealData,
-    AnnealInputs,
-    AnnealState,
-    StageOutput,
-    anneal_stage_step,
-    load_anneal_data,
-)
+from townlet.policy.training.strategies.anneal.state import AnnealState, StageOutput
+from townlet.policy.training.strategies.anneal.step import anneal_stage_step
 
 TELEMETRY_FILE = "telemetry.jsonl"
 RESULTS_FILE = "anneal_results.json"

@@ -5,8 +5,8 @@ Epoch ``e`` (1-based within the run) is logged when ``e % log_frequency == 0``. 
 ``<name>.2`` …; the rotation index and the line count restart with every run, and every file is
 appended to — so a second run writing to the same path appends to the base file and then to
 ``.1`` again, exactly as the reference. Lines go through
-:func:`~townlet.dto.telemetry.write_telemetry` (version 1.2, ``append=True``: one write + fsync
-per line).
+:func:`~townlet.dto.telemetry.write_telemetry` (labelled 1.2, or 1.3 with extension keys;
+``append=True``: one write + fsync per line).
 """
 
 from __future__ import annotations
@@ -65,5 +65,5 @@ def log_epoch(log: TelemetryLog, epoch: int, record: PPOTrainingResult) -> Telem
         return log
     if log.max_entries is not None and log.count >= log.max_entries:
         log = attrs.evolve(log, index=log.index + 1, count=0)
-    write_telemetry([record], log.current, version="1.2", append=True)
+    write_telemetry([record], log.current, append=True)
     return attrs.evolve(log, count=log.count + 1)

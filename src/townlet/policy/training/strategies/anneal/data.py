@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import attrs
+import numpy as np
 
 from townlet.config import AnnealStage, Config
 from townlet.errors import ConfigError
@@ -17,6 +18,12 @@ from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.batch import ReplayBatch
 from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
 from townlet.policy.replay.sample import ReplaySample
+from townlet.policy.streams import Stream
+from townlet.policy.training.strategies.anneal.state import (
+    AnnealState,
+    select_social_stage,
+    stage_seed,
+)
 from townlet.policy.training.strategies.ppo.summary import (
     PPODatasetInfo,
     dataset_info,
@@ -152,3 +159,40 @@ def load_anneal_data(
         rollout_spec=rollout_spec,
         label=data.label,
     )
+
+
+def stage_inputs(
+    state: AnnealState, stage: AnnealStage, data: AnnealInputs, config: Config
+) -> tuple[PPOInputs, float | None]:
+    """The PPO data of ``stage``: the loaded replay batches, or a fresh rollout captured with
+    the current parameters in the cycle's social stage, with its mean per-agent return."""
+    if data.ppo is not None:
+        return data.ppo, None
+    if data.rollout is None:
+        raise ConfigError(f"PPO stage at cycle {stage.cycle} has no dataset and no rollout plan")
+    from townlet.policy.rollout import build_rollout_dataset, capture_rollout
+    from townlet.policy.rollout_torch import make_network_policy
+
+    plan = data.rollout
+    world = plan.world
+    social = select_social_stage(config.training, stage.cycle)
+    if social is not None:
+        world = attrs.evolve(world, social_reward_stage=social)
+    assert state.params is not None and state.spec is not None  # see with_network
+    seed = stage_seed(state.seed, state.stage_index, Stream.STAGE_CAPTURE)
+    buffer = capture_rollout(world, make_network_policy(state.params, state.spec), plan.ticks, seed)
+    rewards = [float(np.sum(sample.rewards)) for sample in buffer.samples]
+    mean_return = float(np.mean(rewards)) if rewards else None
+    dataset = build_rollout_dataset(buffer, batch_size=plan.batch_size)
+    return ppo_inputs(dataset), mean_return
+
+
+def with_network(state: AnnealState, data: AnnealInputs) -> AnnealState:
+    """Before the first stage of a rollout run, a fresh network sized for the town (seeded by
+    the run seed), so that even the first rollout is captured on-policy."""
+    if state.params is not None or data.rollout_spec is None:
+        return state
+    from townlet.policy.nn.network import init_params
+
+    spec = data.rollout_spec
+    return attrs.evolve(state, params=init_params(spec, state.seed), spec=spec)

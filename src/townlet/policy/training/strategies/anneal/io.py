@@ -27,7 +27,7 @@ from townlet.policy.training.strategies.anneal.flags import (
     baselines_from_dict,
     baselines_to_dict,
 )
-from townlet.policy.training.strategies.anneal.step import AnnealState
+from townlet.policy.training.strategies.anneal.state import AnnealState
 
 RUN_STATE_FILE = "run_state.json"
 CHECKPOINT_DIR = "checkpoints"

@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from townlet._atomic import write_text_atomic
+from townlet._summary import record_dict, short_repr
 from townlet.config import Config
 from townlet.dto.convert import to_dict
 from townlet.dto.policy import AnnealStageResult, AnnealSummary
@@ -43,19 +44,21 @@ from townlet.policy.training.services.promotion_io import (
     promotion_state_to_dict,
     save_promotion_state,
 )
-from townlet.policy.training.strategies.anneal.flags import anneal_status, baselines_to_dict
-from townlet.policy.training.strategies.anneal.io import save_network
-from townlet.policy.training.strategies.anneal.step import (
+from townlet.policy.training.strategies.anneal.data import (
     AnnealData,
-    AnnealState,
     BCData,
     PPOData,
     RolloutPlan,
-    anneal_stage_step,
     check_schedule,
+)
+from townlet.policy.training.strategies.anneal.flags import anneal_status, baselines_to_dict
+from townlet.policy.training.strategies.anneal.io import save_network
+from townlet.policy.training.strategies.anneal.state import (
+    AnnealState,
     init_anneal_state,
     sorted_schedule,
 )
+from townlet.policy.training.strategies.anneal.step import anneal_stage_step
 
 PROMOTION_FILE = "promotion.json"
 SUMMARY_FILE = "anneal_summary.json"
@@ -75,6 +78,9 @@ __all__ = [
 class AnnealRun:
     """An anneal run: the ``summary``, the final ``state`` (parameters included) and the
     ``promotion`` state after recording this run's evaluation."""
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     summary: AnnealSummary
     state: AnnealState

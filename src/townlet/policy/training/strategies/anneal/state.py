@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import AnnealStage, SocialRewardStage, TrainingConfig
 from townlet.dto.policy import AnnealStageResult, BCTrainingResult, PPOTrainingResult
@@ -18,6 +19,7 @@ from townlet.errors import ConfigError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.streams import Stream, stream_seed
 from townlet.policy.training.strategies.anneal.flags import AnnealBaselines
+from townlet.policy.training.strategies.ppo.summary import AnnealContext
 
 if TYPE_CHECKING:
     from townlet.policy.nn.network import Params
@@ -37,6 +39,9 @@ class AnnealState:
     (None for BC and replay stages). ``stopped``: a BC gate failed. What a stage produced
     beyond that (its telemetry records, its BC record) is its :class:`StageOutput`, not state.
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     seed: int = attrs.field(validator=attrs.validators.ge(0))
     params: Params | None = None
@@ -105,3 +110,39 @@ def select_social_stage(training: TrainingConfig, cycle: int) -> SocialRewardSta
 def sorted_schedule(schedule: Sequence[AnnealStage]) -> tuple[AnnealStage, ...]:
     """The schedule stably sorted by cycle (the order the stages run in)."""
     return tuple(sorted(schedule, key=lambda stage: stage.cycle))
+
+
+def anneal_context(
+    state: AnnealState, stage: AnnealStage, label: str, training: TrainingConfig
+) -> AnnealContext:
+    """The ``anneal_*`` telemetry context of a PPO ``stage`` run from ``state``."""
+    last_bc = state.last_bc
+    return AnnealContext(
+        cycle=stage.cycle,
+        dataset_label=label,
+        stage=stage.mode,
+        bc_accuracy=None if last_bc is None else last_bc.accuracy,
+        bc_threshold=training.anneal_accuracy_threshold,
+        bc_passed=True if last_bc is None else bool(last_bc.passed),
+        baselines=state.baselines,
+        loss_tolerance=training.anneal_loss_tolerance,
+        queue_tolerance=training.anneal_queue_tolerance,
+    )
+
+
+def ppo_stage_result(stage: AnnealStage, last: PPOTrainingResult) -> AnnealStageResult:
+    """The stage result of a PPO ``stage`` whose final epoch record is ``last``."""
+    return AnnealStageResult(
+        duration_sec=last.duration_sec,
+        cycle=float(stage.cycle),
+        mode="ppo",
+        bc_weight=stage.bc_weight,
+        loss_total=last.loss_total,
+        loss_policy=last.loss_policy,
+        loss_value=last.loss_value,
+        queue_conflict_events=last.queue_conflict_events,
+        queue_conflict_intensity_sum=last.queue_conflict_intensity_sum,
+        anneal_loss_flag=last.anneal_loss_flag,
+        anneal_queue_flag=last.anneal_queue_flag,
+        anneal_intensity_flag=last.anneal_intensity_flag,
+    )

@@ -21,61 +21,31 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import numpy as np
 
-from townlet.config import AnnealStage, Config, TrainingConfig
-from townlet.dto.policy import AnnealStageResult, PPOTrainingResult
+from townlet.config import AnnealStage, Config
+from townlet.dto.policy import AnnealStageResult
 from townlet.errors import ConfigError, ReplayDataError
 from townlet.policy.streams import Stream
 from townlet.policy.training.strategies.anneal.flags import update_baselines
-from townlet.policy.training.strategies.ppo.summary import (
-    AnnealContext,
-)
 
 if TYPE_CHECKING:
     pass
 
 
 from townlet.policy.training.strategies.anneal.data import (
-    DEFAULT_DATASET_LABEL,
     AnnealData,
     AnnealInputs,
-    BCData,
-    PPOData,
-    PPOInputs,
-    RolloutPlan,
-    check_schedule,
     load_anneal_data,
-    ppo_inputs,
+    stage_inputs,
+    with_network,
 )
 from townlet.policy.training.strategies.anneal.state import (
     AnnealState,
     StageOutput,
-    init_anneal_state,
-    select_social_stage,
-    sorted_schedule,
+    anneal_context,
+    ppo_stage_result,
     stage_seed,
 )
-
-__all__ = [
-    "DEFAULT_DATASET_LABEL",
-    "AnnealData",
-    "AnnealInputs",
-    "AnnealState",
-    "BCData",
-    "PPOData",
-    "PPOInputs",
-    "RolloutPlan",
-    "StageOutput",
-    "anneal_stage_step",
-    "check_schedule",
-    "init_anneal_state",
-    "load_anneal_data",
-    "ppo_inputs",
-    "select_social_stage",
-    "sorted_schedule",
-    "stage_seed",
-]
 
 
 def _no_clock() -> float:
@@ -155,41 +125,6 @@ def _bc_stage(
     return new, output
 
 
-def _stage_inputs(
-    state: AnnealState, stage: AnnealStage, data: AnnealInputs, config: Config
-) -> tuple[PPOInputs, float | None]:
-    if data.ppo is not None:
-        return data.ppo, None
-    if data.rollout is None:
-        raise ConfigError(f"PPO stage at cycle {stage.cycle} has no dataset and no rollout plan")
-    from townlet.policy.rollout import build_rollout_dataset, capture_rollout
-    from townlet.policy.rollout_torch import make_network_policy
-
-    plan = data.rollout
-    world = plan.world
-    social = select_social_stage(config.training, stage.cycle)
-    if social is not None:
-        world = attrs.evolve(world, social_reward_stage=social)
-    assert state.params is not None and state.spec is not None  # see _with_network
-    seed = stage_seed(state.seed, state.stage_index, Stream.STAGE_CAPTURE)
-    buffer = capture_rollout(world, make_network_policy(state.params, state.spec), plan.ticks, seed)
-    rewards = [float(np.sum(sample.rewards)) for sample in buffer.samples]
-    mean_return = float(np.mean(rewards)) if rewards else None
-    dataset = build_rollout_dataset(buffer, batch_size=plan.batch_size)
-    return ppo_inputs(dataset), mean_return
-
-
-def _with_network(state: AnnealState, data: AnnealInputs) -> AnnealState:
-    """Before the first stage of a rollout run, a fresh network sized for the town (seeded by
-    the run seed), so that even the first rollout is captured on-policy."""
-    if state.params is not None or data.rollout_spec is None:
-        return state
-    from townlet.policy.nn.network import init_params
-
-    spec = data.rollout_spec
-    return attrs.evolve(state, params=init_params(spec, state.seed), spec=spec)
-
-
 def _ppo_stage(
     state: AnnealState,
     stage: AnnealStage,
@@ -201,8 +136,8 @@ def _ppo_stage(
     from townlet.policy.training.strategies.ppo.start import start_state
 
     training = config.training
-    state = _with_network(state, data)
-    inputs, rollout_return = _stage_inputs(state, stage, data, config)
+    state = with_network(state, data)
+    inputs, rollout_return = stage_inputs(state, stage, data, config)
     label = inputs.info.label
     if inputs.shape is None:
         raise ReplayDataError(f"Replay dataset yielded no batches (dataset={label})")
@@ -225,10 +160,10 @@ def _ppo_stage(
         cfg,
         epochs=stage.epochs + warmup,
         value_only_epochs=warmup,
-        anneal_context=_anneal_context(state, stage, data, training),
+        anneal_context=anneal_context(state, stage, data.label, training),
         clock=clock,
     )
-    result = _ppo_result(stage, run.result)
+    result = ppo_stage_result(stage, run.result)
     new = attrs.evolve(
         state,
         params=run.state.params,
@@ -241,37 +176,3 @@ def _ppo_stage(
         rollout_returns=(*state.rollout_returns, rollout_return),
     )
     return new, StageOutput(result=result, epochs=run.results)
-
-
-def _anneal_context(
-    state: AnnealState, stage: AnnealStage, data: AnnealInputs, training: TrainingConfig
-) -> AnnealContext:
-    last_bc = state.last_bc
-    return AnnealContext(
-        cycle=stage.cycle,
-        dataset_label=data.label,
-        stage=stage.mode,
-        bc_accuracy=None if last_bc is None else last_bc.accuracy,
-        bc_threshold=training.anneal_accuracy_threshold,
-        bc_passed=True if last_bc is None else bool(last_bc.passed),
-        baselines=state.baselines,
-        loss_tolerance=training.anneal_loss_tolerance,
-        queue_tolerance=training.anneal_queue_tolerance,
-    )
-
-
-def _ppo_result(stage: AnnealStage, last: PPOTrainingResult) -> AnnealStageResult:
-    return AnnealStageResult(
-        duration_sec=last.duration_sec,
-        cycle=float(stage.cycle),
-        mode="ppo",
-        bc_weight=stage.bc_weight,
-        loss_total=last.loss_total,
-        loss_policy=last.loss_policy,
-        loss_value=last.loss_value,
-        queue_conflict_events=last.queue_conflict_events,
-        queue_conflict_intensity_sum=last.queue_conflict_intensity_sum,
-        anneal_loss_flag=last.anneal_loss_flag,
-        anneal_queue_flag=last.anneal_queue_flag,
-        anneal_intensity_flag=last.anneal_intensity_flag,
-    )

@@ -10,12 +10,14 @@ stats back once per epoch. Evaluation runs without gradients.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
 
 import attrs
 import torch
 import torch.nn.functional as F
 
+from townlet._records import map_fields
 from townlet.config import BCConfig
 from townlet.dto.policy import BCTrainingResult
 from townlet.policy.nn.device import resolve_device
@@ -54,11 +56,7 @@ class BCFrameTensors:
 
     def take(self, indices: torch.Tensor) -> BCFrameTensors:
         """The frames at ``indices`` (new tensors)."""
-        return BCFrameTensors(
-            maps=None if self.maps is None else self.maps[indices],
-            features=self.features[indices],
-            actions=self.actions[indices],
-        )
+        return map_fields(operator.itemgetter(indices), self)
 
     def as_batch(self) -> BCBatch:
         """``(maps, features, actions)`` for :func:`bc_minibatch_update`."""

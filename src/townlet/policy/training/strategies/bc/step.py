@@ -12,6 +12,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
+from townlet._summary import record_dict, short_repr
 from townlet.config import BCConfig
 from townlet.policy.nn.adam import AdamConfig, AdamState, adam_init
 from townlet.policy.nn.grads import apply_gradients, value_and_grad
@@ -26,6 +27,9 @@ BCBatch = tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]
 class BCState:
     """Everything a BC update depends on; ``seed`` feeds derived shuffles/splits, ``updates``
     counts minibatch updates so far."""
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     spec: NetworkSpec
     params: Params

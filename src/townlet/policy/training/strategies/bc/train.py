@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import BCConfig
 from townlet.dto.policy import BCTrainingResult
@@ -53,6 +54,9 @@ class BCInputs:
 class BCRun:
     """A BC run: the final ``state`` (spec, parameters, Adam moments), the ``result`` record and
     the per-epoch stats ``history``."""
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     state: BCState
     result: BCTrainingResult
@@ -95,20 +99,20 @@ def load_bc_inputs(
     source, ``ReplayDataError`` for bad data, ``TorchNotAvailableError`` without torch."""
     require_torch("load_bc_inputs")
     from townlet.policy.nn.device import resolve_device
-    from townlet.policy.training.strategies.bc import epoch as bc_loop
-    from townlet.policy.training.strategies.ppo import start as ppo_init
+    from townlet.policy.training.strategies.bc import epoch
+    from townlet.policy.training.strategies.ppo import start
 
     samples, source = _samples(samples_or_manifest, cfg, root)
     frames = flatten_bc_frames(samples)
     c, h, w = (int(d) for d in frames[0].shape[1:4]) if frames[0].ndim == 4 else (0, 0, 0)
-    shape = ppo_init.DataShape(
+    shape = start.DataShape(
         map_shape=(c, h, w),
         feature_dim=samples[0].feature_dim,
         action_dim=max(max(s.action_dim for s in samples), int(frames[2].max()) + 1),
         max_action=int(frames[2].max()),
     )
     device = resolve_device(cfg.device, what="training.bc.device")
-    tensors = bc_loop.frames_to_tensors(frames, device=device)
+    tensors = epoch.frames_to_tensors(frames, device=device)
     return BCInputs(frames=tensors, shape=shape, source=source)
 
 
@@ -141,19 +145,19 @@ def train_bc(
     """
     require_torch("train_bc")
     from townlet.policy.nn.device import resolve_device
-    from townlet.policy.training.strategies.bc import epoch as bc_loop
-    from townlet.policy.training.strategies.ppo import start as ppo_init
+    from townlet.policy.training.strategies.bc import epoch
+    from townlet.policy.training.strategies.ppo import start
 
     cfg = BCConfig() if cfg is None else cfg
     check_int_arg("seed", seed, 0)
     device = resolve_device(cfg.device, what="training.bc.device")  # fail before loading data
     inputs = load_bc_inputs(samples_or_manifest, cfg, root=root)
     sinks = () if progress is None else (callback_sink(progress),)
-    return bc_loop.fit_bc(
+    return epoch.fit_bc(
         inputs,
         cfg,
         seed=seed,
-        init=ppo_init.resolve_init(init, device=device),
+        init=start.resolve_init(init, device=device),
         spec=spec,
         sinks=sinks,
         clock=time.perf_counter,

@@ -19,10 +19,11 @@ import attrs
 import torch
 
 from townlet._records import map_fields
+from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
 from townlet.errors import NonFiniteTrainingError
-from townlet.policy.nn.rng import stream_generator
 from townlet.policy.streams import Stream
+from townlet.policy.training.strategies.minibatch_order import batch_generator
 from townlet.policy.training.strategies.ppo.functional import PPOMinibatch, minibatch_size
 from townlet.policy.training.strategies.ppo.step import (
     STATS_FIELDS,
@@ -46,11 +47,15 @@ class EpochData:
     ``stream_generator(state.seed, stream, *keys[i])``; ``label`` names the data in error
     messages (e.g. ``"dataset=d"``); ``value_only`` trains only the value head."""
 
+    __repr__ = short_repr
+    to_dict = record_dict
+
     batches: tuple[PPOMinibatch, ...]
     keys: tuple[tuple[int, ...], ...]
     stream: Stream
     label: str
     value_only: bool = False
+    reference_order: bool = False  # the reference's minibatch order (minibatch_order.py)
 
     def __attrs_post_init__(self) -> None:
         if len(self.batches) != len(self.keys):
@@ -107,8 +112,8 @@ def ppo_epoch(
     vectors: list[torch.Tensor] = []
     sizes: list[int] = []
     batch_of: list[int] = []
-    for index, (batch, key) in enumerate(zip(data.batches, data.keys, strict=True), start=1):
-        generator = stream_generator(state.seed, data.stream, *key, device=batch.actions.device)
+    for index, batch in enumerate(data.batches, start=1):
+        generator = batch_generator(state.seed, data, index - 1, device=batch.actions.device)
         for minibatch in split_rows(
             shuffle_rows(batch, generator), minibatch_size(len(batch), cfg)
         ):

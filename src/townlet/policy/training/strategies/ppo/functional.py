@@ -6,9 +6,13 @@ numbers below refer to it). Tensors are float32 unless noted; nothing here reads
 
 from __future__ import annotations
 
+import operator
+
 import attrs
 import torch
 
+from townlet._records import map_fields
+from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
 from townlet.errors import ReplayDataError
 from townlet.policy.nn.network import Params, apply
@@ -107,6 +111,9 @@ class PPOMinibatch:
     ``old_log_probs``, ``advantages`` (normalised when configured), ``returns``, ``old_values``.
     """
 
+    __repr__ = short_repr
+    to_dict = record_dict
+
     maps: torch.Tensor | None
     features: torch.Tensor
     actions: torch.Tensor
@@ -121,15 +128,7 @@ class PPOMinibatch:
 
 def select_minibatch(data: PPOMinibatch, indices: torch.Tensor) -> PPOMinibatch:
     """The rows ``indices`` of every field of ``data`` (new tensors; ``data`` is unchanged)."""
-    return PPOMinibatch(
-        maps=None if data.maps is None else data.maps[indices],
-        features=data.features[indices],
-        actions=data.actions[indices],
-        old_log_probs=data.old_log_probs[indices],
-        advantages=data.advantages[indices],
-        returns=data.returns[indices],
-        old_values=data.old_values[indices],
-    )
+    return map_fields(operator.itemgetter(indices), data)
 
 
 def prepare_batch(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
@@ -93,6 +94,9 @@ class OnlineTrainResult:
     ``episode_lengths`` every episode that ended during training, in order.
     """
 
+    __repr__ = short_repr
+    to_dict = record_dict
+
     state: PPOState
     history: tuple[PPOTrainingResult, ...]
     env_id: str
@@ -154,16 +158,16 @@ def _initial_state(
     device: str | torch.device,
 ) -> PPOState:
     from townlet.policy.nn.adam import adam_init
-    from townlet.policy.training.strategies.ppo import start as ppo_init
+    from townlet.policy.training.strategies.ppo import start
     from townlet.policy.training.strategies.ppo.step import PPOState
 
-    shape = ppo_init.DataShape(
+    shape = start.DataShape(
         map_shape=(0, 0, 0),
         feature_dim=source.observation_dim,
         action_dim=source.action_dim,
         max_action=source.action_dim - 1,
     )
-    net, params = ppo_init.initial_params(
+    net, params = start.initial_params(
         shape,
         label=source.env_id,
         seed=seed,

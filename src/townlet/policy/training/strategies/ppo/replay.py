@@ -19,6 +19,7 @@ import attrs
 import numpy as np
 import torch
 
+from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import NonFiniteTrainingError
@@ -53,6 +54,9 @@ class PreparedBatches:
     """Replay batches ready for PPO: one flat :class:`PPOMinibatch` per batch (N = B·T rows,
     advantages normalised per batch when configured) and the per-batch facts every epoch
     reports (:class:`BatchFacts`). ``label`` names the dataset in error messages."""
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     batches: tuple[PPOMinibatch, ...]
     facts: BatchFacts
@@ -102,9 +106,16 @@ def prepare_batches(
     return PreparedBatches(batches=tuple(prepared), facts=facts, label=label)
 
 
-def epoch_data(prepared: PreparedBatches, epoch: int, *, value_only: bool = False) -> EpochData:
+def epoch_data(
+    prepared: PreparedBatches,
+    epoch: int,
+    *,
+    value_only: bool = False,
+    reference_order: bool = False,
+) -> EpochData:
     """The :class:`EpochData` of replay epoch ``epoch`` (the run's ``log_stream_offset``):
-    batch ``b`` (1-based) is shuffled by ``Stream.PPO_PERMUTATION`` at ``(epoch, b)``."""
+    batch ``b`` (1-based) is shuffled by ``Stream.PPO_PERMUTATION`` at ``(epoch, b)``, or with
+    ``reference_order`` in the reference's order (``minibatch_order``)."""
     keys = tuple((epoch, b) for b in range(1, len(prepared.batches) + 1))
     return EpochData(
         batches=prepared.batches,
@@ -112,6 +123,7 @@ def epoch_data(prepared: PreparedBatches, epoch: int, *, value_only: bool = Fals
         stream=Stream.PPO_PERMUTATION,
         label=f"dataset={prepared.label}",
         value_only=value_only,
+        reference_order=reference_order,
     )
 
 
@@ -126,7 +138,12 @@ def ppo_epoch_updates(
     """:func:`~townlet.policy.training.strategies.ppo.epoch.ppo_epoch` over ``prepared`` at
     epoch ``state.log_stream_offset`` (seeded, and different in every epoch of a continued run).
     Counters other than ``updates`` are not advanced here."""
-    data = epoch_data(prepared, state.log_stream_offset, value_only=value_only)
+    data = epoch_data(
+        prepared,
+        state.log_stream_offset,
+        value_only=value_only,
+        reference_order=cfg.reference_compat,
+    )
     state, stats = fold_epoch(state, data, cfg, minibatch_update=minibatch_update)
     return state, list(stats)
 

@@ -1,6 +1,6 @@
 """What one PPO minibatch update reports, as plain numbers (``spec/reference-ppo.md`` §6.6).
 
-Torch-free, beside the summary code that reduces it (``ppo_summary``): the update itself
+Torch-free, beside the summary code that reduces it (``summary``): the update itself
 (``ppo_step``) returns a stats vector in :data:`STATS_FIELDS` order, and an epoch reads the
 vectors of all its minibatches back at once and turns each row into a :class:`MinibatchStats`.
 """

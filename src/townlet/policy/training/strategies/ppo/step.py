@@ -12,6 +12,7 @@ import functools
 import attrs
 import torch
 
+from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
 from townlet.policy.nn.adam import AdamConfig, AdamState, adam_init
 from townlet.policy.nn.grads import apply_gradients, value_and_grad
@@ -48,6 +49,9 @@ class PPOState:
     (epochs run, cumulative; also the epoch counter minibatch permutations derive from) and
     ``cycle_id`` (−1 before the first rollout run).
     """
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     spec: NetworkSpec
     params: Params

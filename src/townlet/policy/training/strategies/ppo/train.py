@@ -4,7 +4,7 @@ around it (telemetry lines, progress, the run clock). ``spec/reference-ppo.md`` 
 This module imports without torch; calling :func:`train_ppo` without torch raises
 :class:`~townlet.errors.TorchNotAvailableError`. Everything that computes lives in
 :mod:`~townlet.policy.training.strategies.ppo.replay` (the epoch) and
-:mod:`~townlet.policy.training.strategies.ppo.start` (the initial state and checkpoints).
+:mod:`~townlet.policy.training.strategies.ppo.start` (the initial state).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
@@ -49,6 +50,9 @@ class TrainResult:
     """A PPO run: the final ``state`` (pass it back as ``state=`` to continue the run), the last
     epoch's record ``result`` (with ``duration_sec`` = the whole run's wall time) and every
     epoch's record ``results`` in order (what the telemetry log holds, unsampled)."""
+
+    __repr__ = short_repr
+    to_dict = record_dict
 
     state: PPOState
     result: PPOTrainingResult
@@ -87,9 +91,11 @@ def train_ppo(
     epoch (as the reference). The network starts from ``state`` (continue a run: its counters
     go on), else from ``init`` (parameters, a ``Checkpoint`` or a checkpoint path, e.g. a BC
     run's — its spec wins and the data must fit it), else from ``init_params(spec, seed)`` with
-    ``spec`` inferred from the data (§2.4: sidecar ``action_dim``, else max action + 1). The
+    ``spec`` inferred from the data (§2.4: sidecar ``action_dim``, else max action + 1;
+    ``cfg.reference_compat``: max action + 1, and the reference's minibatch order). The
     first ``value_only_epochs`` epochs train only the value head (critic warm-up). With
-    ``log_path`` every ``log_frequency``-th epoch is appended as a telemetry 1.2 line, rotating
+    ``log_path`` every ``log_frequency``-th epoch is appended as a telemetry line (1.2; 1.3 with
+    extension keys), rotating
     to ``<log>.1``, ``<log>.2`` … after ``max_log_entries`` lines (§13). ``anneal_context``
     fills the ``anneal_*`` fields; ``data_mode`` overrides the dataset's (e.g. ``"mixed"``).
     The same seed and data give the same records, ``epoch_duration_sec`` apart. ``device`` is
@@ -103,8 +109,8 @@ def train_ppo(
     """
     require_torch("train_ppo")
     from townlet.policy.nn.device import resolve_device
-    from townlet.policy.training.strategies.ppo import replay as ppo_loop
-    from townlet.policy.training.strategies.ppo import start as ppo_init
+    from townlet.policy.training.strategies import minibatch_order
+    from townlet.policy.training.strategies.ppo import replay, start
 
     cfg = PPOConfig() if cfg is None else cfg
     _check_args(epochs, seed, value_only_epochs)
@@ -113,17 +119,17 @@ def train_ppo(
     batches = list(dataset.batches(0))
     if not batches:
         raise ReplayDataError(f"Replay dataset yielded no batches (dataset={info.label})")
-    state = ppo_init.start_state(
-        ppo_init.data_shape(batches),
+    state = start.start_state(
+        minibatch_order.run_data_shape(batches, cfg),
         label=info.label,
         seed=seed,
         state=state,
-        init=ppo_init.resolve_init(init, device=torch_device),
+        init=start.resolve_init(init, device=torch_device),
         spec=spec,
         device=torch_device,
     )
     param_device = next(iter(state.params.values())).device
-    prepared = ppo_loop.prepare_batches(batches, cfg, label=info.label, device=param_device)
+    prepared = replay.prepare_batches(batches, cfg, label=info.label, device=param_device)
     sinks = run_sinks(
         log_path=log_path,
         log_frequency=log_frequency,
@@ -131,7 +137,7 @@ def train_ppo(
         progress=progress,
         record=lambda record: record,
     )
-    return ppo_loop.fit_ppo(
+    return replay.fit_ppo(
         state,
         prepared,
         info,

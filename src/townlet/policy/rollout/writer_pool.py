@@ -1,0 +1,78 @@
+"""Writing the samples of a capture from a small pool of threads.
+
+Each job writes one sample's npz and sidecar into a private staging directory and flushes
+them to disk. Deflate, CRC and ``fsync`` release the GIL, so the threads use every core and
+overlap the disk's flushes; the caller's thread only hands out jobs. At most ``2 × workers``
+jobs are queued or running at once, so the pool adds a bounded amount of memory (a job holds
+no copy of its arrays: the sample's arrays are views of the capture's block). The first error
+stops the hand-out, the jobs not started are cancelled, and the error is raised once the
+running ones have finished; the caller removes the staging directory, so no half-written file
+survives anywhere a reader looks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import IO
+
+from townlet.policy.replay import NPZ_KEYS, ReplaySample, sidecar_json
+from townlet.policy.replay.npz_write import write_npz
+
+MAX_WORKERS = 8
+QUEUE_PER_WORKER = 2
+
+
+def default_workers() -> int:
+    """Writer threads used when none is given: one per core, at least 2 (so a flush to disk
+    overlaps compression), at most :data:`MAX_WORKERS`."""
+    return max(2, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
+def write_new_file(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Create ``path`` (which must not exist), fill it with ``write`` and flush it to disk."""
+    with open(path, "xb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_sample_files(directory: Path, stem: str, sample: ReplaySample, level: int | None) -> None:
+    """``<stem>.npz`` (stored when ``level`` is None, else deflated at ``level``) and
+    ``<stem>.json`` (the sidecar) in ``directory``."""
+    text = sidecar_json(sample.metadata).encode("utf-8")
+    arrays = {key: getattr(sample, key) for key in NPZ_KEYS}
+    write_new_file(directory / f"{stem}.npz", lambda fh: write_npz(fh, arrays, level=level))
+    write_new_file(directory / f"{stem}.json", lambda fh: fh.write(text))
+
+
+def write_samples(
+    directory: Path,
+    jobs: Iterable[tuple[str, ReplaySample]],
+    *,
+    level: int | None,
+    workers: int,
+) -> None:
+    """Write every ``(stem, sample)`` of ``jobs`` into ``directory``: in the calling thread
+    when ``workers`` is 0, else from a pool of ``workers`` threads (module docstring). The
+    files are the same bytes either way."""
+    if workers == 0:
+        for stem, sample in jobs:
+            write_sample_files(directory, stem, sample, level)
+        return
+    pending: deque[Future[None]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="capture-writer") as pool:
+        try:
+            for stem, sample in jobs:
+                if len(pending) >= QUEUE_PER_WORKER * workers:
+                    pending.popleft().result()
+                pending.append(pool.submit(write_sample_files, directory, stem, sample, level))
+            while pending:
+                pending.popleft().result()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
