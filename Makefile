@@ -1,5 +1,9 @@
 # The two commands a newcomer needs: `make demo` (the main job) and `make test` (all checks).
-PYTHON ?= python3.11
+# The interpreter that creates .venv: PYTHON=... if given, else the first of python3,
+# python3.13, python3.12, python3.11 that is Python >= 3.11 (townlet's requires-python).
+PY_CANDIDATES := python3 python3.13 python3.12 python3.11
+PY_OK := import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PYTHON ?= $(firstword $(foreach p,$(PY_CANDIDATES),$(shell command -v $(p) >/dev/null 2>&1 && $(p) -c '$(PY_OK)' >/dev/null 2>&1 && echo $(p))))
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
@@ -9,6 +13,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@test -x $(BIN)/python || test -n "$(PYTHON)" || { echo "make: no Python >= 3.11 found (tried $(PY_CANDIDATES)); install one or run make PYTHON=/path/to/python3.X" >&2; exit 2; }
+	@test -x $(BIN)/python || $(PYTHON) -c '$(PY_OK)' || { echo "make: PYTHON=$(PYTHON) is $$($(PYTHON) -V 2>&1); townlet needs Python >= 3.11" >&2; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[torch,dev,plot]'

@@ -7,16 +7,22 @@ so that machine noise hits them alike:
 
 * ``imperative``: ``nn.Module`` parameters, ``loss.backward()``, ``clip_grad_norm_``,
   ``torch.optim.Adam.step()`` (the reference's loop);
-* ``functional``: :func:`ppo_minibatch_step` (``autograd.grad`` over leaves + foreach Adam);
-* ``torch_func``: ``torch.func.grad_and_value`` + ``functional_call`` + the same pure Adam.
+* ``functional``: :func:`ppo_minibatch_step` as the PPO fold calls it — ``autograd.grad`` over
+  leaves, then torch's fused Adam kernel writing in place the state the fold made (donated);
+* ``functional_copy``: the same step called purely (no donation: the update copies the
+  parameters and moments it writes);
+* ``torch_func``: ``torch.func.grad_and_value`` + the same pure Adam (copying).
 
 Each variant also reads its stats back as Python floats, as a training loop must.
-Prints the median milliseconds per update and the ratio to ``imperative``.
+Prints the median milliseconds per update and the ratio to ``imperative``, then checks that
+100 updates of each variant from the same start land on the imperative loop's parameters
+(largest absolute difference).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -25,9 +31,9 @@ import torch
 from torch import nn
 
 from townlet.config import PPOConfig
-from townlet.policy.nn.adam import AdamConfig, adam_update
+from townlet.policy.nn.adam import AdamConfig, adam_update, make_adam
 from townlet.policy.nn.grads import clip_by_global_norm
-from townlet.policy.nn.network import init_params
+from townlet.policy.nn.network import Params, init_params
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.training.strategies.ppo.functional import PPOMinibatch, ppo_loss
 from townlet.policy.training.strategies.ppo.step import init_ppo_state, ppo_minibatch_step
@@ -45,7 +51,11 @@ def _minibatch(spec: NetworkSpec, n: int, gen: torch.Generator) -> PPOMinibatch:
     )
 
 
-def _imperative(spec: NetworkSpec, mb: PPOMinibatch, cfg: PPOConfig) -> Callable[[], None]:
+Variant = tuple[Callable[[], None], Callable[[], Params]]
+"""A variant: one update, and a reader of its current parameters."""
+
+
+def _imperative(spec: NetworkSpec, mb: PPOMinibatch, cfg: PPOConfig) -> Variant:
     module = nn.ParameterDict(
         {k.replace(".", "_"): nn.Parameter(v.clone()) for k, v in init_params(spec, 0).items()}
     )
@@ -61,20 +71,30 @@ def _imperative(spec: NetworkSpec, mb: PPOMinibatch, cfg: PPOConfig) -> Callable
         opt.step()
         torch.stack([total.detach(), terms.policy, terms.value, terms.entropy, norm]).tolist()
 
-    return step
+    return step, lambda: {k: module[k.replace(".", "_")].detach() for k in names}
 
 
-def _functional(spec: NetworkSpec, mb: PPOMinibatch, cfg: PPOConfig) -> Callable[[], None]:
+def _functional(
+    spec: NetworkSpec, mb: PPOMinibatch, cfg: PPOConfig, *, donate: bool = True
+) -> Variant:
     state = init_ppo_state(spec, seed=0)
+    adam = make_adam(AdamConfig(lr=cfg.learning_rate))
+    first = True
 
     def step() -> None:
-        nonlocal state
-        state, _stats = ppo_minibatch_step(state, mb, cfg)
+        nonlocal state, first
+        # As the fold: the first update copies (the state is the caller's), later ones donate.
+        state, _stats = ppo_minibatch_step(state, mb, cfg, adam=adam, donate=donate and not first)
+        first = False
 
-    return step
+    return step, lambda: state.params
 
 
-def _torch_func(spec: NetworkSpec, mb: PPOMinibatch, cfg: PPOConfig) -> Callable[[], None]:
+def _functional_copy(spec: NetworkSpec, mb: PPOMinibatch, cfg: PPOConfig) -> Variant:
+    return _functional(spec, mb, cfg, donate=False)
+
+
+def _torch_func(spec: NetworkSpec, mb: PPOMinibatch, cfg: PPOConfig) -> Variant:
     state = init_ppo_state(spec, seed=0)
     params, adam_state = dict(state.params), state.adam_state
     adam_cfg = AdamConfig(lr=cfg.learning_rate)
@@ -93,14 +113,34 @@ def _torch_func(spec: NetworkSpec, mb: PPOMinibatch, cfg: PPOConfig) -> Callable
         params = dict(new_params)
         torch.stack([*aux, norm]).tolist()
 
-    return step
+    return step, lambda: params
 
 
-def _time(step: Callable[[], None], repeats: int) -> float:
-    start = time.perf_counter()
+VARIANTS: dict[str, Callable[[NetworkSpec, PPOMinibatch, PPOConfig], Variant]] = {
+    "imperative": _imperative,
+    "functional": _functional,
+    "functional_copy": _functional_copy,
+    "torch_func": _torch_func,
+}
+
+
+def _max_difference(spec: NetworkSpec, mb: PPOMinibatch, cfg: PPOConfig, name: str) -> float:
+    """Largest |parameter difference| to the imperative loop after 100 updates of each."""
+    runs = {}
+    for variant in ("imperative", name):
+        step, read = VARIANTS[variant](spec, mb, cfg)
+        for _ in range(100):
+            step()
+        runs[variant] = read()
+    ref, got = runs["imperative"], runs[name]
+    return max(float((ref[k] - got[k]).abs().max()) for k in ref)
+
+
+def _time(step: Callable[[], None], repeats: int, clock: Callable[[], float]) -> float:
+    start = clock()
     for _ in range(repeats):
         step()
-    return (time.perf_counter() - start) / repeats * 1e3
+    return (clock() - start) / repeats * 1e3
 
 
 def main() -> None:
@@ -111,33 +151,46 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: the process's CPU time, which other processes' load disturbs less",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     spec = NetworkSpec(map_shape=(4, 11, 11), feature_dim=36, action_dim=8, hidden_dim=args.hidden)
     cfg = PPOConfig()
     mb = _minibatch(spec, args.batch, torch.Generator().manual_seed(1))
-    variants = {
-        "imperative": _imperative(spec, mb, cfg),
-        "functional": _functional(spec, mb, cfg),
-        "torch_func": _torch_func(spec, mb, cfg),
-    }
+    variants = {name: make(spec, mb, cfg)[0] for name, make in VARIANTS.items()}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for step in variants.values():
-        _time(step, 20)  # warm-up
-    for _ in range(args.rounds):
-        for name, step in variants.items():
-            times[name].append(_time(step, args.repeats))
-    base = statistics.median(times["imperative"])
+        _time(step, 20, time.perf_counter)  # warm-up
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    names = list(variants)
+    for round_index in range(args.rounds):
+        # Reversed every other round: a variant is not always the one after the slowest.
+        for name in names if round_index % 2 == 0 else names[::-1]:
+            times[name].append(_time(variants[name], args.repeats, clock))
     print(
         f"PPO minibatch update: batch {args.batch}, hidden {args.hidden}, map (4,11,11), "
-        f"features 36, actions 8, threads {args.threads}, torch {torch.__version__}"
+        f"features 36, actions 8, threads {args.threads}, torch {torch.__version__}, "
+        f"{args.clock} clock, 1-minute load average {os.getloadavg()[0]:.1f}"
     )
+    base = times["imperative"]
     for name, samples in times.items():
-        med = statistics.median(samples)
+        # Speed-up per round (imperative ÷ variant, measured back to back): under machine
+        # load the rounds differ, the ratio within a round much less.
+        speedups = sorted(b / t for b, t in zip(base, samples, strict=True))
         print(
-            f"{name:>11}: {med:7.3f} ms/update (median of {args.rounds} x {args.repeats}), "
-            f"ratio {med / base:.3f}"
+            f"{name:>15}: {statistics.median(samples):7.3f} ms/update (median of {args.rounds} "
+            f"x {args.repeats}); speed-up vs imperative, median of rounds "
+            f"{statistics.median(speedups):.2f}x (range {speedups[0]:.2f}–{speedups[-1]:.2f})"
         )
+    for name in VARIANTS:
+        if name != "imperative":
+            diff = _max_difference(spec, mb, cfg, name)
+            print(f"{name:>15}: max |param - imperative| after 100 updates {diff:.1e}")
 
 
 if __name__ == "__main__":

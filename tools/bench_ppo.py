@@ -1,4 +1,4 @@
-"""PPO and BC training throughput: ours vs a plain imperative torch loop vs the reference.
+"""PPO and BC training throughput: ours vs a plain imperative torch loop, in one process.
 
 Usage: ``python tools/bench_ppo.py [--root REFERENCE_CORPUS] [--epochs 20] [--rounds 5]``
 
@@ -13,9 +13,8 @@ One torch thread. Measured, interleaved round by round so machine noise hits all
 * ``train_bc`` on idle_v1 (400 frames, batch 64, no validation split, as the reference) as
   samples/s.
 
-Prints the median of the rounds and the ratios to the imperative loop and to the reference
-Townlet's published figures (one thread, a machine like ours: 4,628 / 7,732 transitions/s,
-18,988 samples/s).
+Prints the median of the rounds and the ratio to the imperative loop. The comparison with the
+original Townlet runs its own code side by side: ``tools/bench_reference.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ from townlet.policy.training.strategies.bc.train import train_bc
 from townlet.policy.training.strategies.ppo.functional import minibatch_size, prepare_batch
 from townlet.policy.training.strategies.ppo.train import train_ppo
 
-REFERENCE = {"ppo_bs1": 4628.0, "ppo_bs3": 7732.0, "bc": 18988.0}
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "reference" / "townlet-artifacts"
 
 
@@ -147,22 +145,16 @@ def main() -> None:
             rates[name].append(work / _timed(fn))
     median = {name: statistics.median(values) for name, values in rates.items()}
     print(f"torch {torch.__version__}, 1 thread, {epochs} epochs, median of {args.rounds}")
-    print(
-        "| case | ours (/s) | imperative (/s) | ours ÷ imperative | reference (/s) | ours ÷ ref |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| case | ours (/s) | imperative (/s) | ours ÷ imperative |")
+    print("|---|---:|---:|---:|")
     for bs in (1, 3):
         key = f"ppo_bs{bs}"
         ours_rate, imp = median[key], median[f"{key}_imperative"]
         print(
             f"| PPO queue_conflict, replay batch {bs} (transitions) | {ours_rate:,.0f} | "
-            f"{imp:,.0f} | {ours_rate / imp:.2f} | {REFERENCE[key]:,.0f} | "
-            f"{ours_rate / REFERENCE[key]:.2f} |"
+            f"{imp:,.0f} | {ours_rate / imp:.2f} |"
         )
-    print(
-        f"| BC idle_v1, batch 64 (samples) | {median['bc']:,.0f} | – | – | "
-        f"{REFERENCE['bc']:,.0f} | {median['bc'] / REFERENCE['bc']:.2f} |"
-    )
+    print(f"| BC idle_v1, batch 64 (samples) | {median['bc']:,.0f} | – | – |")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,18 @@
 Every file townlet writes (samples, sidecars, manifests, telemetry, checkpoints, promotion
 state) goes through here: the content goes to a temporary file in the target's folder, is
 flushed to disk, and is moved over the target with ``os.replace``. If anything fails, the
-temporary file is removed and the target is untouched.
+temporary file is removed and the target is untouched. A process killed mid-write leaves its
+temporary file (``.<name>.<pid>-<random>.tmp``); :func:`remove_stale_temp_files` removes those
+of dead processes.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -23,7 +28,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    prefix = f".{target.name}.{os.getpid()}-"
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -41,3 +47,60 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Create or replace ``path`` with ``text`` (UTF-8, ``\\n`` line endings)."""
     data = text.encode("utf-8")
     return atomic_write(path, lambda handle: handle.write(data))
+
+
+# Temporary files without a pid (written before pids were added) count as stale after this long:
+# no single atomic write takes an hour.
+_LEGACY_STALE_SECONDS = 3600.0
+
+
+def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that writers of ``path`` killed mid-write left behind.
+
+    A temporary file is stale when the process named in it no longer runs (or, for a file
+    without a pid, when it is over an hour old); a live writer's file is kept. Returns the
+    files removed; errors removing them are ignored (the next run tries again).
+    """
+    target = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:(\d+)-)?[^.]*\.tmp$")
+    removed: list[Path] = []
+    try:
+        candidates = list(target.parent.glob(f".{glob_escape(target.name)}.*.tmp"))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = pattern.match(candidate.name)
+        if match is None or not _is_stale(candidate, match.group(1)):
+            continue
+        try:
+            candidate.unlink()
+        except OSError:
+            continue
+        removed.append(candidate)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters escaped."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _is_stale(candidate: Path, pid: str | None) -> bool:
+    if pid is None:
+        try:
+            return time.time() - candidate.stat().st_mtime > _LEGACY_STALE_SECONDS
+        except OSError:
+            return False
+    return not _process_alive(int(pid))
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError as exc:  # EPERM: it runs, as another user
+        return exc.errno == errno.EPERM
+    return True

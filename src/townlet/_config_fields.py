@@ -15,6 +15,7 @@ import attrs
 
 from townlet._validators import (
     Bounds,
+    Finite,
     InstanceOf,
     OneOf,
     config_error,
@@ -37,15 +38,19 @@ def float_field(
     lt: float | None = None,
     help: str = "",
 ) -> Any:
-    """A float config field with optional bounds; ints are accepted, bools and strings are not.
+    """A finite float config field with optional bounds; ints are accepted, bools, strings,
+    NaN and ±inf are not.
 
-    Raises :class:`~townlet.errors.ConfigError` (at record construction) for a non-number or a
-    value outside the bounds.
+    Raises :class:`~townlet.errors.ConfigError` (at record construction) for a non-number, a
+    non-finite number or a value outside the bounds.
     """
     return attrs.field(
         default=default,
         converter=number_converter(config_error),
-        validator=Bounds(config_error, ge=ge, gt=gt, le=le, lt=lt, style="range"),
+        validator=[
+            Bounds(config_error, ge=ge, gt=gt, le=le, lt=lt, style="range"),
+            Finite(config_error),
+        ],
         metadata=help_metadata(help),
     )
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from townlet._input_limits import MAX_NESTING_DEPTH, check_structure, one_line, read_text
 from townlet.errors import ConfigError
 
 
@@ -32,6 +33,17 @@ _SafeLoader.add_implicit_resolver(
 _FORMATS = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """The parser's complaint on one line, without the echoed source (PyYAML's marks quote the
+    input, which may be huge): context, problem, and line/column."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else None
+        parts = [exc.context, exc.problem, where]
+        return one_line(", ".join(str(p) for p in parts if p), limit=300)
+    return one_line(str(exc), limit=300)
+
+
 def parse_config_file(path: Path) -> dict[str, Any]:
     """Return the top-level mapping of a TOML or YAML file; :class:`ConfigError` otherwise."""
     kind = _FORMATS.get(path.suffix.lower())
@@ -39,17 +51,16 @@ def parse_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: unsupported config format {path.suffix!r} (expected .toml, .yaml or .yml)"
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    text = read_text(path, ConfigError, f"{path}: config file")
     try:
         data = tomllib.loads(text) if kind == "toml" else yaml.load(text, Loader=_SafeLoader)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        detail = " ".join(str(exc).split())
-        raise ConfigError(f"{path}: invalid {kind.upper()}: {detail}") from None
+        raise ConfigError(f"{path}: invalid {kind.upper()}: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested deeper than {MAX_NESTING_DEPTH} levels") from None
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{path}: invalid {kind.upper()}: {one_line(str(exc))}") from None
+    check_structure(data, ConfigError, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

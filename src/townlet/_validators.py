@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from townlet._input_limits import short_repr
 from townlet.errors import ConfigError, DTOValidationError
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def check_int_arg(name: str, value: object, low: int) -> int:
     ``"<name> must be an integer >= <low>, got <value!r>"``. For function arguments such as a
     run's ``seed`` or ``epochs``, which are not record fields."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise ConfigError(f"{name} must be an integer >= {low}, got {short_repr(value)}")
     return value
 
 
@@ -111,9 +112,9 @@ class Bounds:
         violated = self._violated(value)
         if violated is None:
             return
-        detail = f"{value!r} {violated}"
+        detail = f"{short_repr(value)} {violated}"
         if self.style == "range" and self._two_sided():
-            detail = f"{value!r} is not in {self._interval()}"
+            detail = f"{short_repr(value)} is not in {self._interval()}"
         raise self.error(instance, attribute.name, detail)
 
     def _violated(self, value: float) -> str | None:
@@ -150,15 +151,16 @@ class OneOf:
         if value is None or value in self.options:
             return
         allowed = ", ".join(repr(o) for o in self.options)
-        raise self.error(instance, attribute.name, f"{value!r} is not one of {allowed}")
+        raise self.error(instance, attribute.name, f"{short_repr(value)} is not one of {allowed}")
 
 
 def _describe(value: object) -> str:
-    return f"{value!r} ({type(value).__name__})"
+    return f"{short_repr(value)} ({type(value).__name__})"
 
 
 def number_converter(error: ErrorFactory, *, optional: bool = False) -> Any:
-    """attrs converter: int/float → float; bool, str and other types are rejected.
+    """attrs converter: int/float → float (an int beyond the float range becomes ±inf); bool,
+    str and other types are rejected.
 
     The converter raises ``error(instance, field, 'expected a number, got ...')``.
     """
@@ -166,15 +168,36 @@ def number_converter(error: ErrorFactory, *, optional: bool = False) -> Any:
     def convert(value: Any, instance: Any, field: AttrsField) -> float | None:
         if value is None and optional:
             return None
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise error(instance, field.name, f"expected a number, got {_describe(value)}")
+        try:
             return float(value)
-        raise error(instance, field.name, f"expected a number, got {_describe(value)}")
+        except OverflowError:
+            return math.copysign(math.inf, value)
 
     return attrs.Converter(convert, takes_self=True, takes_field=True)
 
 
+@attrs.frozen
+class Finite:
+    """attrs validator: the value is a finite number (None passes)."""
+
+    error: ErrorFactory
+
+    def __call__(self, instance: object, attribute: AttrsField, value: Any) -> None:
+        if value is None or math.isfinite(value):
+            return
+        raise self.error(
+            instance, attribute.name, f"expected a finite number, got {short_repr(value)}"
+        )
+
+
+_INT64_MAX = 2**63 - 1
+
+
 def int_converter(error: ErrorFactory, *, optional: bool = False) -> Any:
-    """attrs converter: int, or a float with an integral value → int; others are rejected.
+    """attrs converter: int, or a float with an integral value → int, within int64; others are
+    rejected.
 
     The converter raises ``error(instance, field, 'expected an integer, got ...')``.
     """
@@ -182,10 +205,12 @@ def int_converter(error: ErrorFactory, *, optional: bool = False) -> Any:
     def convert(value: Any, instance: Any, field: AttrsField) -> int | None:
         if value is None and optional:
             return None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > _INT64_MAX:
+                raise error(instance, field.name, f"{short_repr(value)} is out of the int64 range")
+            return value
         raise error(instance, field.name, f"expected an integer, got {_describe(value)}")
 
     return attrs.Converter(convert, takes_self=True, takes_field=True)

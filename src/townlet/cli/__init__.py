@@ -11,11 +11,18 @@ builds the parser, dispatches, and turns errors into exit codes:
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
 
-from townlet.errors import TorchNotAvailableError, TownletInputError, TrainingFailedError
+from townlet._input_limits import one_line
+from townlet.errors import (
+    TorchNotAvailableError,
+    TownletError,
+    TownletInputError,
+    TrainingFailedError,
+)
 
 # Subcommand modules, in the order they appear in ``--help``: the main job, then the user's path.
 _COMMAND_MODULES: tuple[str, ...] = (
@@ -62,19 +69,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (UsageError, TownletInputError, FileNotFoundError, IsADirectoryError) as exc:
-        sys.stderr.write(f"townlet-train {args.command}: error: {exc}\n")
-        return 2
-    except TorchNotAvailableError as exc:
-        sys.stderr.write(f"townlet-train {args.command}: error: {exc}\n")
-        return 1
-    except TrainingFailedError as exc:
-        sys.stderr.write(f"townlet-train {args.command}: failed: {exc}\n")
-        return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"townlet-train {args.command}: interrupted\n")
         return 130
+    except _REPORTED as exc:  # one line, no traceback; a bug elsewhere keeps its traceback
+        status, verb = _exit_status(exc)
+        sys.stderr.write(f"townlet-train {args.command}: {verb}: {_message(exc)}\n")
+        return status
     return code
+
+
+_REPORTED = (TownletError, UsageError, OSError, RecursionError, MemoryError, UnicodeError)
+# Faults of the machine rather than of the input: a full or read-only disk, an I/O error.
+_MACHINE_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM})
+
+
+def _exit_status(exc: Exception) -> tuple[int, str]:
+    """Exit status and verb for an error that ended a command: 2 for bad usage or input, 1 for
+    a run that failed (training, a missing optional dependency, a full or read-only disk,
+    input too large for memory)."""
+    if isinstance(exc, TorchNotAvailableError):
+        return 1, "error"
+    if isinstance(exc, TrainingFailedError):
+        return 1, "failed"
+    if isinstance(exc, UsageError | TownletInputError | UnicodeError | RecursionError):
+        return 2, "error"
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno not in _MACHINE_ERRNOS:
+        return 2, "error"  # a path the user gave: missing, a directory, under a file, …
+    return 1, "failed"
+
+
+def _message(exc: Exception) -> str:
+    """The error as one bounded line; OS errors as ``strerror: filename``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        text = f"{exc.strerror}{where}"
+    elif isinstance(exc, RecursionError | MemoryError):
+        text = f"{type(exc).__name__} (input too deeply nested or too large)"
+    elif isinstance(exc, TownletError | UsageError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return one_line(text)
 
 
 def run() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from townlet._atomic import write_text_atomic
+from townlet._input_limits import short_repr
 from townlet.cli import UsageError
 from townlet.errors import CompileFallbackWarning, TorchNotAvailableError
 
@@ -30,6 +31,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="torch CPU threads (default 1: these networks are small, more threads only "
         "add synchronisation overhead)",
     )
+
+
+# Far above any useful count for these small networks; torch crashes (not errors) on some huge
+# counts, so the bound is checked here.
+MAX_THREADS = 1024
+MAX_SEED = 2**63 - 1
 
 
 DEVICE_HELP = (
@@ -79,8 +86,8 @@ def set_threads(threads: int | None) -> None:
     a thread pool to pay off; on CPU, several threads per process are slower (and several runs
     side by side oversubscribe the cores).
     """
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise UsageError(f"--threads must be >= 1 and <= {MAX_THREADS}, got {threads}")
     try:
         import torch
     except ImportError as exc:
@@ -89,9 +96,32 @@ def set_threads(threads: int | None) -> None:
 
 
 def check_seed(seed: int | None) -> None:
-    """Refuse a negative ``--seed``."""
-    if seed is not None and seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {seed}")
+    """Refuse a ``--seed`` outside ``[0, 2**63 - 1]``."""
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be >= 0 and <= 2**63-1, got {short_repr(seed)}")
+
+
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` torch does not know or this machine does not have, before any
+    work is done (a CUDA device on a CPU-only build, or with no GPU visible)."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise TorchNotAvailableError("townlet-train training commands") from exc
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UsageError(
+            f"--device {short_repr(device)}: not a torch device (e.g. cpu, cuda:0)"
+        ) from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"--device {device}: CUDA is not available (a CPU-only torch build, or no GPU visible)"
+        )
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    if parsed.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {device}: only cpu and cuda devices are supported")
 
 
 @contextmanager

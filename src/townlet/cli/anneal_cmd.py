@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from townlet.cli import UsageError
-from townlet.cli._common import print_json
+from townlet.cli._common import check_out_dir, print_json
 from townlet.cli._train_common import check_seed, set_threads
 from townlet.config import Config, load_config
 from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig, load_bc_samples
@@ -80,6 +80,7 @@ def run_anneal_cmd(args: argparse.Namespace) -> int:
     from townlet.policy.training.strategies.anneal.run import anneal_payload, run_anneal_with_state
 
     check_seed(args.seed)
+    check_out_dir(args.out)
     config = load_config(args.config)
     sources = _ppo_sources(args, config)
     set_threads(args.threads)

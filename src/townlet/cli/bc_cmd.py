@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from townlet.cli import UsageError
-from townlet.cli._common import print_json
+from townlet.cli._common import check_out_dir, print_json
 from townlet.cli._train_common import (
     add_device_options,
     add_run_options,
@@ -83,6 +83,7 @@ def _run_bc(args: argparse.Namespace) -> int:
     from townlet.policy.training.strategies.bc.train import save_bc_checkpoint, train_bc
 
     check_seed(args.seed)
+    check_out_dir(args.out)
     cfg, seed = _bc_config(args)
     set_threads(args.threads)
     with progress_bar(cfg.epochs, quiet=args.quiet, desc="bc") as bar:

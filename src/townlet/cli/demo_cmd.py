@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from townlet.cli import UsageError
-from townlet.cli._common import print_json
+from townlet.cli._common import check_out_dir, print_json
 from townlet.cli._train_common import check_seed, set_threads
 
 DEFAULT_OUT = Path("runs/demo")
@@ -96,6 +96,7 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
     from townlet.policy.training.demo_plot import require_matplotlib
 
     check_seed(args.seed)
+    check_out_dir(args.out)
     if not args.no_plot:
         try:
             require_matplotlib()

@@ -16,11 +16,12 @@ from typing import Any
 import attrs
 
 from townlet.cli import UsageError
-from townlet.cli._common import print_json
+from townlet.cli._common import check_out_dir, print_json
 from townlet.cli._ppo_online import add_online_options, run_online
 from townlet.cli._train_common import (
     add_device_options,
     add_run_options,
+    check_device,
     check_seed,
     one_line_warnings,
     progress_bar,
@@ -167,6 +168,8 @@ def _run_ppo(args: argparse.Namespace) -> int:
     cfg = _ppo_config(args, base)
     args.device = args.device or "cpu"
     seed = base.seed if args.seed is None else args.seed
+    check_out_dir(args.out)
+    check_device(args.device)
     if args.env is not None:
         check_seed(args.seed)
         set_threads(args.threads)

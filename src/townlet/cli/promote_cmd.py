@@ -20,18 +20,27 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from townlet._input_limits import (
+    MAX_TEXT_FILE_BYTES,
+    decode_utf8,
+    loads_json,
+    read_text,
+    show_path,
+)
 from townlet.cli._common import print_json
 from townlet.errors import PromotionError
 from townlet.policy.training.services import promotion as pm
 from townlet.policy.training.services.behaviour_gate import paired_return_gate
+from townlet.policy.training.services.promotion_commit import (
+    commit_change,
+    recover_pending_change,
+)
 from townlet.policy.training.services.promotion_decision import PromotionDecision, decide
 from townlet.policy.training.services.promotion_io import (
-    append_promotion_log,
     file_sha256,
     load_promotion_state,
     promotion_state_to_dict,
@@ -113,18 +122,30 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _read_stdin(what: str) -> str:
+    """stdin as text, at most ``MAX_TEXT_FILE_BYTES`` and strict UTF-8 when it is binary."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    data = buffer.read(MAX_TEXT_FILE_BYTES + 1) if buffer is not None else None
+    if data is None:
+        text: str = sys.stdin.read(MAX_TEXT_FILE_BYTES + 1)
+    else:
+        text = decode_utf8(data, PromotionError, f"stdin: the {what}")
+    if len(text) > MAX_TEXT_FILE_BYTES:
+        raise PromotionError(f"stdin: the {what} is over the {MAX_TEXT_FILE_BYTES}-byte limit")
+    return text
+
+
 def _read_json(spec: str, what: str) -> tuple[Any, str]:
-    source = "stdin" if spec == "-" else spec
-    try:
-        text = sys.stdin.read() if spec == "-" else Path(spec).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromotionError(f"{source}: cannot read {what}: {exc}") from None
+    source = "stdin" if spec == "-" else show_path(spec)
+    if spec == "-":
+        text = _read_stdin(what)
+    else:
+        text = read_text(spec, PromotionError, f"{source}: cannot read {what}:")
     if not text.strip():
         raise PromotionError(f"{source}: the {what} is empty")
-    try:
-        return json.loads(text), source
-    except json.JSONDecodeError as exc:
-        raise PromotionError(f"{source}: {what} is not valid JSON: {exc}") from None
+    return loads_json(
+        text, PromotionError, f"{source}: {what}", syntax=" is not valid JSON:"
+    ), source
 
 
 def _read_summary(spec: str) -> PromotionDecision:
@@ -141,9 +162,16 @@ def _checkpoint_metadata(path: Path, policy_hash: str | None) -> dict[str, Any]:
 
 
 def _save(run: Path, state: pm.PromotionState, *, log: bool) -> None:
-    save_promotion_state(run / STATE_FILE, state)
+    # A logged change writes the state and its history line together or not at all.
     if log:
-        append_promotion_log(run / LOG_FILE, state)
+        commit_change(run / STATE_FILE, run / LOG_FILE, state)
+    else:
+        save_promotion_state(run / STATE_FILE, state)
+
+
+def _load(run: Path) -> pm.PromotionState:
+    recover_pending_change(run / STATE_FILE, run / LOG_FILE)
+    return load_promotion_state(run / STATE_FILE)
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
@@ -227,6 +255,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _load_or_init(run: Path, required_passes: int | None) -> pm.PromotionState:
+    recover_pending_change(run / STATE_FILE, run / LOG_FILE)
     if (run / STATE_FILE).exists():
         return load_promotion_state(run / STATE_FILE)
     if not run.is_dir():
@@ -254,13 +283,13 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    state = load_promotion_state(args.run / STATE_FILE)
+    state = _load(args.run)
     _emit(args, {"promotion": promotion_state_to_dict(state)}, format_state(state))
     return 0
 
 
 def _promote(args: argparse.Namespace) -> int:
-    state = load_promotion_state(args.run / STATE_FILE)
+    state = _load(args.run)
     metadata = _checkpoint_metadata(args.checkpoint, args.policy_hash)
     refusal = None
     if not (state.candidate_ready or args.force):
@@ -286,7 +315,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    state = load_promotion_state(args.run / STATE_FILE)
+    state = _load(args.run)
     metadata = {"reason": args.reason}
     if args.checkpoint is not None:
         metadata["checkpoint"] = str(args.checkpoint.resolve())
@@ -298,7 +327,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _swap(args: argparse.Namespace) -> int:
-    state = load_promotion_state(args.run / STATE_FILE)
+    state = _load(args.run)
     metadata = _checkpoint_metadata(args.checkpoint, args.policy_hash)
     state = pm.swap(state, metadata, timestamp=_now())
     _save(args.run, state, log=True)
@@ -318,7 +347,7 @@ def _returns(path: Path) -> list[float]:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    state = load_promotion_state(args.run / STATE_FILE)
+    state = _load(args.run)
     result = paired_return_gate(
         _returns(args.candidate_returns),
         _returns(args.incumbent_returns),

@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Any
 
-from townlet.cli._common import print_json
+from townlet.cli._common import check_out_file, print_json
 from townlet.dto.convert import to_dict
 from townlet.dto.telemetry import convert_telemetry, dumps_line
 from townlet.dto.telemetry_table import DEFAULT_KEYS, format_telemetry_table, telemetry_columns
@@ -113,6 +113,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     """Convert one log; JSONL to stdout, or a JSON summary when ``--output`` is given."""
+    check_out_file(args.output, "--output")
     lines = convert_telemetry(args.log, version=args.version, output=args.output)
     if args.output is None:
         sys.stdout.write("".join(dumps_line(line) for line in lines))
@@ -138,6 +139,7 @@ def run_plot(args: argparse.Namespace) -> int:
     """Plot one log into a PNG; print ``{log, out, keys}``."""
     from townlet.plots import PLOT_KEYS, plot_telemetry
 
+    check_out_file(args.out)
     keys = args.keys or PLOT_KEYS
     out = plot_telemetry(args.log, args.out, keys=keys)
     print_json({"log": args.log, "out": str(out), "keys": list(keys)})

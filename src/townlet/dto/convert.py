@@ -34,6 +34,7 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
+from townlet._input_limits import loads_json
 from townlet._validators import FieldValueError
 from townlet.dto.policy import (
     EXTENSION_FIELDS,
@@ -244,10 +245,7 @@ def to_json(record: Any, **dumps_kwargs: Any) -> str:
 
 def from_json(cls: type[T], text: str | bytes) -> T:
     """Parse JSON text and build a ``cls`` record (errors as in :func:`from_dict`)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DTOValidationError(f"{cls.__name__}: invalid JSON: {exc}") from None
+    data = loads_json(text, DTOValidationError, cls.__name__, syntax=": invalid JSON")
     return from_dict(cls, data)
 
 

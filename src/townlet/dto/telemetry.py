@@ -34,9 +34,10 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from townlet._atomic import write_text_atomic
+from townlet._input_limits import MAX_LINE_BYTES, loads_json, open_regular, show_path
 from townlet.dto.convert import from_dict, to_dict
 from townlet.dto.policy import (
     EXTENSION_FIELDS,
@@ -210,34 +211,32 @@ def record_from_line(obj: Mapping[str, Any]) -> PPOTrainingResult:
         raise TelemetryError(str(exc)) from None
 
 
-def _parse_line(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TelemetryError(f"invalid JSON: {exc}") from None
-
-
 def iter_json_lines(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line; :class:`TelemetryError` names
-    ``path:line`` for invalid JSON or a non-object, ``path`` for a missing file."""
-    try:
-        handle = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise TelemetryError(f"{path}: telemetry file not found") from None
-    except OSError as exc:
-        raise TelemetryError(f"{path}: cannot read telemetry file: {exc}") from None
-    with handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
+    ``path:line`` for invalid JSON or UTF-8, a non-object or a line over
+    ``MAX_LINE_BYTES``, and ``path`` for a missing file or one that is not a regular file."""
+    if not path.exists() and not path.is_symlink():
+        raise TelemetryError(f"{path}: telemetry file not found")
+    fd = open_regular(path, TelemetryError, f"{show_path(path)}: telemetry file")
+    with os.fdopen(fd, "rb") as handle:
+        for number, raw in enumerate(_bounded_lines(handle, path), start=1):
+            if not raw.strip():
                 continue
-            try:
-                obj = _parse_line(text)
-            except TelemetryError as exc:
-                raise TelemetryError(f"{path}:{number}: {exc}") from None
+            obj = loads_json(raw, TelemetryError, f"{path}:{number}", syntax=": invalid JSON")
             if not isinstance(obj, dict):
                 kind = type(obj).__name__
                 raise TelemetryError(f"{path}:{number}: expected JSON object, got {kind}")
             yield number, obj
+
+
+def _bounded_lines(handle: IO[bytes], path: Path) -> Iterable[bytes]:
+    # readline(limit) never holds more than one line of at most MAX_LINE_BYTES in memory.
+    number = 0
+    while line := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise TelemetryError(f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes")
+        yield line
 
 
 def read_telemetry(path: str | Path) -> list[PPOTrainingResult]:

@@ -20,7 +20,6 @@ failure when any ``|delta|`` exceeds a threshold). Torch-free.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, TypeGuard
 
 import attrs
 
+from townlet._input_limits import loads_json, read_text, short_repr, show_path
 from townlet.dto.policy import PPOTrainingResult
 from townlet.dto.telemetry import (
     BASELINE_KEYS,
@@ -149,12 +149,10 @@ def load_baseline(source: str | Path | Mapping[str, Any]) -> dict[str, float]:
         data: Any = source
     else:
         label = str(source)
-        try:
-            data = json.loads(Path(source).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise TelemetryError(f"{label}: baseline file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise TelemetryError(f"{label}: cannot read baseline file: {exc}") from None
+        text = read_text(source, TelemetryError, f"{show_path(source)}: baseline file")
+        data = loads_json(
+            text, TelemetryError, label, syntax=": cannot read baseline file: not valid JSON"
+        )
     if not isinstance(data, Mapping):
         raise TelemetryError(f"{label}: Baseline file must contain a JSON object")
     values: dict[str, float] = {}
@@ -162,7 +160,7 @@ def load_baseline(source: str | Path | Mapping[str, Any]) -> dict[str, float]:
         if key in data:
             if not is_numeric(data[key]):
                 raise TelemetryError(
-                    f"{label}: Field '{key}' must be a finite number, got {data[key]!r}"
+                    f"{label}: Field '{key}' must be a finite number, got {short_repr(data[key])}"
                 )
             values[key] = float(data[key])
     if not values:

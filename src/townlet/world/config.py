@@ -22,6 +22,7 @@ ObjectKind = Literal["fridge", "stove", "shower", "bed", "desk"]
 OBJECT_KINDS: tuple[str, ...] = ("fridge", "stove", "shower", "bed", "desk")
 WorldSocialStage = Literal["OFF", "C1", "C2", "C3"]
 WORLD_SOCIAL_STAGES: tuple[str, ...] = ("OFF", "C1", "C2", "C3")
+_MAX_SIZE = 4096  # tiles per side: a 4096 x 4096 grid of int32 is 64 MiB
 
 
 def _to_pair(value: Any) -> tuple[int, int]:
@@ -102,8 +103,8 @@ class WorldConfig:
     ``social_reward_stage``: OFF, C1 (chat rewards), C2/C3 (chat + conflict-avoidance rewards).
     """
 
-    size: int = int_field(16, ge=5, le=4096, help="Tiles per side of the square grid.")
-    num_agents: int = int_field(8, ge=1, help="Number of agents.")
+    size: int = int_field(16, ge=5, le=_MAX_SIZE, help="Tiles per side of the square grid.")
+    num_agents: int = int_field(8, ge=1, le=1_000_000, help="Number of agents.")
     objects: tuple[ObjectSpec, ...] = attrs.field(
         default=DEFAULT_OBJECTS,
         converter=tuple,
@@ -195,6 +196,12 @@ def scaled_world_config(num_agents: int, *, base: WorldConfig | None = None) -> 
     if num_agents < 1:
         raise ValueError(f"num_agents: expected >= 1, got {num_agents}")
     blocks = max(1, math.ceil(math.sqrt(num_agents / base.num_agents)))
+    if base.size * blocks > _MAX_SIZE:  # refused before building millions of objects
+        raise ConfigFieldError(
+            "num_agents",
+            f"{num_agents} agents need a {base.size * blocks}-tile town "
+            f"(over the {_MAX_SIZE} limit)",
+        )
     objects = tuple(
         ObjectSpec(
             kind=obj.kind,

@@ -4,7 +4,8 @@ Modules:
 
 * :mod:`~townlet.policy.nn.spec` — :class:`NetworkSpec`, the shape of a network (torch-free).
 * :mod:`~townlet.policy.nn.network` — ``init_params`` / ``apply`` over a parameter mapping.
-* :mod:`~townlet.policy.nn.adam` — ``adam_init`` / ``adam_update``, matching ``torch.optim.Adam``.
+* :mod:`~townlet.policy.nn.adam` — ``make_adam(cfg) -> (init, update)`` (and ``adam_init`` /
+  ``adam_update``), torch's fused Adam with optional buffer donation.
 * :mod:`~townlet.policy.nn.grads` — ``value_and_grad``, ``clip_by_global_norm``,
   ``apply_gradients``.
 * :mod:`~townlet.policy.nn.checkpoint` — ``save_checkpoint`` / ``load_checkpoint``.
@@ -36,11 +37,14 @@ _EXPORTS: dict[str, str] = {
     "AdamState": "townlet.policy.nn.adam",
     "adam_init": "townlet.policy.nn.adam",
     "adam_update": "townlet.policy.nn.adam",
+    "make_adam": "townlet.policy.nn.adam",
+    "Adam": "townlet.policy.nn.adam",
     "Grads": "townlet.policy.nn.grads",
     "value_and_grad": "townlet.policy.nn.grads",
     "global_norm": "townlet.policy.nn.grads",
     "clip_by_global_norm": "townlet.policy.nn.grads",
     "apply_gradients": "townlet.policy.nn.grads",
+    "update_with_gradients": "townlet.policy.nn.grads",
     "Checkpoint": "townlet.policy.nn.checkpoint",
     "CHECKPOINT_FORMAT_VERSION": "townlet.policy.nn.checkpoint",
     "save_checkpoint": "townlet.policy.nn.checkpoint",

@@ -194,8 +194,13 @@ class CompiledUpdate:
         *,
         value_only: bool = False,
         reduce_grads: Callable[..., Any] | None = None,
+        donate: bool = False,
     ) -> tuple[S, torch.Tensor]:
         kwargs: dict[str, Any] = {"value_only": True} if value_only else {}
+        if donate:
+            # The eager update may then write the state in place; the compiled one never
+            # writes its inputs, so it has no use for the permission.
+            kwargs["donate"] = True
         if not _is_local(reduce_grads):
             # A cross-process all-reduce cannot live inside a captured graph; eager keeps it.
             kwargs["reduce_grads"] = reduce_grads

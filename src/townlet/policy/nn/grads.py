@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import torch
 
-from townlet.policy.nn.adam import AdamConfig, AdamState, adam_update
+from townlet.policy.nn.adam import AdamConfig, AdamState, AdamUpdate, make_adam
 from townlet.policy.nn.network import Params
 
 Grads = Mapping[str, torch.Tensor]
@@ -49,17 +49,24 @@ def global_norm(grads: Grads) -> torch.Tensor:
     return total
 
 
-def clip_by_global_norm(grads: Grads, max_norm: float) -> tuple[Grads, torch.Tensor]:
+def clip_by_global_norm(
+    grads: Grads, max_norm: float, *, donate: bool = False
+) -> tuple[Grads, torch.Tensor]:
     """Scale ``grads`` so their global L2 norm is at most ``max_norm``, as ``clip_grad_norm_``.
 
     Returns ``(clipped grads, pre-clip norm)``; the norm is a 0-d tensor (no device sync).
     ``max_norm == 0`` disables clipping (the reference's semantics) and returns ``grads`` as
     given with their norm. The scale is ``min(1, max_norm / (norm + 1e-6))``, torch's formula.
+    ``donate=True`` scales the given gradient tensors in place (the caller gives them up)
+    instead of allocating new ones; the arithmetic is the same.
     """
     norm = global_norm(grads)
     if max_norm <= 0.0:
         return grads, norm
     scale = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    if donate:
+        torch._foreach_mul_(list(grads.values()), scale)
+        return grads, norm
     clipped = torch._foreach_mul(list(grads.values()), scale)
     return dict(zip(grads, clipped, strict=True)), norm
 
@@ -71,11 +78,35 @@ def apply_gradients(
     adam_cfg: AdamConfig,
     *,
     max_grad_norm: float = 0.0,
+    donate: bool = False,
 ) -> tuple[Params, AdamState, torch.Tensor]:
     """Clip ``grads`` by global norm, then take one Adam step.
 
-    Returns ``(new params, new Adam state, pre-clip gradient norm)``; inputs are unchanged.
+    Returns ``(new params, new Adam state, pre-clip gradient norm)``; inputs are unchanged
+    unless ``donate`` (see :func:`update_with_gradients`).
     """
-    clipped, norm = clip_by_global_norm(grads, max_grad_norm)
-    new_params, new_state = adam_update(clipped, adam_state, params, adam_cfg)
+    update = make_adam(adam_cfg).update
+    return update_with_gradients(
+        update, params, grads, adam_state, max_grad_norm=max_grad_norm, donate=donate
+    )
+
+
+def update_with_gradients(
+    update: AdamUpdate,
+    params: Params,
+    grads: Grads,
+    adam_state: AdamState,
+    *,
+    max_grad_norm: float = 0.0,
+    donate: bool = False,
+) -> tuple[Params, AdamState, torch.Tensor]:
+    """Clip ``grads`` by global norm, then apply ``update`` (from :func:`make_adam`).
+
+    Returns ``(new params, new Adam state, pre-clip gradient norm)``. With ``donate=False``
+    nothing given is modified. With ``donate=True`` the caller hands over ``params``, ``grads``
+    and ``adam_state`` — it will not read them again — and they are updated in place: no copy,
+    no allocation (the step a training fold takes on the state it made itself).
+    """
+    clipped, norm = clip_by_global_norm(grads, max_grad_norm, donate=donate)
+    new_params, new_state = update(clipped, adam_state, params, donate=donate)
     return new_params, new_state, norm

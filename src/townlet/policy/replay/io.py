@@ -8,9 +8,12 @@ field. Writes are atomic (a temporary file in the target directory, then ``os.re
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -20,6 +23,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from townlet._atomic import atomic_write
+from townlet._input_limits import (
+    check_allocation,
+    loads_json,
+    one_line,
+    open_regular,
+    read_text,
+    show_path,
+)
 from townlet.errors import ReplayDataError, ShortFeatureNamesWarning
 from townlet.policy.replay.sample import (
     NPZ_KEYS,
@@ -36,7 +47,24 @@ from townlet.policy.replay.sample import (
     signature_of,
 )
 
-_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
+# What numpy, zipfile and zlib raise for a damaged archive (a bad zip directory, a corrupt
+# deflate stream, an npy header that does not parse, an unsupported compression method).
+_READ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    KeyError,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    MemoryError,
+    SyntaxError,
+    TypeError,
+    IndexError,
+    struct.error,
+)
 
 
 def default_meta_path(sample_path: str | os.PathLike[str]) -> Path:
@@ -58,7 +86,7 @@ def read_sidecar(
     Raises :class:`ReplayDataError` naming the file and the key.
     """
     path = Path(meta_path)
-    if not path.is_file():
+    if not path.exists():  # a FIFO or device exists: read_text refuses it by name
         if required:
             raise ReplayDataError(f"Replay sample sidecar {path} not found")
         payload: dict[str, Any] = {}
@@ -78,19 +106,11 @@ def read_sidecar(
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ReplayDataError(
-            f"Replay sample sidecar {path} is not valid JSON "
-            f"(line {exc.lineno} column {exc.colno}: {exc.msg})"
-        ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReplayDataError(f"Replay sample sidecar {path} cannot be read: {exc}") from exc
+    where = f"Replay sample sidecar {path}"
+    text = read_text(path, ReplayDataError, where)
+    payload = loads_json(text, ReplayDataError, where)
     if not isinstance(payload, dict):
-        raise ReplayDataError(
-            f"Replay sample sidecar {path} must hold a JSON object, got {type(payload).__name__}"
-        )
+        raise ReplayDataError(f"{where} must hold a JSON object, got {type(payload).__name__}")
     return payload
 
 
@@ -103,25 +123,55 @@ def _check_members(path: Path, members: list[str]) -> None:
 
 
 def _read_arrays(path: Path) -> dict[str, NDArray[Any]]:
-    if not path.is_file():
-        raise ReplayDataError(f"Replay sample {path} not found")
+    fd = open_regular(path, ReplayDataError, f"Replay sample {show_path(path)}")
     key = "(archive)"
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ReplayDataError(f"Replay sample {path} is an .npy array, not an npz archive")
-        with loaded as archive:
-            members = list(archive.files)
-            _check_members(path, members)
-            arrays: dict[str, NDArray[Any]] = {}
-            for key in NPZ_KEYS:
-                if key in members:
-                    arrays[key] = archive[key]
-    except ReplayDataError:
-        raise
-    except _READ_ERRORS as exc:
-        raise ReplayDataError(f"Replay sample {path} array {key!r} unreadable: {exc}") from exc
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            _check_declared_size(path, handle)
+            handle.seek(0)
+            loaded = np.load(handle, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ReplayDataError(f"Replay sample {path} is an .npy array, not an npz archive")
+            with loaded as archive:
+                members = list(archive.files)
+                _check_members(path, members)
+                arrays: dict[str, NDArray[Any]] = {}
+                for key in NPZ_KEYS:
+                    if key in members:
+                        arrays[key] = archive[key]
+        except ReplayDataError:
+            raise
+        except _READ_ERRORS as exc:
+            raise ReplayDataError(_unreadable(path, key, exc)) from None
     return arrays
+
+
+def _unreadable(path: Path, key: str, exc: BaseException) -> str:
+    detail = one_line(f"{type(exc).__name__}: {exc}", limit=200)
+    return f"Replay sample {path} array {key!r} unreadable: {detail}"
+
+
+def _check_declared_size(path: Path, handle: IO[bytes]) -> None:
+    """Refuse an archive whose npy headers declare more bytes than the memory available
+    (read from the headers, before any array is decompressed)."""
+    if handle.read(6) == b"\x93NUMPY":
+        raise ReplayDataError(f"Replay sample {path} is an .npy array, not an npz archive")
+    handle.seek(0)
+    total = 0
+    with zipfile.ZipFile(handle) as archive:
+        names = set(archive.namelist())
+        for key in NPZ_KEYS:
+            if f"{key}.npy" in names:
+                shape, dtype = _member_header(archive, key)
+                nbytes = math.prod(shape) * dtype.itemsize
+                stored = archive.getinfo(f"{key}.npy").file_size
+                if nbytes > stored:
+                    raise ReplayDataError(
+                        f"Replay sample {path} array {key!r} declares {nbytes} bytes but its "
+                        f"archive member holds {stored} (damaged header?)"
+                    )
+                total += nbytes
+    check_allocation(total, ReplayDataError, f"Replay sample {path}")
 
 
 def _sample_sidecar(
@@ -274,7 +324,7 @@ def read_sample_header(
     except ReplayDataError as exc:
         raise ReplayDataError(f"Replay sample {path}: {exc}") from exc
     except _READ_ERRORS as exc:
-        raise ReplayDataError(f"Replay sample {path} array {key!r} unreadable: {exc}") from exc
+        raise ReplayDataError(_unreadable(path, key, exc)) from None
     metadata = _sample_sidecar(path, meta_path, require_conflict_features)
     try:
         check_metadata(metadata, shapes)

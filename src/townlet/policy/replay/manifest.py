@@ -11,7 +11,6 @@ relative to a repository root), then the current directory; the first that exist
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +19,15 @@ from typing import Any
 import attrs
 import yaml
 
+from townlet._input_limits import (
+    MAX_NESTING_DEPTH,
+    check_structure,
+    loads_json,
+    one_line,
+    read_text,
+    short_repr,
+    show_path,
+)
 from townlet.errors import ReplayDataError
 
 CAPTURE_MANIFEST_NAME = "rollout_sample_manifest.json"
@@ -58,23 +66,53 @@ def resolve_manifest_path(
     return (base / path).resolve()
 
 
-def _parse_manifest_file(path: Path) -> Any:
-    if not path.is_file():
-        raise ReplayDataError(f"Replay manifest {path} not found")
+# Linux's limits on one path component and on a whole path, in bytes.
+_NAME_MAX = 255
+_PATH_MAX = 4096
+
+
+def _resolve_entry_path(raw: str, base: Path, root: Path | None, where: str) -> Path:
+    """:func:`resolve_manifest_path` for a path read from a manifest, refusing what the OS
+    cannot open (NUL bytes, unencodable characters, over-long names, symlink loops) with a
+    :class:`ReplayDataError` naming the entry."""
+    if not raw:
+        raise ReplayDataError(f"{where}: empty sample path")
     try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() in (".json", ".jsonl"):
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
+        encoded = os.fsencode(raw)
+    except UnicodeError:
+        raise ReplayDataError(f"{where}: invalid path (an unencodable character)") from None
+    if b"\0" in encoded:
+        raise ReplayDataError(f"{where}: invalid path (a NUL byte)")
+    if len(encoded) > _PATH_MAX or any(len(part) > _NAME_MAX for part in encoded.split(b"/")):
         raise ReplayDataError(
-            f"Replay manifest {path} is not valid JSON (line {exc.lineno} column {exc.colno}: "
-            f"{exc.msg})"
-        ) from exc
+            f"{where}: path or a name in it is longer than {_NAME_MAX} bytes ({short_repr(raw)})"
+        )
+    try:
+        return resolve_manifest_path(raw, base, root)
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop (3.11)
+        detail = one_line(f"{type(exc).__name__}: {exc}", limit=200)
+        raise ReplayDataError(f"{where}: cannot resolve {short_repr(raw)}: {detail}") from None
+
+
+def _parse_manifest_file(path: Path, what: str = "Replay manifest") -> Any:
+    where = f"{what} {path}"
+    if not path.is_file():
+        raise ReplayDataError(f"{where} not found")
+    text = read_text(path, ReplayDataError, where)
+    if path.suffix.lower() in (".json", ".jsonl"):
+        return loads_json(text, ReplayDataError, where)
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ReplayDataError(f"Replay manifest {path} is not valid YAML: {exc}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReplayDataError(f"Replay manifest {path} cannot be read: {exc}") from exc
+        raise ReplayDataError(
+            f"{where} is not valid YAML: {one_line(str(exc), limit=200)}"
+        ) from None
+    except RecursionError:
+        raise ReplayDataError(f"{where}: nested deeper than {MAX_NESTING_DEPTH} levels") from None
+    except (ValueError, OverflowError) as exc:
+        raise ReplayDataError(f"{where} is not valid YAML: {one_line(str(exc))}") from None
+    check_structure(data, ReplayDataError, where)
+    return data
 
 
 def _entry_list(path: Path, payload: Any) -> list[Any]:
@@ -93,8 +131,8 @@ def _parse_entry(
 ) -> ManifestEntry:  # one entry of the list, already JSON/YAML-decoded
     where = f"Replay manifest {path} entry {index}"
     base = path.parent
-    if isinstance(raw, str | os.PathLike):
-        sample = resolve_manifest_path(raw, base, root)
+    if isinstance(raw, str):
+        sample = _resolve_entry_path(raw, base, root, where)
         return ManifestEntry(sample=sample, meta=sample.with_suffix(".json"))
     if not isinstance(raw, dict):
         raise ReplayDataError(f"{where}: manifest entry must be string or mapping")
@@ -102,16 +140,18 @@ def _parse_entry(
         raise ReplayDataError(f"{where}: manifest entry missing 'sample' field")
     meta_raw = raw.get("meta")
     if meta_raw is not None and not isinstance(meta_raw, str):
-        raise ReplayDataError(f"{where}: 'meta' must be a path string, got {meta_raw!r}")
+        raise ReplayDataError(f"{where}: 'meta' must be a path string, got {short_repr(meta_raw)}")
     accepted = raw.get("accepted", True)
     if not isinstance(accepted, bool):
-        raise ReplayDataError(f"{where}: 'accepted' must be true or false, got {accepted!r}")
+        raise ReplayDataError(
+            f"{where}: 'accepted' must be true or false, got {short_repr(accepted)}"
+        )
     metrics = raw.get("metrics")
     if metrics is not None and not isinstance(metrics, dict):
-        raise ReplayDataError(f"{where}: 'metrics' must be a mapping, got {metrics!r}")
+        raise ReplayDataError(f"{where}: 'metrics' must be a mapping, got {short_repr(metrics)}")
     return ManifestEntry(
-        sample=resolve_manifest_path(raw["sample"], base, root),
-        meta=resolve_manifest_path(meta_raw, base, root) if meta_raw else None,
+        sample=_resolve_entry_path(raw["sample"], base, root, where),
+        meta=_resolve_entry_path(meta_raw, base, root, where) if meta_raw else None,
         accepted=accepted,
         metrics=metrics,
     )
@@ -129,8 +169,12 @@ def read_manifest(
     kept them). Raises :class:`ReplayDataError` naming the manifest (and the entry index) for a
     missing or unparsable file, a wrong layout, a malformed entry, or no entries left.
     """
-    path = Path(manifest_path).expanduser().resolve()
-    root_path = Path(root).expanduser().resolve() if root is not None else None
+    try:
+        path = Path(manifest_path).expanduser().resolve()
+        root_path = Path(root).expanduser().resolve() if root is not None else None
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop (3.11)
+        detail = one_line(f"{type(exc).__name__}: {exc}", limit=200)
+        raise ReplayDataError(f"Replay manifest {show_path(manifest_path)}: {detail}") from None
     raw_entries = _entry_list(path, _parse_manifest_file(path))
     if not raw_entries:
         raise ReplayDataError(f"Replay manifest {path} contains no entries")
@@ -151,7 +195,7 @@ def read_capture_metrics(metrics_path: str | os.PathLike[str]) -> dict[str, dict
     path = Path(metrics_path)
     if not path.is_file():
         return {}
-    payload = _parse_manifest_file(path)
+    payload = _parse_manifest_file(path, "Replay metrics")
     if isinstance(payload, dict) and isinstance(payload.get("samples"), dict):
         payload = payload["samples"]
     if not isinstance(payload, dict):
@@ -167,4 +211,5 @@ def read_capture_metrics(metrics_path: str | os.PathLike[str]) -> dict[str, dict
 
 
 def _numeric(value: object) -> bool:
+    # JSON integers are bounded by 2**64 at parse time, so float() cannot overflow here.
     return isinstance(value, int | float) and not isinstance(value, bool)

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from townlet._input_limits import short_repr
 from townlet.errors import ReplayDataError
 from townlet.policy.replay.sample import REQUIRED_CONFLICT_FEATURES, ReplaySample
 
@@ -99,9 +100,18 @@ def _payloads_by_id(lookup: Mapping[Any, Any]) -> dict[int, dict[str, Any]]:
 def _parse_payload(text: str) -> dict[str, Any]:
     try:
         payload = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: keep the text
         return {"raw": text}
     return payload if isinstance(payload, dict) else {"raw": text}
+
+
+def _metric_value(key: str, value: object) -> float:
+    if isinstance(value, int | float):
+        try:
+            return float(value)
+        except OverflowError:
+            pass
+    raise ReplayDataError(f"metric {short_repr(key)}: expected a number, got {short_repr(value)}")
 
 
 def aggregate_metrics(metrics: Iterable[Mapping[str, float]]) -> dict[str, float]:
@@ -119,7 +129,7 @@ def aggregate_metrics(metrics: Iterable[Mapping[str, float]]) -> dict[str, float
     seen: dict[str, int] = {}
     for item in items:
         for key, value in item.items():
-            sums[key] = sums.get(key, 0.0) + float(value)
+            sums[key] = sums.get(key, 0.0) + _metric_value(key, value)
             seen[key] = seen.get(key, 0) + 1
     out: dict[str, float] = {"sample_count": float(count)}
     for key, total in sums.items():

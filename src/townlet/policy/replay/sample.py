@@ -20,10 +20,15 @@ import attrs
 import numpy as np
 from numpy.typing import NDArray
 
+from townlet._input_limits import short_repr as value_repr
 from townlet._summary import record_dict, short_repr
 from townlet.errors import ReplayDataError
 
 REQUIRED_CONFLICT_FEATURES: tuple[str, ...] = ("rivalry_max", "rivalry_avoid_count")
+# The largest discrete action space a sample may declare (a policy head of this many logits
+# is already ~100 MB at hidden size 256); bounds action ids and ``action_dim`` before anything
+# is allocated from them.
+MAX_ACTIONS = 100_000
 STEP_ARRAY_FIELDS: tuple[str, ...] = ("actions", "old_log_probs", "rewards", "dones")
 TRAINING_ARRAY_FIELDS: tuple[str, ...] = (*STEP_ARRAY_FIELDS, "value_preds")
 # The npz member order the reference writes.
@@ -130,12 +135,14 @@ def check_metadata(metadata: Mapping[str, Any], shapes: Mapping[str, Shape]) -> 
         value = metadata.get(key)
         if value is not None and (not _is_int(value) or value != actual):
             raise ReplayDataError(
-                f"ReplaySample.metadata[{key!r}] is {value!r} but the arrays give {actual}"
+                f"ReplaySample.metadata[{key!r}] is {value_repr(value)} "
+                f"but the arrays give {actual}"
             )
     action_dim = metadata.get("action_dim")
-    if action_dim is not None and (not _is_int(action_dim) or action_dim < 1):
+    if action_dim is not None and (not _is_int(action_dim) or not 1 <= action_dim <= MAX_ACTIONS):
         raise ReplayDataError(
-            f"ReplaySample.metadata['action_dim'] must be a positive int, got {action_dim!r}"
+            f"ReplaySample.metadata['action_dim'] must be a positive int (at most {MAX_ACTIONS}), "
+            f"got {value_repr(action_dim)}"
         )
 
 
@@ -208,6 +215,10 @@ def _convert_actions(value: object) -> NDArray[np.int64]:
     array = _as_array("actions", value)
     if array.size and int(array.min()) < 0:
         raise ReplayDataError(f"ReplaySample.actions must be >= 0, got {int(array.min())}")
+    if array.size and int(array.max()) >= MAX_ACTIONS:  # uint64 2**64-1 would wrap to -1
+        raise ReplayDataError(
+            f"ReplaySample.actions must be < {MAX_ACTIONS}, got {int(array.max())}"
+        )
     return _read_only(array.astype(np.int64, copy=False))
 
 

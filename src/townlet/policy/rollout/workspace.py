@@ -20,12 +20,16 @@ ones, e.g. before a long phase that captures nothing.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from townlet._input_limits import check_allocation
+from townlet.errors import RolloutError
 
 POOL_SIZE = 2
 _ALIGN = 64  # bytes; every array in a block starts on a cache line
@@ -88,8 +92,10 @@ def allocate(fields: list[Field], pool: BufferPool | None = None) -> dict[str, N
     offsets, total = [], 0
     for _, shape, dtype in fields:
         offsets.append(total)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
         total += -(-nbytes // _ALIGN) * _ALIGN
+    # agents x ticks x observation size, checked before a block that cannot fit is requested
+    check_allocation(total, RolloutError, "capture recording buffers")
     block = (pool or POOL).take(total)
     out = {}
     for (name, shape, dtype), start in zip(fields, offsets, strict=True):

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from townlet._atomic import write_text_atomic
+from townlet._input_limits import loads_json, read_text, show_path
 from townlet.errors import PromotionError
 from townlet.policy.training.services.promotion import (
     HISTORY_LIMIT,
@@ -204,16 +205,10 @@ def load_promotion_state(path: str | os.PathLike[str]) -> PromotionState:
             field (the message names the file and the field).
     """
     source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PromotionError(f"{source}: no promotion state file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromotionError(f"{source}: cannot read promotion state: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PromotionError(f"{source}: not valid JSON: {exc}") from None
+    if not source.exists() and not source.is_symlink():
+        raise PromotionError(f"{source}: no promotion state file")
+    text = read_text(source, PromotionError, f"{show_path(source)}: promotion state")
+    data = loads_json(text, PromotionError, str(source), syntax=": not valid JSON")
     if not isinstance(data, Mapping):
         raise PromotionError(f"{source}: expected a JSON object, got {type(data).__name__}")
     return promotion_state_from_dict(data, source=str(source))

@@ -23,6 +23,7 @@ from townlet.config import AnnealStage
 from townlet.dto.convert import from_dict, to_dict
 from townlet.dto.policy import AnnealStageResult
 from townlet.errors import CheckpointError
+from townlet.policy.training.run_state_file import read_run_state_file
 from townlet.policy.training.strategies.anneal.flags import (
     baselines_from_dict,
     baselines_to_dict,
@@ -99,18 +100,13 @@ def save_network(path: str | Path, state: AnnealState) -> Path:
 def read_run_state(run_dir: str | Path) -> dict[str, Any] | None:
     """The bookkeeping of ``run_dir/run_state.json``, or None when there is none.
 
-    Raises ``CheckpointError`` for a file that is not a JSON object.
+    Raises ``CheckpointError`` for a file that is not a JSON object or has a field of the wrong
+    type or out of range (:mod:`townlet.policy.training.run_state_file`).
     """
     path = Path(run_dir) / RUN_STATE_FILE
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: cannot read the run state: {exc}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return data
+    return read_run_state_file(path)
 
 
 def load_anneal_state(run_dir: str | Path, data: Mapping[str, Any]) -> AnnealState:

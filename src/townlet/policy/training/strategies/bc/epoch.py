@@ -126,9 +126,10 @@ def bc_epoch(
     ``ValueError`` for no batches."""
     if not batches:
         raise ValueError("BC epoch needs at least one minibatch")
-    vectors = []
+    vectors: list[torch.Tensor] = []
     for batch in batches:
-        state, values = update(state, batch, cfg)
+        # Updates after the fold's first donate the state the fold itself made (no copy).
+        state, values = update(state, batch, cfg, donate=bool(vectors))
         vectors.append(values)
     rows: list[list[float]] = torch.stack(vectors).tolist()
     loss_sum, correct, samples = 0.0, 0, 0

@@ -81,17 +81,19 @@ BC_STATS_FIELDS: tuple[str, ...] = ("loss", "correct", "grad_norm")
 
 
 def bc_minibatch_update(
-    state: BCState, batch: BCBatch, cfg: BCConfig
+    state: BCState, batch: BCBatch, cfg: BCConfig, *, donate: bool = False
 ) -> tuple[BCState, torch.Tensor]:
     """:func:`bc_minibatch_step` without reading the stats back: the new state and a float
     tensor of the :data:`BC_STATS_FIELDS` (shape ``(3,)``), still on the device, so that an
-    epoch can stack them and read them back once."""
+    epoch can stack them and read them back once. ``donate`` as :func:`bc_minibatch_step`."""
     loss_fn = functools.partial(bc_loss, batch=batch, spec=state.spec)
     critic = value_keys(state.spec)
     wrt = [k for k in state.params if k not in critic]
     loss, correct, grads = value_and_grad(loss_fn, state.params, wrt=wrt)
     adam_cfg = AdamConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    params, adam_state, grad_norm = apply_gradients(state.params, grads, state.adam_state, adam_cfg)
+    params, adam_state, grad_norm = apply_gradients(
+        state.params, grads, state.adam_state, adam_cfg, donate=donate
+    )
     values = torch.stack([loss, correct.to(loss.dtype), grad_norm.to(loss.dtype)])
     new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
     return new_state, values
@@ -102,13 +104,16 @@ def bc_stats_from_values(values: list[float], samples: int) -> BCStats:
     return BCStats(loss=values[0], correct=int(values[1]), samples=samples, grad_norm=values[2])
 
 
-def bc_minibatch_step(state: BCState, batch: BCBatch, cfg: BCConfig) -> tuple[BCState, BCStats]:
+def bc_minibatch_step(
+    state: BCState, batch: BCBatch, cfg: BCConfig, *, donate: bool = False
+) -> tuple[BCState, BCStats]:
     """One BC update: Adam(lr, weight_decay from ``cfg``) on the cross-entropy of ``batch``.
 
     Returns the new state and stats; ``state`` and ``batch`` are unchanged. The value head is not
     part of the BC loss and is left untouched (as torch.optim.Adam skips parameters without a
-    gradient in the reference), moments included.
+    gradient in the reference), moments included. ``donate=True`` gives ``state``'s tensors to
+    the update to write in place (a fold's updates after its first; see ``make_adam``).
     """
-    new_state, values = bc_minibatch_update(state, batch, cfg)
+    new_state, values = bc_minibatch_update(state, batch, cfg, donate=donate)
     # One tolist: a single device sync for all stats.
     return new_state, bc_stats_from_values(values.tolist(), int(batch[2].shape[0]))

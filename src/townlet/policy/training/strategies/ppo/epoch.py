@@ -34,7 +34,7 @@ from townlet.policy.training.strategies.ppo.step import (
 )
 
 MinibatchUpdate = Callable[..., tuple[PPOState, torch.Tensor]]
-"""``update(state, minibatch, cfg, *, value_only=False) -> (state, stats vector)``:
+"""``update(state, minibatch, cfg, *, value_only=False, donate=False) -> (state, stats)``:
 ``ppo_minibatch_update`` or its compiled form (``ppo.compiled.make_ppo_update``)."""
 
 # The entries of a stats vector that a diverged update turns non-finite first.
@@ -117,7 +117,10 @@ def ppo_epoch(
         for minibatch in split_rows(
             shuffle_rows(batch, generator), minibatch_size(len(batch), cfg)
         ):
-            state, values = minibatch_update(state, minibatch, cfg, value_only=data.value_only)
+            # Updates after the fold's first donate the state the fold itself made (no copy).
+            state, values = minibatch_update(
+                state, minibatch, cfg, value_only=data.value_only, donate=bool(vectors)
+            )
             vectors.append(values)
             sizes.append(len(minibatch))
             batch_of.append(index)

@@ -14,8 +14,8 @@ import torch
 
 from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
-from townlet.policy.nn.adam import AdamConfig, AdamState, adam_init
-from townlet.policy.nn.grads import apply_gradients, value_and_grad
+from townlet.policy.nn.adam import Adam, AdamConfig, AdamState, adam_init, make_adam
+from townlet.policy.nn.grads import update_with_gradients, value_and_grad
 from townlet.policy.nn.network import VALUE_HEAD_KEYS, Params, init_params
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.training.strategies.ppo.functional import PPOMinibatch, ppo_loss
@@ -71,14 +71,20 @@ def init_ppo_state(spec: NetworkSpec, *, seed: int, params: Params | None = None
 
 
 @functools.lru_cache(maxsize=64)
-def _adam_config(lr: float) -> AdamConfig:
+def _adam_for(lr: float) -> Adam:
     # Built once per learning rate: an attrs record with validators costs microseconds, and a
-    # run builds one per minibatch otherwise.
-    return AdamConfig(lr=lr)
+    # run builds one per minibatch otherwise. A loop can pass its own ``adam`` instead.
+    return make_adam(AdamConfig(lr=lr))
 
 
 def ppo_minibatch_update(
-    state: PPOState, minibatch: PPOMinibatch, cfg: PPOConfig, *, value_only: bool = False
+    state: PPOState,
+    minibatch: PPOMinibatch,
+    cfg: PPOConfig,
+    *,
+    value_only: bool = False,
+    adam: Adam | None = None,
+    donate: bool = False,
 ) -> tuple[PPOState, torch.Tensor]:
     """:func:`ppo_minibatch_step` without reading the stats back: the new state and a float
     tensor of the :data:`STATS_FIELDS` (shape ``(10,)``), still on the device.
@@ -92,12 +98,14 @@ def ppo_minibatch_update(
     total, terms, grads = value_and_grad(
         loss_fn, state.params, wrt=VALUE_HEAD_KEYS if value_only else None
     )
-    params, adam_state, grad_norm = apply_gradients(
+    update = (adam if adam is not None else _adam_for(cfg.learning_rate)).update
+    params, adam_state, grad_norm = update_with_gradients(
+        update,
         state.params,
         grads,
         state.adam_state,
-        _adam_config(cfg.learning_rate),
         max_grad_norm=cfg.max_grad_norm,
+        donate=donate,
     )
     adv = minibatch.advantages
     adv_std = adv.std(unbiased=False) if adv.numel() > 1 else torch.zeros_like(adv.sum())
@@ -120,15 +128,24 @@ def ppo_minibatch_update(
 
 
 def ppo_minibatch_step(
-    state: PPOState, minibatch: PPOMinibatch, cfg: PPOConfig, *, value_only: bool = False
+    state: PPOState,
+    minibatch: PPOMinibatch,
+    cfg: PPOConfig,
+    *,
+    value_only: bool = False,
+    adam: Adam | None = None,
+    donate: bool = False,
 ) -> tuple[PPOState, MinibatchStats]:
     """One PPO update on ``minibatch``: new state and stats; ``state`` and ``minibatch`` unchanged.
 
     Adam uses ``cfg.learning_rate`` with torch's default betas/eps; gradients are clipped to
     ``cfg.max_grad_norm`` (0 disables). With ``value_only`` only the value head is updated, on
     ``value_loss_coef · value_loss`` (critic warm-up); the trunk, the policy head and their
-    Adam moments are left as they were.
+    Adam moments are left as they were. ``adam`` and ``donate`` as :func:`ppo_minibatch_update`
+    (with ``donate``, ``state`` is given up).
     """
-    new_state, values = ppo_minibatch_update(state, minibatch, cfg, value_only=value_only)
+    new_state, values = ppo_minibatch_update(
+        state, minibatch, cfg, value_only=value_only, adam=adam, donate=donate
+    )
     # One tolist: a single device sync for all stats.
     return new_state, stats_from_values(values.tolist(), len(minibatch))
