@@ -57,10 +57,12 @@ def test_cli_bad_device_exits_2_with_one_line(
     npz, _ = save_replay_sample(make_sample(3), tmp_path / "s.npz")
     code, _, err = _run(capsys, "ppo", "--sample", str(npz), "--device", "gpu")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "unknown device 'gpu'" in err
+    assert "--device 'gpu': not a torch device" in err  # the CLI's own check (#17)
     if NO_CUDA:
         code, _, err = _run(capsys, "ppo", "--sample", str(npz), "--device", "cuda")
-        assert code == 2 and "'cuda' is not available" in err
+        assert code == 2 and "CUDA is not available" in err
+    code, record, err = _run(capsys, "ppo", "--sample", str(npz), "--device", "auto", "--quiet")
+    assert code == 0, err
     with pytest.raises(SystemExit) as caught:
         main(["ppo", "--sample", str(npz), "--compile", "jit"])
     assert caught.value.code == 2

@@ -103,7 +103,10 @@ def check_seed(seed: int | None) -> None:
 
 def check_device(device: str) -> None:
     """Refuse a ``--device`` torch does not know or this machine does not have, before any
-    work is done (a CUDA device on a CPU-only build, or with no GPU visible)."""
+    work is done (a CUDA device on a CPU-only build, or with no GPU visible). ``auto`` (cuda
+    when available, else cpu) is always fine."""
+    if device.strip().lower() == "auto":
+        return
     try:
         import torch
     except ImportError as exc:
