@@ -61,7 +61,7 @@ def test_cli_bad_device_exits_2_with_one_line(
     if NO_CUDA:
         code, _, err = _run(capsys, "ppo", "--sample", str(npz), "--device", "cuda")
         assert code == 2 and "CUDA is not available" in err
-    code, record, err = _run(capsys, "ppo", "--sample", str(npz), "--device", "auto", "--quiet")
+    code, _record, err = _run(capsys, "ppo", "--sample", str(npz), "--device", "auto", "--quiet")
     assert code == 0, err
     with pytest.raises(SystemExit) as caught:
         main(["ppo", "--sample", str(npz), "--compile", "jit"])

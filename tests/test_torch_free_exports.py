@@ -41,6 +41,7 @@ _SCRIPT = textwrap.dedent(
 NEED_TORCH = {
     "townlet.AdamConfig",
     "townlet.Checkpoint",
+    "townlet.EpochData",
     "townlet.NetworkPolicy",
     "townlet.init_params",
     "townlet.load_checkpoint",
@@ -49,6 +50,7 @@ NEED_TORCH = {
     "townlet.make_network_policy",
     "townlet.ppo_epoch",
     "townlet.prepare_batches",
+    "townlet.replay_epoch",
     "townlet.save_checkpoint",
     "townlet.save_ppo_state",
 }

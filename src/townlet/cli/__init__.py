@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from townlet._input_limits import one_line
+from townlet.cli._launch import DistributedUsageError, add_launch_options, run_with_group
 from townlet.errors import (
     TorchNotAvailableError,
     TownletError,
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="townlet-train",
         description="Train agent policies for the townlet small-town simulation.",
     )
+    add_launch_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
     for name in _COMMAND_MODULES:
@@ -66,9 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``townlet-train`` and return its exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    return run_parsed(parser.parse_args(argv))
+
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """Run parsed arguments (under torchrun: in the launch's process group) and map errors to
+    exit codes; a peer that dies or times out is a failed run (1) reported in one line."""
     try:
-        code: int = args.handler(args)
+        code: int = run_with_group(args)
     except KeyboardInterrupt:
         sys.stderr.write(f"townlet-train {args.command}: interrupted\n")
         return 130
@@ -79,7 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-_REPORTED = (TownletError, UsageError, OSError, RecursionError, MemoryError, UnicodeError)
+_REPORTED = (
+    TownletError,
+    UsageError,
+    DistributedUsageError,
+    OSError,
+    RecursionError,
+    MemoryError,
+    UnicodeError,
+)
 # Faults of the machine rather than of the input: a full or read-only disk, an I/O error.
 _MACHINE_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM})
 
@@ -92,7 +107,9 @@ def _exit_status(exc: Exception) -> tuple[int, str]:
         return 1, "error"
     if isinstance(exc, TrainingFailedError):
         return 1, "failed"
-    if isinstance(exc, UsageError | TownletInputError | UnicodeError | RecursionError):
+    if isinstance(
+        exc, UsageError | DistributedUsageError | TownletInputError | UnicodeError | RecursionError
+    ):
         return 2, "error"
     if isinstance(exc, OSError) and exc.errno is not None and exc.errno not in _MACHINE_ERRNOS:
         return 2, "error"  # a path the user gave: missing, a directory, under a file, …
@@ -106,7 +123,7 @@ def _message(exc: Exception) -> str:
         text = f"{exc.strerror}{where}"
     elif isinstance(exc, RecursionError | MemoryError):
         text = f"{type(exc).__name__} (input too deeply nested or too large)"
-    elif isinstance(exc, TownletError | UsageError):
+    elif isinstance(exc, TownletError | UsageError | DistributedUsageError):
         text = str(exc)
     else:
         text = f"{type(exc).__name__}: {exc}"

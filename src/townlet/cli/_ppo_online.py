@@ -14,6 +14,7 @@ from typing import Any
 
 from townlet._atomic import write_text_atomic
 from townlet.cli import UsageError
+from townlet.cli._launch import collective
 from townlet.cli._train_common import progress_bar
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
@@ -75,20 +76,24 @@ def _init(args: argparse.Namespace) -> tuple[str, Any]:
     return "orthogonal", args.init
 
 
-def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str, Any]:
-    """Train, evaluate and write the outputs; return the JSON summary."""
+def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str, Any] | None:
+    """Train, evaluate and write the outputs; return the JSON summary (None on ranks > 0 under
+    torchrun: every rank trains on its own copies, rank 0 evaluates and writes)."""
     from townlet.policy.evaluate import evaluate_policy
     from townlet.policy.rollout_torch import make_network_policy
     from townlet.policy.training.strategies.ppo.online import OnlinePPOConfig, train_ppo_online
 
     _check(args)
     weight_init, checkpoint = _init(args)
+    group = collective(args)
     log = args.log
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
+        if group.is_root:
+            args.out.mkdir(parents=True, exist_ok=True)
         log = log or args.out / TELEMETRY_NAME
-    updates = -(-args.total_steps // (args.num_envs * args.rollout_steps))
-    with progress_bar(updates, quiet=args.quiet, desc="ppo") as bar:
+    per_update = args.num_envs * args.rollout_steps * group.world_size
+    updates = -(-args.total_steps // per_update)
+    with progress_bar(updates, quiet=args.quiet or not group.is_root, desc="ppo") as bar:
 
         def progress(update: int, record: PPOTrainingResult) -> None:
             bar.update(1)
@@ -116,7 +121,10 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
             log_frequency=args.log_frequency,
             max_log_entries=args.log_max_entries,
             progress=progress,
+            group=group,
         )
+    if not group.is_root:
+        return None
     # The device the run trained on ("auto" resolved), for the evaluation episodes.
     device = str(next(iter(run.params.values())).device)
     policy = make_network_policy(run.params, run.spec, device=device)

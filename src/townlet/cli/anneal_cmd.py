@@ -15,6 +15,7 @@ from typing import Any
 
 from townlet.cli import UsageError
 from townlet.cli._common import check_out_dir, print_json
+from townlet.cli._launch import collective
 from townlet.cli._train_common import check_seed, set_threads
 from townlet.config import Config, load_config
 from townlet.policy.replay import ReplayDataset, ReplayDatasetConfig, load_bc_samples
@@ -81,6 +82,7 @@ def run_anneal_cmd(args: argparse.Namespace) -> int:
 
     check_seed(args.seed)
     check_out_dir(args.out)
+    group = collective(args)
     config = load_config(args.config)
     sources = _ppo_sources(args, config)
     set_threads(args.threads)
@@ -93,7 +95,10 @@ def run_anneal_cmd(args: argparse.Namespace) -> int:
         seed=args.seed,
         out_dir=args.out,
         quiet=args.quiet,
+        group=group,
         **sources,
     )
+    if not group.is_root:
+        return 0
     print_json(anneal_payload(run.summary, run.promotion))
     return 1 if args.exit_on_failure and run.summary.status != "PASS" else 0

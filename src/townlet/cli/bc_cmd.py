@@ -10,6 +10,7 @@ import attrs
 
 from townlet.cli import UsageError
 from townlet.cli._common import check_out_dir, print_json
+from townlet.cli._launch import collective
 from townlet.cli._train_common import (
     add_device_options,
     add_run_options,
@@ -86,13 +87,18 @@ def _run_bc(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     cfg, seed = _bc_config(args)
     set_threads(args.threads)
-    with progress_bar(cfg.epochs, quiet=args.quiet, desc="bc") as bar:
+    group = collective(args)
+    with progress_bar(cfg.epochs, quiet=args.quiet or not group.is_root, desc="bc") as bar:
 
         def progress(epoch: int, stats: Any) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{stats.loss:.4f}", acc=f"{stats.accuracy:.3f}")
 
-        run = train_bc(args.manifest, cfg=cfg, seed=seed, root=args.root, progress=progress)
+        run = train_bc(
+            args.manifest, cfg=cfg, seed=seed, root=args.root, progress=progress, group=group
+        )
+    if not group.is_root:
+        return 0
     payload = without_nulls(run.result.to_dict())
     if args.out is not None:
         save_bc_checkpoint(args.out / CHECKPOINT_NAME, run)

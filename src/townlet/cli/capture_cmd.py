@@ -13,6 +13,7 @@ from tqdm import tqdm
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
 from townlet.config import Config, load_config
+from townlet.distributed import LOCAL, Collective, rank_seed
 from townlet.policy.policy_argument import resolve_policy_argument
 from townlet.policy.rollout import RolloutBuffer, capture_rollout, rollout_summary, save_rollout
 from townlet.policy.rollout.save import (
@@ -99,15 +100,19 @@ def _source(args: argparse.Namespace, config: Config) -> Any:
         raise UsageError(str(exc)) from exc
 
 
-def _capture(args: argparse.Namespace, source: Any, ticks: int, seed: int) -> RolloutBuffer:
-    quiet = args.quiet or not sys.stderr.isatty()
+def _capture(
+    args: argparse.Namespace, source: Any, ticks: int, seed: int, *, root: bool = True
+) -> RolloutBuffer:
+    quiet = args.quiet or not sys.stderr.isatty() or not root
     with tqdm(total=ticks, desc="capture", unit="tick", file=sys.stderr, disable=quiet) as bar:
         policy = resolve_policy_argument(args.policy)
         return capture_rollout(source, policy, ticks, seed, progress=bar.update)
 
 
 def run_capture(args: argparse.Namespace) -> int:
-    """Capture, save, print the summary; exit 0."""
+    """Capture, save, print the summary; exit 0. Under torchrun every rank captures its own
+    source (seeded by its rank) into the one ``--out`` directory; rank 0 prints the summary."""
+    group: Collective = getattr(args, "collective", LOCAL)
     config = load_config(args.config) if args.config is not None else Config()
     ticks = config.training.rollout_ticks if args.ticks is None else args.ticks
     seed = config.seed if args.seed is None else args.seed
@@ -119,6 +124,8 @@ def run_capture(args: argparse.Namespace) -> int:
     if args.writers is not None:
         check_workers(args.writers)
     source = _source(args, config)
+    if group.backend is not None:
+        return _run_sharded(args, source, ticks, seed, group)
     # The lock is taken before capturing, so a second capture into --out fails at once.
     with capture_target(args.out):
         try:
@@ -136,4 +143,31 @@ def run_capture(args: argparse.Namespace) -> int:
             workers=args.writers,
         )
     print_json({**rollout_summary(buffer), "out": str(out), "samples": len(buffer.samples)})
+    return 0
+
+
+def _run_sharded(
+    args: argparse.Namespace, source: Any, ticks: int, seed: int, group: Collective
+) -> int:
+    """Under torchrun: every rank captures its own source (its rank seed) into the one
+    ``--out`` directory (``townlet.distributed.capture``); rank 0 prints the global summary."""
+    from townlet.distributed.capture import save_sharded_rollout, sharded_summary
+
+    try:
+        buffer = _capture(args, source, ticks, rank_seed(seed, group.rank), root=group.is_root)
+    finally:
+        close = getattr(source, "close", None)
+        if callable(close):
+            close()
+    out = save_sharded_rollout(
+        buffer,
+        args.out,
+        group,
+        prefix=args.prefix,
+        compress=not args.no_compress,
+        compress_level=args.compress_level,
+    )
+    summary = sharded_summary(buffer, group, seed=seed)
+    if group.is_root:
+        print_json({**summary, "out": str(out), "samples": summary["agents"]})
     return 0

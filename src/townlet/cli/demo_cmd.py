@@ -13,6 +13,7 @@ from typing import Any
 
 from townlet.cli import UsageError
 from townlet.cli._common import check_out_dir, print_json
+from townlet.cli._launch import collective
 from townlet.cli._train_common import check_seed, set_threads
 
 DEFAULT_OUT = Path("runs/demo")
@@ -103,19 +104,24 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise UsageError(str(exc)) from None
     set_threads(args.threads)
+    group = collective(args)
+    quiet = args.quiet or not group.is_root
 
     def report(line: str) -> None:
-        if not args.quiet:
+        if not quiet:
             sys.stderr.write(f"  {line}\n")
 
     summary = run_demo(
         args.out,
         seed=args.seed,
         settings=_settings(args.quick),
-        quiet=args.quiet,
+        quiet=quiet,
         plot=not args.no_plot,
         report=report,
+        group=group,
     )
+    if not group.is_root:
+        return 0
     if args.format == "json":
         print_json(summary)
     else:

@@ -17,6 +17,7 @@ import attrs
 
 from townlet.cli import UsageError
 from townlet.cli._common import check_out_dir, print_json
+from townlet.cli._launch import collective
 from townlet.cli._ppo_online import add_online_options, run_online
 from townlet.cli._train_common import (
     add_device_options,
@@ -103,7 +104,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--critic-warmup-epochs", type=int, default=0, help="first N epochs train the value head"
     )
-    parser.add_argument("--log", type=Path, help="append telemetry 1.2 lines to this file")
+    parser.add_argument(
+        "--log",
+        "--telemetry-log",
+        dest="log",
+        type=Path,
+        help="append telemetry 1.2 lines to this file (--telemetry-log under torchrun, which "
+        "takes --log for its own --log-dir)",
+    )
     parser.add_argument("--log-frequency", type=int, default=1, help="log every Nth epoch (1)")
     parser.add_argument(
         "--log-max-entries", type=int, help="rotate to <log>.1, <log>.2, ... after N lines"
@@ -173,12 +181,15 @@ def _run_ppo(args: argparse.Namespace) -> int:
     if args.env is not None:
         check_seed(args.seed)
         set_threads(args.threads)
-        print_json(run_online(args, cfg, seed))
+        summary = run_online(args, cfg, seed)
+        if summary is not None:
+            print_json(summary)
         return 0
     _check_args(args)
     dataset, data_mode = _dataset(args, base)
     set_threads(args.threads)
-    with progress_bar(args.epochs, quiet=args.quiet, desc="ppo") as bar:
+    group = collective(args)
+    with progress_bar(args.epochs, quiet=args.quiet or not group.is_root, desc="ppo") as bar:
 
         def progress(epoch: int, record: PPOTrainingResult) -> None:
             bar.update(1)
@@ -197,7 +208,10 @@ def _run_ppo(args: argparse.Namespace) -> int:
             progress=progress,
             device=args.device,
             data_mode=data_mode,
+            group=group,
         )
+    if not group.is_root:
+        return 0
     payload = without_nulls(run.result.to_dict())
     if args.out is not None:
         from townlet.dto.convert import to_dict

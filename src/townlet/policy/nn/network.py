@@ -141,7 +141,7 @@ def _trunk(
     if spec.has_map:
         if maps is None:
             raise ValueError(f"network has a map branch {spec.map_shape} but maps is None")
-        flat = maps.reshape(maps.shape[0], -1)
+        flat = maps.flatten(1)  # flatten, not reshape(n, -1): a rank's shard may be empty
         enc = F.linear(flat, params[p + MAP_KEYS[0]], params[p + MAP_KEYS[1]])
         feat = torch.cat((_activate(spec, enc), feat), dim=-1)
     return _activate(spec, F.linear(feat, params[p + SHARED_KEYS[0]], params[p + SHARED_KEYS[1]]))

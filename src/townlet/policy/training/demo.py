@@ -29,6 +29,7 @@ import numpy as np
 
 from townlet._atomic import write_text_atomic
 from townlet.config import AnnealStage, BCConfig, Config, PPOConfig, PromotionConfig, TrainingConfig
+from townlet.distributed import LOCAL, Collective
 from townlet.errors import TrainingFailedError
 from townlet.world import WorldConfig
 
@@ -180,9 +181,13 @@ def run_demo(
     quiet: bool = False,
     plot: bool = True,
     report: StageReporter | None = None,
+    group: Collective = LOCAL,
 ) -> dict[str, Any]:
     """Run the demo into ``out_dir`` (see the module docstring); return the summary written to
     ``summary.json``. ``report(line)`` receives a short line per step (the CLI prints them).
+    ``group`` (under torchrun, :mod:`townlet.distributed`): every rank captures the same
+    demonstrations and its own rollouts and trains data-parallel; rank 0 alone evaluates and
+    writes, the other ranks return ``{}`` after the anneal.
 
     Raises ``TorchNotAvailableError`` without torch, and, with ``plot``, ``ImportError`` (with
     the install hint) when matplotlib is missing — checked before any work.
@@ -201,7 +206,8 @@ def run_demo(
     out, started = Path(out_dir), time.perf_counter()
     config = demo_config(settings, seed)
     demos = capture_rollout(config.world, "scripted", settings.demo_ticks, seed)
-    save_rollout(demos, out / "demos")
+    if group.is_root:
+        save_rollout(demos, out / "demos")
     say(f"captured {demos.frames} expert frames ({settings.agents} agents)")
     bc_params: dict[str, Any] = {}
 
@@ -217,7 +223,10 @@ def run_demo(
         out_dir=out,
         on_stage=on_stage,
         quiet=quiet,
+        group=group,
     )
+    if not group.is_root:
+        return {}
     if run.state.stopped or run.state.params is None:
         raise TrainingFailedError(
             f"the BC stage failed its gate (accuracy {run.summary.stages[0].accuracy:.3f} < "

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 
 from townlet.config import AnnealStage, Config
+from townlet.distributed import LOCAL, Collective, rank_seed
 from townlet.errors import ConfigError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.batch import ReplayBatch
 from townlet.policy.replay.dataset import InMemoryReplayDataset, ReplayDataset
+from townlet.policy.replay.metrics import ReplayEventCounts
 from townlet.policy.replay.sample import ReplaySample
 from townlet.policy.streams import Stream
 from townlet.policy.training.strategies.anneal.state import (
@@ -31,6 +33,7 @@ from townlet.policy.training.strategies.ppo.summary import (
 from townlet.world import WorldConfig
 
 if TYPE_CHECKING:
+    from townlet.policy.rollout.buffer import RolloutBuffer
     from townlet.policy.training.strategies.bc.train import BCInputs
     from townlet.policy.training.strategies.ppo.start import DataShape
 
@@ -53,11 +56,14 @@ class RolloutPlan:
 class AnnealData:
     """What the stages train on: ``bc`` demonstrations (a BC manifest path or samples; None
     means ``training.bc.manifest``), and for PPO stages a replay ``ppo`` dataset or a
-    ``rollout`` plan (a dataset wins when both are given)."""
+    ``rollout`` plan (a dataset wins when both are given). ``group``: the ranks the stages
+    run on (:mod:`townlet.distributed`): they share the BC and replay data, and each captures
+    its own rollouts (rank seed), event counters and returns summed over the ranks."""
 
     bc: BCData | None = None
     ppo: PPOData | None = None
     rollout: RolloutPlan | None = None
+    group: Collective = LOCAL
 
     @property
     def label(self) -> str:
@@ -89,6 +95,7 @@ class AnnealInputs:
     rollout: RolloutPlan | None
     rollout_spec: NetworkSpec | None
     label: str
+    group: Collective = LOCAL
 
 
 def check_schedule(schedule: Sequence[AnnealStage], data: AnnealData, config: Config) -> None:
@@ -158,6 +165,7 @@ def load_anneal_data(
         rollout=data.rollout,
         rollout_spec=rollout_spec,
         label=data.label,
+        group=data.group,
     )
 
 
@@ -180,11 +188,31 @@ def stage_inputs(
         world = attrs.evolve(world, social_reward_stage=social)
     assert state.params is not None and state.spec is not None  # see with_network
     seed = stage_seed(state.seed, state.stage_index, Stream.STAGE_CAPTURE)
+    seed = rank_seed(seed, data.group.rank)  # each rank its own town; rank 0 the run's
     buffer = capture_rollout(world, make_network_policy(state.params, state.spec), plan.ticks, seed)
     rewards = [float(np.sum(sample.rewards)) for sample in buffer.samples]
     mean_return = float(np.mean(rewards)) if rewards else None
+    if data.group.world_size > 1:
+        buffer, mean_return = _global_counts(buffer, rewards, data.group)
     dataset = build_rollout_dataset(buffer, batch_size=plan.batch_size)
     return ppo_inputs(dataset), mean_return
+
+
+def _global_counts(
+    buffer: RolloutBuffer, rewards: list[float], group: Collective
+) -> tuple[RolloutBuffer, float | None]:
+    """``buffer`` with its event counters summed over the ranks, and the mean return of every
+    rank's agents (one all-reduce)."""
+    from townlet.distributed.group import all_reduce_sum
+
+    events = attrs.asdict(buffer.event_counts)
+    sums = all_reduce_sum(group, [*events.values(), sum(rewards), len(rewards)])
+    total: dict[str, Any] = {
+        name: round(value) if isinstance(events[name], int) else value
+        for name, value in zip(events, sums[: len(events)], strict=True)
+    }
+    mean_return = sums[-2] / sums[-1] if sums[-1] else None
+    return attrs.evolve(buffer, event_counts=ReplayEventCounts(**total)), mean_return
 
 
 def with_network(state: AnnealState, data: AnnealInputs) -> AnnealState:

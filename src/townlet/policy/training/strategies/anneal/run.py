@@ -28,9 +28,11 @@ import attrs
 
 from townlet._atomic import write_text_atomic
 from townlet._summary import record_dict, short_repr
-from townlet.config import Config
+from townlet.config import AnnealStage, Config
+from townlet.distributed import LOCAL, Collective
 from townlet.dto.convert import to_dict
 from townlet.dto.policy import AnnealStageResult, AnnealSummary
+from townlet.errors import ConfigError
 from townlet.policy.replay.dataset import ReplayDataset, ReplayDatasetConfig
 from townlet.policy.training.orchestrator import StageCallback, TrainingContext, run_stages
 from townlet.policy.training.services.promotion import (
@@ -52,7 +54,12 @@ from townlet.policy.training.strategies.anneal.data import (
     check_schedule,
 )
 from townlet.policy.training.strategies.anneal.flags import anneal_status, baselines_to_dict
-from townlet.policy.training.strategies.anneal.io import save_network
+from townlet.policy.training.strategies.anneal.io import (
+    load_anneal_state,
+    read_run_state,
+    save_network,
+    stage_to_dict,
+)
 from townlet.policy.training.strategies.anneal.state import (
     AnnealState,
     init_anneal_state,
@@ -148,17 +155,22 @@ def run_anneal_with_state(
     promotion: PromotionState | None = None,
     on_stage: StageCallback | None = None,
     quiet: bool = False,
+    group: Collective = LOCAL,
 ) -> AnnealRun:
     """:func:`run_anneal`, returning the final :class:`AnnealState` and promotion state too.
 
     ``init`` starts from a given state (e.g. a BC run's parameters via ``init_anneal_state``);
-    ``promotion`` replaces the one read from ``out_dir``.
+    ``promotion`` replaces the one read from ``out_dir``. ``group`` (under torchrun,
+    :mod:`townlet.distributed`): the ranks share the BC and replay data and each captures its
+    own rollouts; every rank resumes from ``out_dir``, rank 0 alone writes there.
     """
     schedule = sorted_schedule(config.training.anneal_schedule)
-    data = _anneal_data(config, bc_data, ppo_data, rollout)
+    data = attrs.evolve(_anneal_data(config, bc_data, ppo_data, rollout), group=group)
     check_schedule(schedule, data, config)
     out = None if out_dir is None else Path(out_dir)
     start = init if init is not None else init_anneal_state(config.seed if seed is None else seed)
+    if group.world_size > 1:
+        start, out, quiet = _rank_start(group, out, schedule, start, quiet)
     ctx = TrainingContext(config=config, data=data, state=start, run_dir=out)
     state = run_stages(ctx, schedule, on_stage=on_stage, quiet=quiet, desc="anneal").state
     status, promo = record_run(
@@ -178,6 +190,33 @@ def run_anneal_with_state(
     if out is not None:
         write_text_atomic(out / SUMMARY_FILE, json.dumps(anneal_payload(summary, promo), indent=2))
     return AnnealRun(summary=summary, state=state, promotion=promo)
+
+
+def _rank_start(
+    group: Collective,
+    out: Path | None,
+    schedule: tuple[AnnealStage, ...],
+    start: AnnealState,
+    quiet: bool,
+) -> tuple[AnnealState, Path | None, bool]:
+    """Where this rank starts, its run directory and quietness: rank 0 resumes from ``out`` and
+    writes there; a rank > 0 reads the same checkpoint (before anyone writes: a barrier follows),
+    writes nothing and shows no progress."""
+    from townlet.distributed.group import barrier
+
+    if not group.is_root:
+        data = None if out is None else read_run_state(out)
+        if data is not None:
+            if data.get("stages") != [stage_to_dict(stage) for stage in schedule]:
+                raise ConfigError(
+                    f"{out}: the run directory holds a run with another schedule; "
+                    "use a new --out directory"
+                )
+            assert out is not None
+            start = load_anneal_state(out, data)
+        out, quiet = None, True
+    barrier(group)
+    return start, out, quiet
 
 
 def anneal_payload(summary: AnnealSummary, promotion: PromotionState) -> dict[str, Any]:

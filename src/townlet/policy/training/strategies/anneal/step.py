@@ -29,7 +29,8 @@ from townlet.policy.streams import Stream
 from townlet.policy.training.strategies.anneal.flags import update_baselines
 
 if TYPE_CHECKING:
-    pass
+    from townlet.distributed.parallel import DataParallel
+    from townlet.policy.training.strategies.anneal.data import PPOInputs
 
 
 from townlet.policy.training.strategies.anneal.data import (
@@ -94,6 +95,7 @@ def _bc_stage(
         init=state.params,
         spec=state.spec,
         clock=clock,
+        group=data.group,
     )
     gate = run.result.val_accuracy
     accuracy = run.result.accuracy if gate is None else gate
@@ -162,6 +164,7 @@ def _ppo_stage(
         value_only_epochs=warmup,
         anneal_context=anneal_context(state, stage, data.label, training),
         clock=clock,
+        parallel=_parallel(data, inputs),
     )
     result = ppo_stage_result(stage, run.result)
     new = attrs.evolve(
@@ -176,3 +179,13 @@ def _ppo_stage(
         rollout_returns=(*state.rollout_returns, rollout_return),
     )
     return new, StageOutput(result=result, epochs=run.results)
+
+
+def _parallel(data: AnnealInputs, inputs: PPOInputs) -> DataParallel:
+    """Replay data is shared by the ranks; rollouts are each rank's own (equal sizes)."""
+    from townlet.distributed.parallel import check_equal_rows, make_data_parallel
+
+    parallel = make_data_parallel(data.group, shared_data=data.ppo is not None)
+    rows = sum(batch.batch_size * batch.timesteps for batch in inputs.batches)
+    check_equal_rows(parallel, rows, what=inputs.info.label)
+    return parallel

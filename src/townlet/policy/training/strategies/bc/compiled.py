@@ -29,17 +29,18 @@ BCUpdate = Callable[..., tuple[BCState, torch.Tensor]]
 def bc_loss_vector(
     params: Params, inputs: Inputs, *, spec: NetworkSpec
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The BC cross-entropy over ``inputs = (maps, features, actions)`` and ``[correct]``."""
+    """The BC cross-entropy over ``inputs = (maps, features, actions)`` and ``[accuracy]`` (the
+    share of correct argmax predictions, as ``bc_minibatch_update`` reports it)."""
     maps, features, actions = inputs
     assert features is not None and actions is not None
     logits, _values = apply(params, maps, features, spec=spec)
     loss = F.cross_entropy(logits, actions)
     correct = (logits.detach().argmax(dim=-1) == actions).sum().to(loss.dtype)
-    return loss, correct.reshape(1)
+    return loss, (correct / max(int(actions.shape[0]), 1)).reshape(1)
 
 
 def bc_stats(loss: torch.Tensor, aux: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
-    """The :data:`~townlet.policy.training.strategies.bc_step.BC_STATS_FIELDS` vector."""
+    """The :data:`~townlet.policy.training.strategies.bc.step.BC_STATS_FIELDS` vector."""
     return torch.cat([loss.reshape(1), aux, grad_norm.to(loss.dtype).reshape(1)])
 
 

@@ -9,6 +9,7 @@ stats back once per epoch. Evaluation runs without gradients.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -19,6 +20,9 @@ import torch.nn.functional as F
 
 from townlet._records import map_fields
 from townlet.config import BCConfig
+from townlet.distributed import LOCAL, Collective, shard_bounds
+from townlet.distributed.group import all_reduce_sum
+from townlet.distributed.parallel import SINGLE, DataParallel, make_data_parallel, take_rank_rows
 from townlet.dto.policy import BCTrainingResult
 from townlet.policy.nn.device import resolve_device
 from townlet.policy.nn.network import Params, apply
@@ -118,25 +122,31 @@ def bc_epoch(
     batches: list[BCBatch],
     cfg: BCConfig,
     *,
+    parallel: DataParallel = SINGLE,
     update: BCUpdate = bc_minibatch_update,
 ) -> tuple[BCState, BCEpochStats]:
     """Fold ``update`` (the eager update or the run's compiled one) over ``batches``: the new
-    state and the epoch's stats. ``state`` and ``batches`` are unchanged. The per-minibatch
+    state and the epoch's stats. ``state`` and ``batches`` are unchanged; the per-minibatch
     stats vectors stay on the device and are read back once, at the end of the epoch. Raises
-    ``ValueError`` for no batches."""
+    ``ValueError`` for no batches. With ``parallel`` every rank holds the same ``batches`` and
+    computes its share of each; the stats are the global minibatches'
+    (:mod:`townlet.distributed.parallel`)."""
     if not batches:
         raise ValueError("BC epoch needs at least one minibatch")
     vectors: list[torch.Tensor] = []
     for batch in batches:
+        part = take_rank_rows(parallel, batch)
         # Updates after the fold's first donate the state the fold itself made (no copy).
-        state, values = update(state, batch, cfg, donate=bool(vectors))
+        state, values = update(
+            state, part, cfg, reduce_grads=parallel.reduce_grads, donate=bool(vectors)
+        )
         vectors.append(values)
     rows: list[list[float]] = torch.stack(vectors).tolist()
     loss_sum, correct, samples = 0.0, 0, 0
     for row, batch in zip(rows, batches, strict=True):
-        n = int(batch[2].shape[0])
+        n = int(batch[2].shape[0])  # the global minibatch: every rank holds all of it
         loss_sum += row[0] * n
-        correct += int(row[1])
+        correct += round(row[1] * n)
         samples += n
     return state, BCEpochStats(
         loss=loss_sum / samples,
@@ -175,11 +185,27 @@ def bc_epoch_step(
     *,
     train: BCFrameTensors,
     cfg: BCConfig,
+    parallel: DataParallel = SINGLE,
     update: BCUpdate = bc_minibatch_update,
 ) -> tuple[BCState, BCEpochStats]:
     """Epoch ``epoch`` (0-based): :func:`bc_epoch` over :func:`bc_batches` of ``train``."""
     batches = bc_batches(train, cfg.batch_size, seed=state.seed, epoch=epoch)
-    return bc_epoch(state, batches, cfg, update=update)
+    return bc_epoch(state, batches, cfg, parallel=parallel, update=update)
+
+
+def bc_evaluate_sharded(
+    params: Params, frames: BCFrameTensors, *, spec: NetworkSpec, group: Collective
+) -> tuple[float, float]:
+    """:func:`bc_evaluate` with each rank evaluating its share of ``frames`` and the sums
+    all-reduced (the same numbers on every rank); :func:`bc_evaluate` itself on one process."""
+    if group.backend is None:
+        return bc_evaluate(params, frames, spec=spec)
+    start, stop = shard_bounds(len(frames), group.rank, group.world_size)
+    part = frames.take(torch.arange(start, stop, device=frames.actions.device))
+    accuracy, loss = bc_evaluate(params, part, spec=spec) if len(part) else (0.0, 0.0)
+    n = len(part)
+    hits, loss_sum, total = all_reduce_sum(group, [accuracy * n, loss * n, float(n)])
+    return round(hits) / max(1.0, total), loss_sum / max(1.0, total)
 
 
 def fit_bc(
@@ -191,14 +217,17 @@ def fit_bc(
     spec: NetworkSpec | None = None,
     sinks: Sequence[Sink] = (),
     clock: Callable[[], float] = _no_clock,
+    group: Collective = LOCAL,
 ) -> BCRun:
     """Behaviour-clone ``inputs`` (loaded once): the seeded train/validation split, ``cfg.epochs``
     epochs folded by :func:`~townlet.policy.training.fold.run_fold` (each epoch's stats handed
     to ``sinks``), then accuracy and loss on both parts. Pure apart from ``sinks`` and ``clock``
     (which only times ``duration_sec``; 0 by default). ``init`` is parameters or a
-    ``Checkpoint`` (paths are resolved by the caller). ``cfg.device`` may be ``auto``;
-    ``cfg.compile`` picks the minibatch update, built once for all the epochs."""
+    ``Checkpoint`` (paths are resolved by the caller). ``group`` (under torchrun): every rank
+    holds the same frames and computes its share of every minibatch and of the evaluation.
+    ``cfg.device`` may be ``auto``; ``cfg.compile`` picks the minibatch update, built once."""
     started = clock()
+    parallel = make_data_parallel(group, shared_data=True)
     device = resolve_device(cfg.device, what="training.bc.device")
     net, params = initial_params(
         inputs.shape, label=inputs.source, seed=seed, init=init, spec=spec, device=device
@@ -206,15 +235,16 @@ def fit_bc(
     train, val = split_frames(inputs.frames, cfg.val_fraction, seed)
     update = make_bc_update(cfg.compile)
     state, history = run_fold(
-        lambda s, epoch: bc_epoch_step(s, epoch, train=train, cfg=cfg, update=update),
+        lambda s, epoch: bc_epoch_step(
+            s, epoch, train=train, cfg=cfg, parallel=parallel, update=update
+        ),
         init_bc_state(net, seed=seed, params=params),
         range(cfg.epochs),
         sinks=sinks,
     )
-    accuracy, loss = bc_evaluate(state.params, train, spec=net)
-    val_accuracy, val_loss = (
-        (None, None) if val is None else bc_evaluate(state.params, val, spec=net)
-    )
+    evaluate = functools.partial(bc_evaluate_sharded, spec=net, group=group)
+    accuracy, loss = evaluate(state.params, train)
+    val_accuracy, val_loss = (None, None) if val is None else evaluate(state.params, val)
     result = BCTrainingResult(
         duration_sec=clock() - started,
         manifest=inputs.source,

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from townlet._summary import record_dict, short_repr
 from townlet.config import BCConfig
+from townlet.distributed.reduce import ReduceGrads, keep_local
 from townlet.policy.nn.adam import AdamConfig, AdamState, adam_init
 from townlet.policy.nn.grads import apply_gradients, value_and_grad
 from townlet.policy.nn.network import Params, apply, init_params, value_keys
@@ -76,44 +77,69 @@ def bc_loss(
     return loss, correct
 
 
-BC_STATS_FIELDS: tuple[str, ...] = ("loss", "correct", "grad_norm")
+BC_STATS_FIELDS: tuple[str, ...] = ("loss", "accuracy", "grad_norm")
 """The order of the entries of the stats vector :func:`bc_minibatch_update` returns."""
 
 
-def bc_minibatch_update(
-    state: BCState, batch: BCBatch, cfg: BCConfig, *, donate: bool = False
-) -> tuple[BCState, torch.Tensor]:
-    """:func:`bc_minibatch_step` without reading the stats back: the new state and a float
-    tensor of the :data:`BC_STATS_FIELDS` (shape ``(3,)``), still on the device, so that an
-    epoch can stack them and read them back once. ``donate`` as :func:`bc_minibatch_step`."""
+def _bc_update(
+    state: BCState, batch: BCBatch, cfg: BCConfig, reduce_grads: ReduceGrads, donate: bool
+) -> tuple[BCState, torch.Tensor, int]:
     loss_fn = functools.partial(bc_loss, batch=batch, spec=state.spec)
     critic = value_keys(state.spec)
     wrt = [k for k in state.params if k not in critic]
     loss, correct, grads = value_and_grad(loss_fn, state.params, wrt=wrt)
+    rows = int(batch[2].shape[0])
+    # The accuracy travels as a per-row mean so that reduce_grads can pool it over ranks.
+    means = torch.stack([loss, correct.to(loss.dtype) / max(rows, 1)])
+    grads, means, rows = reduce_grads(grads, means, rows)
     adam_cfg = AdamConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     params, adam_state, grad_norm = apply_gradients(
         state.params, grads, state.adam_state, adam_cfg, donate=donate
     )
-    values = torch.stack([loss, correct.to(loss.dtype), grad_norm.to(loss.dtype)])
+    values = torch.cat([means, grad_norm.to(loss.dtype).reshape(1)])
     new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
+    return new_state, values, rows
+
+
+def bc_minibatch_update(
+    state: BCState,
+    batch: BCBatch,
+    cfg: BCConfig,
+    *,
+    reduce_grads: ReduceGrads = keep_local,
+    donate: bool = False,
+) -> tuple[BCState, torch.Tensor]:
+    """:func:`bc_minibatch_step` without reading the stats back: the new state and a float
+    tensor of the :data:`BC_STATS_FIELDS` (shape ``(3,)``; with ``reduce_grads`` the global
+    minibatch's), still on the device, so that an epoch can stack them and read them back once."""
+    new_state, values, _rows = _bc_update(state, batch, cfg, reduce_grads, donate)
     return new_state, values
 
 
 def bc_stats_from_values(values: list[float], samples: int) -> BCStats:
-    """The :class:`BCStats` of one update from its read-back stats vector."""
-    return BCStats(loss=values[0], correct=int(values[1]), samples=samples, grad_norm=values[2])
+    """The :class:`BCStats` of one update from its read-back stats vector and row count."""
+    return BCStats(
+        loss=values[0], correct=round(values[1] * samples), samples=samples, grad_norm=values[2]
+    )
 
 
 def bc_minibatch_step(
-    state: BCState, batch: BCBatch, cfg: BCConfig, *, donate: bool = False
+    state: BCState,
+    batch: BCBatch,
+    cfg: BCConfig,
+    *,
+    reduce_grads: ReduceGrads = keep_local,
+    donate: bool = False,
 ) -> tuple[BCState, BCStats]:
     """One BC update: Adam(lr, weight_decay from ``cfg``) on the cross-entropy of ``batch``.
 
     Returns the new state and stats; ``state`` and ``batch`` are unchanged. The value head is not
     part of the BC loss and is left untouched (as torch.optim.Adam skips parameters without a
-    gradient in the reference), moments included. ``donate=True`` gives ``state``'s tensors to
-    the update to write in place (a fold's updates after its first; see ``make_adam``).
+    gradient in the reference), moments included. ``reduce_grads`` is the data-parallel
+    collective (identity by default): with it the update and stats are the global minibatch's.
+    ``donate=True`` gives ``state``'s tensors to the update to write in place (a fold's updates
+    after its first; see ``make_adam``).
     """
-    new_state, values = bc_minibatch_update(state, batch, cfg, donate=donate)
+    new_state, values, rows = _bc_update(state, batch, cfg, reduce_grads, donate)
     # One tolist: a single device sync for all stats.
-    return new_state, bc_stats_from_values(values.tolist(), int(batch[2].shape[0]))
+    return new_state, bc_stats_from_values(values.tolist(), rows)

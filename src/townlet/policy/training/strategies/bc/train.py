@@ -20,6 +20,7 @@ import attrs
 from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import BCConfig
+from townlet.distributed import LOCAL, Collective
 from townlet.dto.policy import BCTrainingResult
 from townlet.errors import ConfigError
 from townlet.policy.nn.spec import NetworkSpec
@@ -125,6 +126,7 @@ def train_bc(
     spec: NetworkSpec | None = None,
     init: Init | None = None,
     progress: BCEpochCallback | None = None,
+    group: Collective = LOCAL,
 ) -> BCRun:
     """Behaviour-clone the demonstrations of a BC manifest (or given samples; default
     ``cfg.manifest``) for ``cfg.epochs`` epochs of Adam(``learning_rate``, ``weight_decay``) on
@@ -134,7 +136,9 @@ def train_bc(
     after training, ``accuracy``/``loss`` on the training frames and ``val_accuracy``/
     ``val_loss`` on the held-out ones (None without a split). The network is ``spec`` or the
     PPO network sized from the data (action_dim = sidecar ``action_dim``, else max action + 1);
-    ``init`` (parameters, a Checkpoint or a path) starts from trained weights.
+    ``init`` (parameters, a Checkpoint or a path) starts from trained weights. ``group``
+    (under torchrun, :mod:`townlet.distributed`): every rank reads the same frames and computes
+    its share of every minibatch and of the evaluation — the same run, N ways.
 
     A shell: :func:`load_bc_inputs`, then the pure
     :func:`~townlet.policy.training.strategies.bc.epoch.fit_bc` with the run clock and
@@ -161,6 +165,7 @@ def train_bc(
         spec=spec,
         sinks=sinks,
         clock=time.perf_counter,
+        group=group,
     )
 
 

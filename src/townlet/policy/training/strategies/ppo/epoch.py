@@ -21,6 +21,13 @@ import torch
 from townlet._records import map_fields
 from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
+from townlet.distributed.parallel import (
+    SINGLE,
+    DataParallel,
+    global_rows,
+    rank_key,
+    take_rank_rows,
+)
 from townlet.errors import NonFiniteTrainingError
 from townlet.policy.streams import Stream
 from townlet.policy.training.strategies.minibatch_order import batch_generator
@@ -34,7 +41,7 @@ from townlet.policy.training.strategies.ppo.step import (
 )
 
 MinibatchUpdate = Callable[..., tuple[PPOState, torch.Tensor]]
-"""``update(state, minibatch, cfg, *, value_only=False, donate=False) -> (state, stats)``:
+"""``update(state, minibatch, cfg, *, value_only, reduce_grads, donate) -> (state, stats)``:
 ``ppo_minibatch_update`` or its compiled form (``ppo.compiled.make_ppo_update``)."""
 
 # The entries of a stats vector that a diverged update turns non-finite first.
@@ -100,6 +107,7 @@ def ppo_epoch(
     data: EpochData,
     cfg: PPOConfig,
     *,
+    parallel: DataParallel = SINGLE,
     minibatch_update: MinibatchUpdate = ppo_minibatch_update,
 ) -> tuple[PPOState, tuple[MinibatchStats, ...]]:
     """Fold the minibatch update over every minibatch of every batch of ``data``, once.
@@ -107,11 +115,16 @@ def ppo_epoch(
     Returns the new state (``updates`` advanced; other counters are the caller's) and every
     minibatch's stats in order; ``state`` and ``data`` are unchanged. Raises
     :class:`NonFiniteTrainingError` when an update diverged (:func:`check_divergence`).
+    ``parallel`` spreads the epoch over ranks (:mod:`townlet.distributed.parallel`): each rank
+    computes its rows of every global minibatch and the stats are the global minibatches'.
     ``minibatch_update`` is the eager update or the run's compiled one (same results).
     """
     vectors: list[torch.Tensor] = []
     sizes: list[int] = []
     batch_of: list[int] = []
+    extra = rank_key(parallel)
+    if extra:  # rank r > 0 training on its own data: its own permutations
+        data = attrs.evolve(data, keys=tuple((*key, *extra) for key in data.keys))
     for index, batch in enumerate(data.batches, start=1):
         generator = batch_generator(state.seed, data, index - 1, device=batch.actions.device)
         for minibatch in split_rows(
@@ -119,10 +132,15 @@ def ppo_epoch(
         ):
             # Updates after the fold's first donate the state the fold itself made (no copy).
             state, values = minibatch_update(
-                state, minibatch, cfg, value_only=data.value_only, donate=bool(vectors)
+                state,
+                take_rank_rows(parallel, minibatch),
+                cfg,
+                value_only=data.value_only,
+                reduce_grads=parallel.reduce_grads,
+                donate=bool(vectors),
             )
             vectors.append(values)
-            sizes.append(len(minibatch))
+            sizes.append(global_rows(parallel, len(minibatch)))
             batch_of.append(index)
     rows: list[list[float]] = torch.stack(vectors).tolist() if vectors else []
     check_divergence(rows, batch_of, data.label)

@@ -26,6 +26,7 @@ import attrs
 from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import PPOConfig
+from townlet.distributed import LOCAL, Collective, rank_seed
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import ConfigError
 from townlet.policy.nn.spec import Activation, CriticKind, InitScheme, NetworkSpec
@@ -222,6 +223,7 @@ def train_ppo_online(
     max_log_entries: int | None = None,
     progress: UpdateCallback | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    group: Collective = LOCAL,
     **legacy: Any,
 ) -> OnlineTrainResult:
     """Train PPO online on ``env_spec`` with the settings ``online`` (an
@@ -240,7 +242,11 @@ def train_ppo_online(
     with seed ``seed + k``; parameters, actions and minibatches derive from ``seed``: the same
     seed gives the same records (``epoch_duration_sec`` apart). With ``log_path`` every
     ``log_frequency``-th update is appended as a telemetry 1.2 line, rotating after
-    ``max_log_entries`` lines as ``train_ppo`` does.
+    ``max_log_entries`` lines as ``train_ppo`` does. ``group`` (under torchrun,
+    :mod:`townlet.distributed`): every rank steps its own ``num_envs`` copies (reset from its
+    rank seed) and trains on them, gradients averaged, so an update takes
+    ``num_envs · rollout_steps`` steps per rank; ``total_steps`` is the global budget; rank 0
+    alone writes ``log_path``.
 
     Raises: ``TorchNotAvailableError`` without torch; ``ConfigError`` for bad numbers, both
     ``online`` and separate settings, or an env spec that is not ``gymnasium:<id>``;
@@ -256,7 +262,7 @@ def train_ppo_online(
     check_int_arg("seed", seed, 0)
     device = resolve_device(settings.device)
     sinks = run_sinks(
-        log_path=log_path,
+        log_path=log_path if group.is_root else None,
         log_frequency=log_frequency,
         max_log_entries=max_log_entries,
         progress=progress,
@@ -274,7 +280,7 @@ def train_ppo_online(
                 critic=settings.critic,
             )
             state = _initial_state(source, seed, spec, init, device)
-            return _run(source, state, cfg, settings, sinks, clock)
+            return _run(source, state, cfg, settings, sinks, clock, group)
         finally:
             source.close()
 
@@ -286,13 +292,19 @@ def _run(
     settings: OnlinePPOConfig,
     sinks: Sequence[Sink],
     clock: Callable[[], float],
+    group: Collective,
 ) -> OnlineTrainResult:
     """The fold over updates; the environments are the only imperative state, held here."""
+    from townlet.distributed.group import all_gather_objects
+    from townlet.distributed.parallel import make_data_parallel
     from townlet.policy.training.strategies.ppo.compiled import make_ppo_update
     from townlet.policy.training.strategies.ppo.online_step import online_update
 
+    parallel = make_data_parallel(group, shared_data=False)
     # One minibatch update for the run: a compiled one keeps its variants across updates.
     minibatch_update = make_ppo_update(cfg.compile)
+    per_update = settings.num_envs * settings.rollout_steps * group.world_size
+    updates = math.ceil(settings.total_steps / per_update)  # settings.updates on one process
     start = clock()
 
     def step(carry: tuple[PPOState, Any], update: int) -> tuple[tuple[PPOState, Any], Any]:
@@ -305,18 +317,27 @@ def _run(
             update=update,
             steps=settings.rollout_steps,
             clock=clock,
+            parallel=parallel,
             minibatch_update=minibatch_update,
         )
         return (current, observations), (record, traj)
 
-    carry = (state, source.reset(state.seed))
-    (state, _), outs = run_fold(step, carry, range(1, settings.updates + 1), sinks=sinks)
+    carry = (state, source.reset(rank_seed(state.seed, group.rank)))
+    (state, _), outs = run_fold(step, carry, range(1, updates + 1), sinks=sinks)
+    # Every rank's episodes, in rank order (on one process: its own).
+    episodes = all_gather_objects(
+        group,
+        (
+            [r for _, traj in outs for r in traj.episode_returns],
+            [n for _, traj in outs for n in traj.episode_lengths],
+        ),
+    )
     return OnlineTrainResult(
         state=state,
         history=tuple(record for record, _ in outs),
         env_id=source.env_id,
-        env_steps=settings.updates * settings.rollout_steps * source.num_envs,
+        env_steps=updates * settings.rollout_steps * source.num_envs * group.world_size,
         wall_seconds=max(0.0, clock() - start),
-        episode_returns=tuple(r for _, traj in outs for r in traj.episode_returns),
-        episode_lengths=tuple(n for _, traj in outs for n in traj.episode_lengths),
+        episode_returns=tuple(r for part in episodes for r in part[0]),
+        episode_lengths=tuple(n for part in episodes for n in part[1]),
     )

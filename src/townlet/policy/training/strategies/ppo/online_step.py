@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import numpy as np
 from numpy.typing import NDArray
 
 from townlet.config import PPOConfig
+from townlet.distributed import Collective
+from townlet.distributed.group import all_reduce_sum
+from townlet.distributed.parallel import SINGLE, DataParallel, rank_key
 from townlet.dto.policy import PPOTrainingResult
 from townlet.envs.gymnasium_adapter import GymnasiumSource
 from townlet.policy.nn.rng import stream_generator
@@ -63,6 +67,7 @@ def ppo_update(
     *,
     update: int,
     label: str = "env",
+    parallel: DataParallel = SINGLE,
     minibatch_update: MinibatchUpdate = ppo_minibatch_update,
 ) -> tuple[PPOState, list[MinibatchStats]]:
     """``cfg.num_epochs`` passes of minibatch updates over ``data`` (one
@@ -72,8 +77,10 @@ def ppo_update(
     Raises :class:`NonFiniteTrainingError` when a minibatch's loss, gradient norm or advantage
     std is NaN/Inf (naming ``label``, the update, the pass as ``batch`` and the minibatch).
     """
-    data_epoch = update_data(data, cfg, update=update, label=label)
-    state, stats = ppo_epoch(state, data_epoch, cfg, minibatch_update=minibatch_update)
+    epoch = update_data(data, cfg, update=update, label=label)
+    state, stats = ppo_epoch(
+        state, epoch, cfg, parallel=parallel, minibatch_update=minibatch_update
+    )
     return state, list(stats)
 
 
@@ -102,6 +109,7 @@ def online_update(
     update: int,
     steps: int,
     clock: Callable[[], float] = time.perf_counter,
+    parallel: DataParallel = SINGLE,
     minibatch_update: MinibatchUpdate = ppo_minibatch_update,
 ) -> tuple[PPOState, NDArray[np.float32], PPOTrainingResult, Trajectory]:
     """Update ``update`` (1-based) of an online run: collect ``steps`` steps of every copy of
@@ -110,22 +118,32 @@ def online_update(
     Returns the new state (``steps`` += the environment steps, ``log_stream_offset`` += 1,
     ``cycle_id`` = ``update - 1``: each update is one rollout cycle), the observations to
     continue from, the update's telemetry record and the trajectory. Actions are sampled from
-    ``stream_generator(state.seed, Stream.ONLINE_ACTIONS, update)``. ``minibatch_update`` is
-    the eager update or the run's compiled one.
+    ``stream_generator(state.seed, Stream.ONLINE_ACTIONS, update)``.
+
+    With ``parallel`` (own data: every rank steps its own copies) the actions and minibatch
+    permutations of rank r > 0 take its rank into their key, the update is the global
+    minibatches' and the record's counts and episode means cover every rank's copies.
     """
     start = clock()
     device = state.params["value_head.bias"].device
-    generator = stream_generator(state.seed, Stream.ONLINE_ACTIONS, update, device=device)
+    key = (update, *rank_key(parallel))
+    generator = stream_generator(state.seed, Stream.ONLINE_ACTIONS, *key, device=device)
     observations, traj = collect_rollout(
         source, observations, state.params, state.spec, steps=steps, generator=generator
     )
     data, facts = rollout_batch(traj, cfg)
     state, stats = ppo_update(
-        state, data, cfg, update=update, label=source.env_id, minibatch_update=minibatch_update
+        state,
+        data,
+        cfg,
+        update=update,
+        label=source.env_id,
+        parallel=parallel,
+        minibatch_update=minibatch_update,
     )
     state = attrs.evolve(
         state,
-        steps=state.steps + traj.steps,
+        steps=state.steps + traj.steps * parallel.world_size,
         log_stream_offset=state.log_stream_offset + 1,
         cycle_id=update - 1,
     )
@@ -137,4 +155,17 @@ def online_update(
     )
     info = PPODatasetInfo(label=source.env_id, data_mode="rollout", rollout_ticks=steps)
     record = update_record(stats, facts, traj, info, cfg, counters, duration_sec=clock() - start)
+    if parallel.world_size > 1:
+        record = attrs.evolve(record, **global_episode_summary(traj, parallel.group))
     return state, observations, record, traj
+
+
+def global_episode_summary(traj: Trajectory, group: Collective) -> dict[str, Any]:
+    """:func:`~townlet.policy.training.strategies.ppo_collect.episode_summary` over the episodes
+    every rank's trajectory ended (one all-reduce)."""
+    total, count, length = all_reduce_sum(
+        group, [sum(traj.episode_returns), len(traj.episode_returns), sum(traj.episode_lengths)]
+    )
+    if count == 0:
+        return {"episode_return_mean": None, "episode_length_mean": None}
+    return {"episode_return_mean": total / count, "episode_length_mean": length / count}

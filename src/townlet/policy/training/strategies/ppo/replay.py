@@ -21,6 +21,7 @@ import torch
 
 from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
+from townlet.distributed.parallel import SINGLE, DataParallel
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import NonFiniteTrainingError
 from townlet.policy.replay.batch import ReplayBatch
@@ -133,6 +134,7 @@ def ppo_epoch_updates(
     cfg: PPOConfig,
     *,
     value_only: bool = False,
+    parallel: DataParallel = SINGLE,
     minibatch_update: MinibatchUpdate = ppo_minibatch_update,
 ) -> tuple[PPOState, list[MinibatchStats]]:
     """:func:`~townlet.policy.training.strategies.ppo.epoch.ppo_epoch` over ``prepared`` at
@@ -144,7 +146,9 @@ def ppo_epoch_updates(
         value_only=value_only,
         reference_order=cfg.reference_compat,
     )
-    state, stats = fold_epoch(state, data, cfg, minibatch_update=minibatch_update)
+    state, stats = fold_epoch(
+        state, data, cfg, parallel=parallel, minibatch_update=minibatch_update
+    )
     return state, list(stats)
 
 
@@ -158,6 +162,7 @@ def replay_epoch(
     anneal_context: AnnealContext | None = None,
     value_only: bool = False,
     clock: Callable[[], float] = time.perf_counter,
+    parallel: DataParallel = SINGLE,
     minibatch_update: MinibatchUpdate = ppo_minibatch_update,
 ) -> tuple[PPOState, PPOTrainingResult]:
     """One replay PPO epoch: ``(state, batches) -> (state', telemetry record)``; inputs unchanged.
@@ -169,8 +174,8 @@ def replay_epoch(
     record reports them after the increment and ``cycle_id = max(state.cycle_id, 0)`` (§12).
     ``value_only`` trains only the value head (critic warm-up; ``critic_warmup`` is reported).
     ``clock`` times ``epoch_duration_sec`` (the only nondeterministic field; pass a constant
-    clock for bit-identical records). ``minibatch_update`` is the eager update or the run's
-    compiled one (``make_ppo_update(cfg.compile)``, built once per run).
+    clock for bit-identical records). ``parallel``: every rank holds the same batches and
+    computes its share of every minibatch (:mod:`townlet.distributed.parallel`).
 
     Raises :class:`~townlet.errors.NonFiniteTrainingError` (a ``ValueError`` and a
     ``TrainingFailedError``) for NaN/Inf advantages, returns, stds or losses, naming the dataset
@@ -181,7 +186,12 @@ def replay_epoch(
         device = next(iter(state.params.values())).device
         batches = prepare_batches(batches, cfg, label=dataset_info.label, device=device)
     state, stats = ppo_epoch_updates(
-        state, batches, cfg, value_only=value_only, minibatch_update=minibatch_update
+        state,
+        batches,
+        cfg,
+        value_only=value_only,
+        parallel=parallel,
+        minibatch_update=minibatch_update,
     )
     transitions = sum(s.transitions for s in stats)
     state = attrs.evolve(
@@ -238,6 +248,7 @@ def fit_ppo(
     anneal_context: AnnealContext | None = None,
     sinks: Sequence[Sink] = (),
     clock: Callable[[], float] = _no_clock,
+    parallel: DataParallel = SINGLE,
 ) -> TrainResult:
     """``epochs`` replay epochs (:func:`replay_epoch`) folded by
     :func:`~townlet.policy.training.fold.run_fold`, each epoch's record handed to ``sinks``;
@@ -258,6 +269,7 @@ def fit_ppo(
             anneal_context=anneal_context,
             value_only=index < value_only_epochs,
             clock=clock,
+            parallel=parallel,
             minibatch_update=minibatch_update,
         )
 

@@ -14,11 +14,12 @@ import torch
 
 from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
+from townlet.distributed.reduce import ReduceGrads, keep_local
 from townlet.policy.nn.adam import Adam, AdamConfig, AdamState, adam_init, make_adam
 from townlet.policy.nn.grads import update_with_gradients, value_and_grad
 from townlet.policy.nn.network import VALUE_HEAD_KEYS, Params, init_params
 from townlet.policy.nn.spec import NetworkSpec
-from townlet.policy.training.strategies.ppo.functional import PPOMinibatch, ppo_loss
+from townlet.policy.training.strategies.ppo.functional import LossTerms, PPOMinibatch, ppo_loss
 from townlet.policy.training.strategies.ppo.stats import (
     STATS_FIELDS,
     MinibatchStats,
@@ -83,6 +84,7 @@ def ppo_minibatch_update(
     cfg: PPOConfig,
     *,
     value_only: bool = False,
+    reduce_grads: ReduceGrads = keep_local,
     adam: Adam | None = None,
     donate: bool = False,
 ) -> tuple[PPOState, torch.Tensor]:
@@ -91,13 +93,41 @@ def ppo_minibatch_update(
 
     A loop that runs many updates stacks these vectors and reads them back once
     (:func:`stats_from_values`), instead of paying a device sync per minibatch.
+
+    ``adam`` is the optimizer (default ``make_adam(AdamConfig(lr=cfg.learning_rate))``).
+    ``donate=True`` hands ``state``'s parameter and moment tensors to the update, which then
+    writes them in place (no copy): pass it only for a state the caller made and will not read
+    again — in a fold, every update after the first.
     """
+    new_state, values, _rows = _update(
+        state, minibatch, cfg, value_only, reduce_grads, adam=adam, donate=donate
+    )
+    return new_state, values
+
+
+def _update(
+    state: PPOState,
+    minibatch: PPOMinibatch,
+    cfg: PPOConfig,
+    value_only: bool,
+    reduce_grads: ReduceGrads,
+    *,
+    adam: Adam | None = None,
+    donate: bool = False,
+) -> tuple[PPOState, torch.Tensor, int]:
     loss_fn = functools.partial(
         ppo_loss, minibatch=minibatch, cfg=cfg, spec=state.spec, value_only=value_only
     )
     total, terms, grads = value_and_grad(
         loss_fn, state.params, wrt=VALUE_HEAD_KEYS if value_only else None
     )
+    adv = minibatch.advantages
+    adv_mean = adv.mean()
+    adv_std = adv.std(unbiased=False) if adv.numel() > 1 else torch.zeros_like(adv.sum())
+    # Per-row means, so that reduce_grads can pool them over ranks: the std through the pooled
+    # variance E[std²] + E[mean²] − mean², which is exactly std on one process (√(x²) = x).
+    means = torch.stack([total, *_term_values(terms), adv_mean, adv_mean * adv_mean, adv_std**2])
+    grads, means, rows = reduce_grads(grads, means, len(minibatch))
     update = (adam if adam is not None else _adam_for(cfg.learning_rate)).update
     params, adam_state, grad_norm = update_with_gradients(
         update,
@@ -107,24 +137,22 @@ def ppo_minibatch_update(
         max_grad_norm=cfg.max_grad_norm,
         donate=donate,
     )
-    adv = minibatch.advantages
-    adv_std = adv.std(unbiased=False) if adv.numel() > 1 else torch.zeros_like(adv.sum())
-    values = torch.stack(
-        [
-            total,
-            terms.policy,
-            terms.value,
-            terms.entropy,
-            terms.bc,
-            terms.clip_fraction,
-            terms.approx_kl,
-            grad_norm.to(total.dtype),
-            adv.mean(),
-            adv_std,
-        ]
-    )
+    pooled_var = means[9] + torch.clamp(means[8] - means[7] * means[7], min=0.0)
+    values = torch.cat([means[:7], grad_norm.to(total.dtype).reshape(1), means[7:8]])
+    values = torch.cat([values, pooled_var.sqrt().reshape(1)])
     new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
-    return new_state, values
+    return new_state, values, rows
+
+
+def _term_values(terms: LossTerms) -> tuple[torch.Tensor, ...]:
+    return (
+        terms.policy,
+        terms.value,
+        terms.entropy,
+        terms.bc,
+        terms.clip_fraction,
+        terms.approx_kl,
+    )
 
 
 def ppo_minibatch_step(
@@ -133,6 +161,7 @@ def ppo_minibatch_step(
     cfg: PPOConfig,
     *,
     value_only: bool = False,
+    reduce_grads: ReduceGrads = keep_local,
     adam: Adam | None = None,
     donate: bool = False,
 ) -> tuple[PPOState, MinibatchStats]:
@@ -141,11 +170,14 @@ def ppo_minibatch_step(
     Adam uses ``cfg.learning_rate`` with torch's default betas/eps; gradients are clipped to
     ``cfg.max_grad_norm`` (0 disables). With ``value_only`` only the value head is updated, on
     ``value_loss_coef · value_loss`` (critic warm-up); the trunk, the policy head and their
-    Adam moments are left as they were. ``adam`` and ``donate`` as :func:`ppo_minibatch_update`
-    (with ``donate``, ``state`` is given up).
+    Adam moments are left as they were. ``reduce_grads`` is the data-parallel collective
+    (:mod:`townlet.distributed.reduce`; the identity by default): with it, the update and the
+    stats are those of the global minibatch, the union of every rank's ``minibatch``.
+    ``adam`` and ``donate`` as :func:`ppo_minibatch_update` (with ``donate``, ``state`` is
+    given up).
     """
-    new_state, values = ppo_minibatch_update(
-        state, minibatch, cfg, value_only=value_only, adam=adam, donate=donate
+    new_state, values, rows = _update(
+        state, minibatch, cfg, value_only, reduce_grads, adam=adam, donate=donate
     )
     # One tolist: a single device sync for all stats.
-    return new_state, stats_from_values(values.tolist(), len(minibatch))
+    return new_state, stats_from_values(values.tolist(), rows)

@@ -19,6 +19,7 @@ import attrs
 from townlet._summary import record_dict, short_repr
 from townlet._validators import check_int_arg
 from townlet.config import PPOConfig
+from townlet.distributed import LOCAL, Collective
 from townlet.dto.policy import PPOTrainingResult
 from townlet.errors import ConfigError, ReplayDataError, TorchNotAvailableError
 from townlet.policy.nn.spec import NetworkSpec
@@ -84,6 +85,8 @@ def train_ppo(
     device: str = "cpu",
     data_mode: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    group: Collective = LOCAL,
+    own_data: bool = False,
 ) -> TrainResult:
     """Train PPO for ``epochs`` epochs on ``dataset`` and return a :class:`TrainResult`.
 
@@ -100,14 +103,19 @@ def train_ppo(
     fills the ``anneal_*`` fields; ``data_mode`` overrides the dataset's (e.g. ``"mixed"``).
     The same seed and data give the same records, ``epoch_duration_sec`` apart. ``device`` is
     ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when available); the prepared batches live
-    there for the whole run. ``cfg.compile`` picks the minibatch update (docs/gpu.md).
+    there for the whole run. ``cfg.compile`` picks the minibatch update (docs/gpu.md). ``group``
+    (under torchrun, :mod:`townlet.distributed`): every rank reads the same data and computes
+    its share of every minibatch — the same run, N ways; rank 0 alone writes ``log_path``. With
+    ``own_data`` each rank's ``dataset`` is its own (its rollouts, of equal size on every rank):
+    each cuts its own minibatches and the global minibatch is their union.
 
     Raises: ``TorchNotAvailableError`` without torch; ``ReplayDataError`` for a dataset without
-    batches; ``ConfigError``/``CheckpointError`` for bad arguments (an unknown or unavailable
-    ``device`` included) or a network the data does not fit; ``NonFiniteTrainingError`` (a
-    ``ValueError`` and ``TrainingFailedError``) when advantages, returns or losses are NaN/Inf.
+    batches; ``ConfigError``/``CheckpointError`` for bad arguments or a network the data does
+    not fit; ``NonFiniteTrainingError`` (a ``ValueError`` and ``TrainingFailedError``) when
+    advantages, returns or losses are NaN/Inf.
     """
     require_torch("train_ppo")
+    from townlet.distributed.parallel import check_equal_rows, make_data_parallel
     from townlet.policy.nn.device import resolve_device
     from townlet.policy.training.strategies import minibatch_order
     from townlet.policy.training.strategies.ppo import replay, start
@@ -130,8 +138,10 @@ def train_ppo(
     )
     param_device = next(iter(state.params.values())).device
     prepared = replay.prepare_batches(batches, cfg, label=info.label, device=param_device)
+    parallel = make_data_parallel(group, shared_data=not own_data)
+    check_equal_rows(parallel, sum(len(b) for b in prepared.batches), what=info.label)
     sinks = run_sinks(
-        log_path=log_path,
+        log_path=log_path if group.is_root else None,
         log_frequency=log_frequency,
         max_log_entries=max_log_entries,
         progress=progress,
@@ -147,4 +157,5 @@ def train_ppo(
         anneal_context=anneal_context,
         sinks=sinks,
         clock=clock,
+        parallel=parallel,
     )
