@@ -32,6 +32,12 @@ SOCIAL_REWARD_STAGES: tuple[str, ...] = ("OFF", "C1", "C2", "C3")
 TrainingSource = Literal["replay", "rollout", "mixed", "bc", "anneal"]
 TRAINING_SOURCES: tuple[str, ...] = ("replay", "rollout", "mixed", "bc", "anneal")
 AnnealMode = Literal["bc", "ppo"]
+CompileMode = Literal["none", "inductor", "cudagraph", "auto"]
+COMPILE_MODES: tuple[str, ...] = ("none", "inductor", "cudagraph", "auto")
+_COMPILE_HELP = (
+    "Minibatch update: none (eager), inductor (torch.compile), cudagraph (CUDA graph capture, "
+    "CUDA only) or auto (cudagraph on CUDA, else none); eager with one warning where unavailable."
+)
 
 
 def _optional_path(value: str | Path | None) -> Path | None:
@@ -103,6 +109,9 @@ class PPOConfig:
         help="Replay PPO as the original Townlet: its fixed-default-seed minibatch order and "
         "action_dim = max action + 1 (reproduces its golden run).",
     )
+    compile: CompileMode = attrs.field(
+        default="none", validator=_one_of(COMPILE_MODES), metadata=_help(_COMPILE_HELP)
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -129,7 +138,12 @@ class BCConfig:
         lt=1.0,
         help="Share of frames held out (seeded split) for validation accuracy and loss.",
     )
-    device: str = _str("cpu", help='Torch device for BC training ("cpu", "cuda", "cuda:1", ...).')
+    device: str = _str(
+        "cpu", help='Torch device for BC training ("cpu", "cuda", "cuda:1", ..., or "auto").'
+    )
+    compile: CompileMode = attrs.field(
+        default="none", validator=_one_of(COMPILE_MODES), metadata=_help(_COMPILE_HELP)
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -56,6 +56,11 @@ class TorchNotAvailableError(TownletError, ImportError):
         )
 
 
+class CompileFallbackWarning(RuntimeWarning):
+    """The compiled minibatch update (the ``compile`` setting) is unavailable or failed; the
+    update runs eagerly from now on, with the same results. Issued once per run."""
+
+
 class TrainingFailedError(TownletError, RuntimeError):
     """A training run failed (non-finite values, a guardrail the user asked to fail on)."""
 

@@ -125,7 +125,9 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
         )
     if not group.is_root:
         return None
-    policy = make_network_policy(run.params, run.spec, device=args.device)
+    # The device the run trained on ("auto" resolved), for the evaluation episodes.
+    device = str(next(iter(run.params.values())).device)
+    policy = make_network_policy(run.params, run.spec, device=device)
     evaluation = evaluate_policy(
         policy,
         f"gymnasium:{run.env_id}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ from tqdm import tqdm
 from townlet._atomic import write_text_atomic
 from townlet._input_limits import short_repr
 from townlet.cli import UsageError
-from townlet.errors import TorchNotAvailableError
+from townlet.errors import CompileFallbackWarning, TorchNotAvailableError
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +37,46 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 # counts, so the bound is checked here.
 MAX_THREADS = 1024
 MAX_SEED = 2**63 - 1
+
+
+DEVICE_HELP = (
+    "torch device: cpu (default), cuda, cuda:N or auto (cuda when available, else cpu). On "
+    "CUDA a minibatch update costs about the same at 32 rows as at thousands (it is bound by "
+    "kernel launches), so fewer, larger minibatches train more transitions per second but make "
+    "fewer updates per epoch; --compile cudagraph cuts the cost of each update instead "
+    "(docs/gpu.md)"
+)
+COMPILE_HELP = (
+    "minibatch update: none (eager, default), inductor (torch.compile), cudagraph (CUDA graph "
+    "capture; CUDA only) or auto (cudagraph on CUDA, else none); falls back to eager with one "
+    "warning where unavailable (docs/gpu.md)"
+)
+
+
+def add_device_options(parser: argparse.ArgumentParser, *, compile_dest: str) -> None:
+    """``--device`` and ``--compile`` (stored as ``compile_dest``; None when not given)."""
+    from townlet.config import COMPILE_MODES
+
+    parser.add_argument("--device", help=DEVICE_HELP)
+    parser.add_argument("--compile", dest=compile_dest, choices=COMPILE_MODES, help=COMPILE_HELP)
+
+
+@contextmanager
+def one_line_warnings(command: str) -> Iterator[None]:
+    """Within the block, a :class:`~townlet.errors.CompileFallbackWarning` is printed as one
+    stderr line ``townlet-train <command>: warning: ...``; other warnings as Python prints
+    them."""
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+
+        def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, CompileFallbackWarning):
+                sys.stderr.write(f"townlet-train {command}: warning: {message}\n")
+            else:
+                original(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 def set_threads(threads: int | None) -> None:
@@ -62,7 +103,10 @@ def check_seed(seed: int | None) -> None:
 
 def check_device(device: str) -> None:
     """Refuse a ``--device`` torch does not know or this machine does not have, before any
-    work is done (a CUDA device on a CPU-only build, or with no GPU visible)."""
+    work is done (a CUDA device on a CPU-only build, or with no GPU visible). ``auto`` (cuda
+    when available, else cpu) is always fine."""
+    if device.strip().lower() == "auto":
+        return
     try:
         import torch
     except ImportError as exc:

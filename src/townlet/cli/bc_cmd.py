@@ -13,8 +13,10 @@ from townlet.cli._common import check_out_dir, print_json
 from townlet.cli._launch import collective
 from townlet.cli._resumable import RunPlan, add_checkpoint_option, plan_run
 from townlet.cli._train_common import (
+    add_device_options,
     add_run_options,
     check_seed,
+    one_line_warnings,
     progress_bar,
     set_threads,
     without_nulls,
@@ -47,6 +49,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=int, help="frames per minibatch (64)")
     parser.add_argument("--weight-decay", type=float, help="Adam L2 weight decay (0)")
     parser.add_argument("--val-fraction", type=float, help="held-out share of frames (0.1)")
+    add_device_options(parser, compile_dest="compile")
     add_run_options(parser)
     add_checkpoint_option(parser, "epochs")
     parser.set_defaults(handler=run_bc)
@@ -65,6 +68,8 @@ def _bc_config(args: argparse.Namespace) -> tuple[BCConfig, int]:
         "batch_size": args.batch_size,
         "weight_decay": args.weight_decay,
         "val_fraction": args.val_fraction,
+        "device": args.device,
+        "compile": args.compile,
     }
     # evolve re-runs the validators, so out-of-range values fail with the field's name.
     cfg = attrs.evolve(cfg, **{k: v for k, v in overrides.items() if v is not None})
@@ -89,6 +94,11 @@ def _plan(args: argparse.Namespace, cfg: BCConfig, seed: int, *, writer: bool = 
 
 def run_bc(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train bc``: train, print the result, save the checkpoint."""
+    with one_line_warnings("bc"):
+        return _run_bc(args)
+
+
+def _run_bc(args: argparse.Namespace) -> int:
     from townlet.policy.training.strategies.bc.train import save_bc_checkpoint, train_bc
 
     check_seed(args.seed)

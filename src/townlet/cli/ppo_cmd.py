@@ -3,7 +3,8 @@ on a Gymnasium environment with ``--env gymnasium:<id>`` (prints a summary; see
 :mod:`townlet.cli._ppo_online`).
 
 Every :class:`~townlet.config.PPOConfig` field has a ``--ppo-<field>`` option (underscores as
-dashes); the overrides are applied to the config record with its validators, so bounds hold.
+dashes; ``compile`` is ``--compile``); the overrides are applied to the config record with its
+validators, so bounds hold.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from townlet.cli._launch import collective
 from townlet.cli._ppo_online import add_online_options, run_online
 from townlet.cli._resumable import RunPlan, add_checkpoint_option, plan_run
 from townlet.cli._train_common import (
+    add_device_options,
     add_run_options,
     check_device,
     check_seed,
+    one_line_warnings,
     progress_bar,
     set_threads,
     without_nulls,
@@ -49,10 +52,16 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+# PPOConfig fields set by an option of their own (see add_device_options), not --ppo-<field>.
+_OWN_OPTIONS = ("compile",)
+
+
 def _add_ppo_overrides(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("PPO hyperparameters (override --config)")
     defaults = PPOConfig()
     for field in attrs.fields(PPOConfig):
+        if field.name in _OWN_OPTIONS:
+            continue
         default = getattr(defaults, field.name)
         kind: Any = _parse_bool if isinstance(default, bool) else type(default)
         group.add_argument(
@@ -112,7 +121,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--log-max-entries", type=int, help="rotate to <log>.1, <log>.2, ... after N lines"
     )
-    parser.add_argument("--device", default="cpu", help="torch device (cpu)")
+    add_device_options(parser, compile_dest="ppo_compile")
     add_run_options(parser)
     add_checkpoint_option(parser, "epochs")
     add_online_options(parser)
@@ -192,10 +201,16 @@ def _plan(
 
 def run_ppo(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train ppo``: train, print the last record, save the state."""
+    with one_line_warnings("ppo"):
+        return _run_ppo(args)
+
+
+def _run_ppo(args: argparse.Namespace) -> int:
     from townlet.policy.training.strategies.ppo.train import train_ppo
 
     base = load_config(args.config) if args.config is not None else Config()
     cfg = _ppo_config(args, base)
+    args.device = args.device or "cpu"
     seed = base.seed if args.seed is None else args.seed
     check_out_dir(args.out)
     check_device(args.device)

@@ -2,8 +2,9 @@
 
 Frames (one per step of every demonstration) are split once into training and validation sets
 by a seeded permutation; every epoch cuts the training frames into shuffled minibatches from
-``stream_generator(seed, Stream.BC_SHUFFLE, epoch)`` and folds :func:`bc_minibatch_step` over
-them. Evaluation runs without gradients.
+``stream_generator(seed, Stream.BC_SHUFFLE, epoch)`` (on the frames' device) and folds
+:func:`~townlet.policy.training.strategies.bc.step.bc_minibatch_update` over them, reading the
+stats back once per epoch. Evaluation runs without gradients.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ from townlet.distributed import LOCAL, Collective, shard_bounds
 from townlet.distributed.group import all_reduce_sum
 from townlet.distributed.parallel import SINGLE, DataParallel, make_data_parallel, take_rank_rows
 from townlet.dto.policy import BCTrainingResult
+from townlet.policy.nn.device import resolve_device
 from townlet.policy.nn.network import Params, apply
 from townlet.policy.nn.rng import stream_generator
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.replay.bc import BCFrames
 from townlet.policy.streams import Stream
 from townlet.policy.training.fold import Sink, run_fold
+from townlet.policy.training.strategies.bc.compiled import BCUpdate, make_bc_update
 from townlet.policy.training.strategies.bc.step import (
     BCBatch,
     BCState,
-    bc_minibatch_step,
+    bc_minibatch_update,
     init_bc_state,
 )
 from townlet.policy.training.strategies.bc.train import BCInputs, BCRun
@@ -60,7 +63,7 @@ class BCFrameTensors:
         return map_fields(operator.itemgetter(indices), self)
 
     def as_batch(self) -> BCBatch:
-        """``(maps, features, actions)`` for :func:`bc_minibatch_step`."""
+        """``(maps, features, actions)`` for :func:`bc_minibatch_update`."""
         return (self.maps, self.features, self.actions)
 
 
@@ -115,29 +118,40 @@ class BCEpochStats:
 
 
 def bc_epoch(
-    state: BCState, batches: list[BCBatch], cfg: BCConfig, *, parallel: DataParallel = SINGLE
+    state: BCState,
+    batches: list[BCBatch],
+    cfg: BCConfig,
+    *,
+    parallel: DataParallel = SINGLE,
+    update: BCUpdate = bc_minibatch_update,
 ) -> tuple[BCState, BCEpochStats]:
-    """Fold :func:`bc_minibatch_step` over ``batches``: the new state and the epoch's stats.
-    ``state`` and ``batches`` are unchanged. Raises ``ValueError`` for no batches. With
-    ``parallel`` every rank holds the same ``batches`` and computes its share of each; the stats
-    are the global minibatches' (:mod:`townlet.distributed.parallel`)."""
+    """Fold ``update`` (the eager update or the run's compiled one) over ``batches``: the new
+    state and the epoch's stats. ``state`` and ``batches`` are unchanged; the per-minibatch
+    stats vectors stay on the device and are read back once, at the end of the epoch. Raises
+    ``ValueError`` for no batches. With ``parallel`` every rank holds the same ``batches`` and
+    computes its share of each; the stats are the global minibatches'
+    (:mod:`townlet.distributed.parallel`)."""
     if not batches:
         raise ValueError("BC epoch needs at least one minibatch")
-    loss_sum, correct, samples, last = 0.0, 0, 0, 0.0
+    vectors: list[torch.Tensor] = []
     for batch in batches:
         part = take_rank_rows(parallel, batch)
         # Updates after the fold's first donate the state the fold itself made (no copy).
-        state, stats = bc_minibatch_step(
-            state, part, cfg, reduce_grads=parallel.reduce_grads, donate=samples > 0
+        state, values = update(
+            state, part, cfg, reduce_grads=parallel.reduce_grads, donate=bool(vectors)
         )
-        loss_sum += stats.loss * stats.samples
-        correct += stats.correct
-        samples += stats.samples
-        last = stats.loss
+        vectors.append(values)
+    rows: list[list[float]] = torch.stack(vectors).tolist()
+    loss_sum, correct, samples = 0.0, 0, 0
+    for row, batch in zip(rows, batches, strict=True):
+        n = int(batch[2].shape[0])  # the global minibatch: every rank holds all of it
+        loss_sum += row[0] * n
+        correct += round(row[1] * n)
+        samples += n
     return state, BCEpochStats(
         loss=loss_sum / samples,
         accuracy=correct / samples,
-        last_loss=last,
+        last_loss=rows[-1][0],
         samples=samples,
         updates=len(batches),
     )
@@ -172,10 +186,11 @@ def bc_epoch_step(
     train: BCFrameTensors,
     cfg: BCConfig,
     parallel: DataParallel = SINGLE,
+    update: BCUpdate = bc_minibatch_update,
 ) -> tuple[BCState, BCEpochStats]:
     """Epoch ``epoch`` (0-based): :func:`bc_epoch` over :func:`bc_batches` of ``train``."""
     batches = bc_batches(train, cfg.batch_size, seed=state.seed, epoch=epoch)
-    return bc_epoch(state, batches, cfg, parallel=parallel)
+    return bc_epoch(state, batches, cfg, parallel=parallel, update=update)
 
 
 def bc_evaluate_sharded(
@@ -212,16 +227,21 @@ def fit_bc(
     ``Checkpoint`` (paths are resolved by the caller). ``group`` (under torchrun): every rank
     holds the same frames and computes its share of every minibatch and of the evaluation.
     ``start = (epochs_done, state)`` continues an interrupted run from its checkpointed state
-    (``history`` then holds the new epochs)."""
+    (``history`` then holds the new epochs). ``cfg.device`` may be ``auto``; ``cfg.compile``
+    picks the minibatch update, built once."""
     started = clock()
     parallel = make_data_parallel(group, shared_data=True)
+    device = resolve_device(cfg.device, what="training.bc.device")
     net, params = initial_params(
-        inputs.shape, label=inputs.source, seed=seed, init=init, spec=spec, device=cfg.device
+        inputs.shape, label=inputs.source, seed=seed, init=init, spec=spec, device=device
     )
     train, val = split_frames(inputs.frames, cfg.val_fraction, seed)
+    update = make_bc_update(cfg.compile)
     done, first = (0, init_bc_state(net, seed=seed, params=params)) if start is None else start
     state, history = run_fold(
-        lambda s, epoch: bc_epoch_step(s, epoch, train=train, cfg=cfg, parallel=parallel),
+        lambda s, epoch: bc_epoch_step(
+            s, epoch, train=train, cfg=cfg, parallel=parallel, update=update
+        ),
         first,
         range(done, cfg.epochs),
         sinks=sinks,
@@ -241,6 +261,6 @@ def fit_bc(
         val_accuracy=val_accuracy,
         val_loss=val_loss,
         weight_decay=cfg.weight_decay,
-        device=cfg.device,
+        device=str(device),
     )
     return BCRun(state=state, result=result, history=history)

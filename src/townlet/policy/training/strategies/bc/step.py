@@ -77,6 +77,52 @@ def bc_loss(
     return loss, correct
 
 
+BC_STATS_FIELDS: tuple[str, ...] = ("loss", "accuracy", "grad_norm")
+"""The order of the entries of the stats vector :func:`bc_minibatch_update` returns."""
+
+
+def _bc_update(
+    state: BCState, batch: BCBatch, cfg: BCConfig, reduce_grads: ReduceGrads, donate: bool
+) -> tuple[BCState, torch.Tensor, int]:
+    loss_fn = functools.partial(bc_loss, batch=batch, spec=state.spec)
+    critic = value_keys(state.spec)
+    wrt = [k for k in state.params if k not in critic]
+    loss, correct, grads = value_and_grad(loss_fn, state.params, wrt=wrt)
+    rows = int(batch[2].shape[0])
+    # The accuracy travels as a per-row mean so that reduce_grads can pool it over ranks.
+    means = torch.stack([loss, correct.to(loss.dtype) / max(rows, 1)])
+    grads, means, rows = reduce_grads(grads, means, rows)
+    adam_cfg = AdamConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    params, adam_state, grad_norm = apply_gradients(
+        state.params, grads, state.adam_state, adam_cfg, donate=donate
+    )
+    values = torch.cat([means, grad_norm.to(loss.dtype).reshape(1)])
+    new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
+    return new_state, values, rows
+
+
+def bc_minibatch_update(
+    state: BCState,
+    batch: BCBatch,
+    cfg: BCConfig,
+    *,
+    reduce_grads: ReduceGrads = keep_local,
+    donate: bool = False,
+) -> tuple[BCState, torch.Tensor]:
+    """:func:`bc_minibatch_step` without reading the stats back: the new state and a float
+    tensor of the :data:`BC_STATS_FIELDS` (shape ``(3,)``; with ``reduce_grads`` the global
+    minibatch's), still on the device, so that an epoch can stack them and read them back once."""
+    new_state, values, _rows = _bc_update(state, batch, cfg, reduce_grads, donate)
+    return new_state, values
+
+
+def bc_stats_from_values(values: list[float], samples: int) -> BCStats:
+    """The :class:`BCStats` of one update from its read-back stats vector and row count."""
+    return BCStats(
+        loss=values[0], correct=round(values[1] * samples), samples=samples, grad_norm=values[2]
+    )
+
+
 def bc_minibatch_step(
     state: BCState,
     batch: BCBatch,
@@ -94,26 +140,6 @@ def bc_minibatch_step(
     ``donate=True`` gives ``state``'s tensors to the update to write in place (a fold's updates
     after its first; see ``make_adam``).
     """
-    loss_fn = functools.partial(bc_loss, batch=batch, spec=state.spec)
-    critic = value_keys(state.spec)
-    wrt = [k for k in state.params if k not in critic]
-    loss, correct, grads = value_and_grad(loss_fn, state.params, wrt=wrt)
-    rows = int(batch[2].shape[0])
-    # The accuracy travels as a per-row mean so that reduce_grads can pool it over ranks.
-    means = torch.stack([loss, correct.to(loss.dtype) / max(rows, 1)])
-    grads, means, rows = reduce_grads(grads, means, rows)
-    adam_cfg = AdamConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    params, adam_state, grad_norm = apply_gradients(
-        state.params, grads, state.adam_state, adam_cfg, donate=donate
-    )
-    loss_value, accuracy, grad_value = torch.cat(
-        [means, grad_norm.to(loss.dtype).reshape(1)]
-    ).tolist()
-    stats = BCStats(
-        loss=loss_value,
-        correct=round(accuracy * rows),
-        samples=rows,
-        grad_norm=grad_value,
-    )
-    new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
-    return new_state, stats
+    new_state, values, rows = _bc_update(state, batch, cfg, reduce_grads, donate)
+    # One tolist: a single device sync for all stats.
+    return new_state, bc_stats_from_values(values.tolist(), rows)

@@ -99,6 +99,7 @@ def load_bc_inputs(
     ``cfg.device`` with the data shape a network must fit. Raises ``ConfigError`` without a
     source, ``ReplayDataError`` for bad data, ``TorchNotAvailableError`` without torch."""
     require_torch("load_bc_inputs")
+    from townlet.policy.nn.device import resolve_device
     from townlet.policy.training.strategies.bc import epoch
     from townlet.policy.training.strategies.ppo import start
 
@@ -111,7 +112,8 @@ def load_bc_inputs(
         action_dim=max(max(s.action_dim for s in samples), int(frames[2].max()) + 1),
         max_action=int(frames[2].max()),
     )
-    tensors = epoch.frames_to_tensors(frames, device=cfg.device)
+    device = resolve_device(cfg.device, what="training.bc.device")
+    tensors = epoch.frames_to_tensors(frames, device=device)
     return BCInputs(frames=tensors, shape=shape, source=source)
 
 
@@ -149,18 +151,20 @@ def train_bc(
     ``ConfigError``/``CheckpointError`` for bad arguments or a network the data does not fit.
     """
     require_torch("train_bc")
+    from townlet.policy.nn.device import resolve_device
     from townlet.policy.training.strategies.bc import epoch
     from townlet.policy.training.strategies.ppo import start as ppo_start
 
     cfg = BCConfig() if cfg is None else cfg
     check_int_arg("seed", seed, 0)
+    device = resolve_device(cfg.device, what="training.bc.device")  # fail before loading data
     inputs = load_bc_inputs(samples_or_manifest, cfg, root=root)
     all_sinks = (*sinks, *(() if progress is None else (callback_sink(progress),)))
     return epoch.fit_bc(
         inputs,
         cfg,
         seed=seed,
-        init=ppo_start.resolve_init(init, device=cfg.device),
+        init=ppo_start.resolve_init(init, device=device),
         spec=spec,
         sinks=all_sinks,
         clock=time.perf_counter,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 
 import attrs
 import torch
@@ -38,6 +39,10 @@ from townlet.policy.training.strategies.ppo.step import (
     ppo_minibatch_update,
     stats_from_values,
 )
+
+MinibatchUpdate = Callable[..., tuple[PPOState, torch.Tensor]]
+"""``update(state, minibatch, cfg, *, value_only, reduce_grads, donate) -> (state, stats)``:
+``ppo_minibatch_update`` or its compiled form (``ppo.compiled.make_ppo_update``)."""
 
 # The entries of a stats vector that a diverged update turns non-finite first.
 _DIVERGENCE_COLUMNS = tuple(STATS_FIELDS.index(k) for k in ("adv_std", "loss_total", "grad_norm"))
@@ -98,7 +103,12 @@ def _counts(batch_of: list[int]) -> list[int]:
 
 
 def ppo_epoch(
-    state: PPOState, data: EpochData, cfg: PPOConfig, *, parallel: DataParallel = SINGLE
+    state: PPOState,
+    data: EpochData,
+    cfg: PPOConfig,
+    *,
+    parallel: DataParallel = SINGLE,
+    minibatch_update: MinibatchUpdate = ppo_minibatch_update,
 ) -> tuple[PPOState, tuple[MinibatchStats, ...]]:
     """Fold the minibatch update over every minibatch of every batch of ``data``, once.
 
@@ -107,6 +117,7 @@ def ppo_epoch(
     :class:`NonFiniteTrainingError` when an update diverged (:func:`check_divergence`).
     ``parallel`` spreads the epoch over ranks (:mod:`townlet.distributed.parallel`): each rank
     computes its rows of every global minibatch and the stats are the global minibatches'.
+    ``minibatch_update`` is the eager update or the run's compiled one (same results).
     """
     vectors: list[torch.Tensor] = []
     sizes: list[int] = []
@@ -120,7 +131,7 @@ def ppo_epoch(
             shuffle_rows(batch, generator), minibatch_size(len(batch), cfg)
         ):
             # Updates after the fold's first donate the state the fold itself made (no copy).
-            state, values = ppo_minibatch_update(
+            state, values = minibatch_update(
                 state,
                 take_rank_rows(parallel, minibatch),
                 cfg,

@@ -217,23 +217,53 @@ def ppo_loss(
     ``value_only`` the total is ``value_loss_coef·value`` alone (critic warm-up), the other terms
     are still reported. Raises ``ValueError`` on mismatched minibatch shapes.
     """
-    logits, new_values = apply(params, minibatch.maps, minibatch.features, spec=spec)
+    mb = minibatch
+    fields = (mb.maps, mb.features, mb.actions, mb.old_log_probs, mb.advantages, mb.returns)
+    total, parts = ppo_loss_parts(
+        params, *fields, mb.old_values, cfg, spec=spec, value_only=value_only
+    )
+    policy, value, entropy, bc, clip_fraction, approx_kl = parts
+    return total, LossTerms(
+        policy=policy,
+        value=value,
+        entropy=entropy,
+        bc=bc,
+        clip_fraction=clip_fraction,
+        approx_kl=approx_kl,
+    )
+
+
+def ppo_loss_parts(
+    params: Params,
+    maps: torch.Tensor | None,
+    features: torch.Tensor,
+    actions: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    old_values: torch.Tensor,
+    cfg: PPOConfig,
+    *,
+    spec: NetworkSpec,
+    value_only: bool = False,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """:func:`ppo_loss` over the minibatch's tensors, its parts as a plain tuple ``(policy,
+    value, entropy, bc, clip_fraction, approx_kl)``: no record is built, which is what lets
+    ``torch.compile`` trace it without a graph break (docs/gpu.md)."""
+    logits, new_values = apply(params, maps, features, spec=spec)
     log_probs = torch.log_softmax(logits, dim=-1)
-    new_logp = log_probs.gather(-1, minibatch.actions.unsqueeze(-1)).squeeze(-1)
-    if not new_logp.shape == minibatch.old_log_probs.shape == minibatch.advantages.shape:
+    new_logp = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    if not new_logp.shape == old_log_probs.shape == advantages.shape:
         raise ValueError(
             f"policy surrogate needs equal shapes, got new {tuple(new_logp.shape)}, "
-            f"old {tuple(minibatch.old_log_probs.shape)}, "
-            f"advantages {tuple(minibatch.advantages.shape)}"
+            f"old {tuple(old_log_probs.shape)}, advantages {tuple(advantages.shape)}"
         )
     entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
-    ratio = torch.exp(new_logp - minibatch.old_log_probs)
+    ratio = torch.exp(new_logp - old_log_probs)
     low, high = 1.0 - cfg.clip_param, 1.0 + cfg.clip_param
-    surrogate = torch.min(
-        ratio * minibatch.advantages, torch.clamp(ratio, low, high) * minibatch.advantages
-    )
+    surrogate = torch.min(ratio * advantages, torch.clamp(ratio, low, high) * advantages)
     policy = -surrogate.mean()
-    value = value_loss(new_values, minibatch.returns, minibatch.old_values, cfg.value_clip)
+    value = value_loss(new_values, returns, old_values, cfg.value_clip)
     bc = -new_logp.mean()
     if value_only:
         total = cfg.value_loss_coef * value
@@ -243,13 +273,6 @@ def ppo_loss(
             total = total + cfg.bc_coef * bc
     with torch.no_grad():
         clip_fraction = ((ratio > high) | (ratio < low)).float().mean()
-        approx_kl = (minibatch.old_log_probs - new_logp).mean()
-    terms = LossTerms(
-        policy=policy.detach(),
-        value=value.detach(),
-        entropy=entropy.detach(),
-        bc=bc.detach(),
-        clip_fraction=clip_fraction,
-        approx_kl=approx_kl,
-    )
-    return total, terms
+        approx_kl = (old_log_probs - new_logp).mean()
+    parts = (policy.detach(), value.detach(), entropy.detach(), bc.detach())
+    return total, (*parts, clip_fraction, approx_kl)

@@ -34,6 +34,8 @@ from townlet.policy.training.fold import Sink, run_fold, run_sinks
 from townlet.policy.training.strategies.ppo.train import require_torch
 
 if TYPE_CHECKING:
+    import torch
+
     from townlet.envs.gymnasium_adapter import GymnasiumSource
     from townlet.policy.nn.network import Params
     from townlet.policy.training.strategies.ppo.start import Init
@@ -150,7 +152,11 @@ def make_online_source(env_spec: EnvSpec, num_envs: int) -> GymnasiumSource:
 
 
 def _initial_state(
-    source: GymnasiumSource, seed: int, spec: NetworkSpec, init: Init | None, device: str
+    source: GymnasiumSource,
+    seed: int,
+    spec: NetworkSpec,
+    init: Init | None,
+    device: str | torch.device,
 ) -> PPOState:
     from townlet.policy.nn.adam import adam_init
     from townlet.policy.training.strategies.ppo import start
@@ -249,9 +255,12 @@ def train_ppo_online(
     ``NonFiniteTrainingError`` when training diverges.
     """
     require_torch("train_ppo_online")
+    from townlet.policy.nn.device import resolve_device
+
     cfg = PPOConfig() if cfg is None else cfg
     settings = _settings(online, total_steps, num_envs, rollout_steps, legacy)
     check_int_arg("seed", seed, 0)
+    device = resolve_device(settings.device)
     sinks = run_sinks(
         log_path=log_path if group.is_root else None,
         log_frequency=log_frequency,
@@ -270,7 +279,7 @@ def train_ppo_online(
                 init=settings.weight_init,
                 critic=settings.critic,
             )
-            state = _initial_state(source, seed, spec, init, settings.device)
+            state = _initial_state(source, seed, spec, init, device)
             return _run(source, state, cfg, settings, sinks, clock, group)
         finally:
             source.close()
@@ -288,9 +297,12 @@ def _run(
     """The fold over updates; the environments are the only imperative state, held here."""
     from townlet.distributed.group import all_gather_objects
     from townlet.distributed.parallel import make_data_parallel
+    from townlet.policy.training.strategies.ppo.compiled import make_ppo_update
     from townlet.policy.training.strategies.ppo.online_step import online_update
 
     parallel = make_data_parallel(group, shared_data=False)
+    # One minibatch update for the run: a compiled one keeps its variants across updates.
+    minibatch_update = make_ppo_update(cfg.compile)
     per_update = settings.num_envs * settings.rollout_steps * group.world_size
     updates = math.ceil(settings.total_steps / per_update)  # settings.updates on one process
     start = clock()
@@ -306,6 +318,7 @@ def _run(
             steps=settings.rollout_steps,
             clock=clock,
             parallel=parallel,
+            minibatch_update=minibatch_update,
         )
         return (current, observations), (record, traj)
 

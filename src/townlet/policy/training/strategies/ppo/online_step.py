@@ -30,9 +30,13 @@ from townlet.policy.training.strategies.ppo.collect import (
     episode_summary,
     rollout_batch,
 )
-from townlet.policy.training.strategies.ppo.epoch import EpochData, ppo_epoch
+from townlet.policy.training.strategies.ppo.epoch import EpochData, MinibatchUpdate, ppo_epoch
 from townlet.policy.training.strategies.ppo.functional import PPOMinibatch
-from townlet.policy.training.strategies.ppo.step import MinibatchStats, PPOState
+from townlet.policy.training.strategies.ppo.step import (
+    MinibatchStats,
+    PPOState,
+    ppo_minibatch_update,
+)
 from townlet.policy.training.strategies.ppo.summary import (
     BatchFacts,
     EpochCounters,
@@ -64,6 +68,7 @@ def ppo_update(
     update: int,
     label: str = "env",
     parallel: DataParallel = SINGLE,
+    minibatch_update: MinibatchUpdate = ppo_minibatch_update,
 ) -> tuple[PPOState, list[MinibatchStats]]:
     """``cfg.num_epochs`` passes of minibatch updates over ``data`` (one
     :func:`~townlet.policy.training.strategies.ppo.epoch.ppo_epoch` of :func:`update_data`);
@@ -73,7 +78,9 @@ def ppo_update(
     std is NaN/Inf (naming ``label``, the update, the pass as ``batch`` and the minibatch).
     """
     epoch = update_data(data, cfg, update=update, label=label)
-    state, stats = ppo_epoch(state, epoch, cfg, parallel=parallel)
+    state, stats = ppo_epoch(
+        state, epoch, cfg, parallel=parallel, minibatch_update=minibatch_update
+    )
     return state, list(stats)
 
 
@@ -103,6 +110,7 @@ def online_update(
     steps: int,
     clock: Callable[[], float] = time.perf_counter,
     parallel: DataParallel = SINGLE,
+    minibatch_update: MinibatchUpdate = ppo_minibatch_update,
 ) -> tuple[PPOState, NDArray[np.float32], PPOTrainingResult, Trajectory]:
     """Update ``update`` (1-based) of an online run: collect ``steps`` steps of every copy of
     ``source`` from ``observations``, then :func:`ppo_update` on them.
@@ -125,7 +133,13 @@ def online_update(
     )
     data, facts = rollout_batch(traj, cfg)
     state, stats = ppo_update(
-        state, data, cfg, update=update, label=source.env_id, parallel=parallel
+        state,
+        data,
+        cfg,
+        update=update,
+        label=source.env_id,
+        parallel=parallel,
+        minibatch_update=minibatch_update,
     )
     state = attrs.evolve(
         state,

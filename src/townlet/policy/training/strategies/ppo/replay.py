@@ -27,10 +27,15 @@ from townlet.errors import NonFiniteTrainingError
 from townlet.policy.replay.batch import ReplayBatch
 from townlet.policy.streams import Stream
 from townlet.policy.training.fold import Sink, run_fold
-from townlet.policy.training.strategies.ppo.epoch import EpochData
+from townlet.policy.training.strategies.ppo.compiled import make_ppo_update
+from townlet.policy.training.strategies.ppo.epoch import EpochData, MinibatchUpdate
 from townlet.policy.training.strategies.ppo.epoch import ppo_epoch as fold_epoch
 from townlet.policy.training.strategies.ppo.functional import PPOMinibatch, prepare_batch
-from townlet.policy.training.strategies.ppo.step import MinibatchStats, PPOState
+from townlet.policy.training.strategies.ppo.step import (
+    MinibatchStats,
+    PPOState,
+    ppo_minibatch_update,
+)
 from townlet.policy.training.strategies.ppo.summary import (
     AnnealContext,
     BatchFacts,
@@ -130,6 +135,7 @@ def ppo_epoch_updates(
     *,
     value_only: bool = False,
     parallel: DataParallel = SINGLE,
+    minibatch_update: MinibatchUpdate = ppo_minibatch_update,
 ) -> tuple[PPOState, list[MinibatchStats]]:
     """:func:`~townlet.policy.training.strategies.ppo.epoch.ppo_epoch` over ``prepared`` at
     epoch ``state.log_stream_offset`` (seeded, and different in every epoch of a continued run).
@@ -140,7 +146,9 @@ def ppo_epoch_updates(
         value_only=value_only,
         reference_order=cfg.reference_compat,
     )
-    state, stats = fold_epoch(state, data, cfg, parallel=parallel)
+    state, stats = fold_epoch(
+        state, data, cfg, parallel=parallel, minibatch_update=minibatch_update
+    )
     return state, list(stats)
 
 
@@ -155,6 +163,7 @@ def replay_epoch(
     value_only: bool = False,
     clock: Callable[[], float] = time.perf_counter,
     parallel: DataParallel = SINGLE,
+    minibatch_update: MinibatchUpdate = ppo_minibatch_update,
 ) -> tuple[PPOState, PPOTrainingResult]:
     """One replay PPO epoch: ``(state, batches) -> (state', telemetry record)``; inputs unchanged.
 
@@ -176,7 +185,14 @@ def replay_epoch(
     if not isinstance(batches, PreparedBatches):
         device = next(iter(state.params.values())).device
         batches = prepare_batches(batches, cfg, label=dataset_info.label, device=device)
-    state, stats = ppo_epoch_updates(state, batches, cfg, value_only=value_only, parallel=parallel)
+    state, stats = ppo_epoch_updates(
+        state,
+        batches,
+        cfg,
+        value_only=value_only,
+        parallel=parallel,
+        minibatch_update=minibatch_update,
+    )
     transitions = sum(s.transitions for s in stats)
     state = attrs.evolve(
         state,
@@ -239,11 +255,13 @@ def fit_ppo(
     :func:`~townlet.policy.training.fold.run_fold`, each epoch's record handed to ``sinks``;
     the first ``value_only_epochs`` train only the value head. Pure apart from ``sinks`` and
     ``clock`` (which only times durations; 0 by default). ``start`` epochs already ran and
-    ``state`` is the fold's state after them (a resumed run: its cycle is already set)."""
+    ``state`` is the fold's state after them (a resumed run: its cycle is already set). The
+    minibatch update is ``make_ppo_update(cfg.compile)``, built once for all the epochs."""
     if start:
         cycle_after = state.cycle_id
     else:
         state, cycle_after = run_cycle(state, info, anneal_context)
+    minibatch_update = make_ppo_update(cfg.compile)
     started = clock()
 
     def step(current: PPOState, index: int) -> tuple[PPOState, PPOTrainingResult]:
@@ -257,6 +275,7 @@ def fit_ppo(
             value_only=index < value_only_epochs,
             clock=clock,
             parallel=parallel,
+            minibatch_update=minibatch_update,
         )
 
     state, results = run_fold(step, state, range(start, epochs), sinks=sinks, start=start)

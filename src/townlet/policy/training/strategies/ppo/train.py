@@ -103,9 +103,11 @@ def train_ppo(
     extension keys), rotating
     to ``<log>.1``, ``<log>.2`` … after ``max_log_entries`` lines (§13). ``anneal_context``
     fills the ``anneal_*`` fields; ``data_mode`` overrides the dataset's (e.g. ``"mixed"``).
-    The same seed and data give the same records, ``epoch_duration_sec`` apart. ``group`` (under
-    torchrun, :mod:`townlet.distributed`): every rank reads the same data and computes its share
-    of every minibatch — the same run, N ways; rank 0 alone writes ``log_path``. With
+    The same seed and data give the same records, ``epoch_duration_sec`` apart. ``device`` is
+    ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when available); the prepared batches live
+    there for the whole run. ``cfg.compile`` picks the minibatch update (docs/gpu.md). ``group``
+    (under torchrun, :mod:`townlet.distributed`): every rank reads the same data and computes
+    its share of every minibatch — the same run, N ways; rank 0 alone writes ``log_path``. With
     ``own_data`` each rank's ``dataset`` is its own (its rollouts, of equal size on every rank):
     each cuts its own minibatches and the global minibatch is their union.
     Extra ``sinks`` (e.g. periodic checkpoints) run after the telemetry sink; ``start_epoch``
@@ -119,11 +121,13 @@ def train_ppo(
     """
     require_torch("train_ppo")
     from townlet.distributed.parallel import check_equal_rows, make_data_parallel
+    from townlet.policy.nn.device import resolve_device
     from townlet.policy.training.strategies import minibatch_order
     from townlet.policy.training.strategies.ppo import replay, start
 
     cfg = PPOConfig() if cfg is None else cfg
     _check_args(epochs, seed, value_only_epochs)
+    torch_device = resolve_device(device)
     info = dataset_info(dataset, data_mode=data_mode)
     batches = list(dataset.batches(0))
     if not batches:
@@ -133,9 +137,9 @@ def train_ppo(
         label=info.label,
         seed=seed,
         state=state,
-        init=start.resolve_init(init, device=device),
+        init=start.resolve_init(init, device=torch_device),
         spec=spec,
-        device=device,
+        device=torch_device,
     )
     param_device = next(iter(state.params.values())).device
     prepared = replay.prepare_batches(batches, cfg, label=info.label, device=param_device)
