@@ -43,8 +43,8 @@ WORKLOADS = ("capture_ppo", "online")
 def _capture_ppo(group: Any) -> int:
     """Anneal PPO stages on fresh town rollouts; returns global transitions trained on."""
     from townlet.config import AnnealStage, Config, TrainingConfig
+    from townlet.policy.training.strategies.anneal.data import RolloutPlan
     from townlet.policy.training.strategies.anneal.run import run_anneal_with_state
-    from townlet.policy.training.strategies.anneal.step import RolloutPlan
     from townlet.world import WorldConfig
 
     stages = [AnnealStage(cycle=i + 1, mode="ppo", epochs=PPO_EPOCHS) for i in range(PPO_STAGES)]
