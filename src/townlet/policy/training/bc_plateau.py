@@ -22,7 +22,6 @@ from townlet._validators import check_int_arg
 from townlet.config import BCConfig
 from townlet.errors import ConfigError
 from townlet.policy.nn.spec import NetworkSpec
-from townlet.policy.replay.bc import flatten_bc_frames
 from townlet.policy.replay.sample import ReplaySample
 
 if TYPE_CHECKING:
@@ -73,6 +72,7 @@ def train_bc_to_plateau(
     require_torch("train_bc_to_plateau")
     from townlet.policy.training.strategies.bc import epoch as bc_loop
     from townlet.policy.training.strategies.bc.step import init_bc_state
+    from townlet.policy.training.strategies.bc.train import load_bc_inputs
     from townlet.policy.training.strategies.ppo import start as ppo_init
 
     cfg = BCConfig() if cfg is None else cfg
@@ -81,17 +81,9 @@ def train_bc_to_plateau(
     check_int_arg("patience", patience, 1)
     if cfg.val_fraction <= 0.0:
         raise ConfigError("training.bc.val_fraction: a plateau needs held-out frames (> 0)")
-    frames = flatten_bc_frames(samples)
-    c, h, w = (int(d) for d in frames[0].shape[1:4]) if frames[0].ndim == 4 else (0, 0, 0)
-    shape = ppo_init.DataShape(
-        map_shape=(c, h, w),
-        feature_dim=samples[0].feature_dim,
-        action_dim=max(max(s.action_dim for s in samples), int(frames[2].max()) + 1),
-        max_action=int(frames[2].max()),
-    )
-    spec, params = ppo_init.initial_params(shape, label="<in-memory>", seed=seed)
-    tensors = bc_loop.frames_to_tensors(frames, device=cfg.device)
-    train, val = bc_loop.split_frames(tensors, cfg.val_fraction, seed)
+    inputs = load_bc_inputs(list(samples), cfg)
+    spec, params = ppo_init.initial_params(inputs.shape, label=inputs.source, seed=seed)
+    train, val = bc_loop.split_frames(inputs.frames, cfg.val_fraction, seed)
     assert val is not None  # val_fraction > 0
     state = init_bc_state(spec, seed=seed, params=params)
     best: tuple[float, float, int, Params] | None = None
