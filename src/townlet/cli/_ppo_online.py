@@ -3,18 +3,22 @@
 Trains with :func:`~townlet.policy.training.strategies.ppo.online.train_ppo_online`, evaluates
 the final policy (deterministic, ``--eval-episodes`` seeded episodes), prints a JSON summary and,
 with ``--out DIR``, writes ``DIR/checkpoint.pt``, ``DIR/telemetry.jsonl`` (one line per update)
-and ``DIR/summary.json``.
+and ``DIR/summary.json``. With ``--checkpoint-every N`` it also checkpoints every N updates
+(``resume.pt`` + ``resume_env.jsonl``, :mod:`~townlet.policy.training.online_resume`), and
+``townlet-train resume DIR`` continues an interrupted run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from townlet._atomic import write_text_atomic
 from townlet.cli import UsageError
 from townlet.cli._launch import collective
+from townlet.cli._resumable import RunPlan, plan_run
 from townlet.cli._train_common import progress_bar
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
@@ -84,6 +88,8 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
     from townlet.policy.training.strategies.ppo.online import OnlinePPOConfig, train_ppo_online
 
     _check(args)
+    if args.init is not None and str(args.init) in WEIGHT_INITS:
+        args.init = str(args.init)  # a scheme's name, not a path (as run.json records it)
     weight_init, checkpoint = _init(args)
     group = collective(args)
     log = args.log
@@ -93,6 +99,7 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
         log = log or args.out / TELEMETRY_NAME
     per_update = args.num_envs * args.rollout_steps * group.world_size
     updates = -(-args.total_steps // per_update)
+    plan = _plan(args, cfg, seed, updates, log, checkpoint, world_size=group.world_size)
     with progress_bar(updates, quiet=args.quiet or not group.is_root, desc="ppo") as bar:
 
         def progress(update: int, record: PPOTrainingResult) -> None:
@@ -116,7 +123,9 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
             cfg=cfg,
             seed=seed,
             online=settings,
-            init=checkpoint,
+            init=checkpoint if plan.start is None else None,
+            sinks=plan.sinks,
+            start=None if plan.start is None else plan.start.state,
             log_path=log,
             log_frequency=args.log_frequency,
             max_log_entries=args.log_max_entries,
@@ -157,4 +166,48 @@ def run_online(args: argparse.Namespace, cfg: PPOConfig, seed: int) -> dict[str,
         extra = {"ppo": to_dict(cfg), "env": summary["env"], "env_steps": run.env_steps}
         save_ppo_state(args.out / CHECKPOINT_NAME, run.state, extra=extra)
         write_text_atomic(args.out / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
+        plan.finish()
     return summary
+
+
+def _plan(
+    args: argparse.Namespace,
+    cfg: PPOConfig,
+    seed: int,
+    updates: int,
+    log: Path | None,
+    init: Path | None,
+    *,
+    world_size: int,
+) -> RunPlan:
+    """``--checkpoint-every``: the run's checkpoint sink, or where a resumed run starts."""
+    from townlet.dto.convert import to_dict
+    from townlet.policy.training.resume import LogSettings
+
+    if args.checkpoint_every is not None and world_size > 1:
+        raise UsageError("--checkpoint-every with --env is not supported under torchrun yet")
+    settings = {
+        "ppo": to_dict(cfg),
+        "seed": seed,
+        "env": args.env,
+        "updates": updates,
+        **{
+            name: getattr(args, name)
+            for name in ("total_steps", "num_envs", "rollout_steps", "hidden", "activation")
+        },
+        "critic": args.critic,
+        "device": args.device,
+        "threads": args.threads or 1,
+    }
+    return plan_run(
+        args,
+        kind="ppo_online",
+        total=updates,
+        settings=settings,
+        inputs=(args.config, init),
+        log=LogSettings(
+            path=log, log_frequency=args.log_frequency, max_entries=args.log_max_entries
+        ),
+        device=args.device,
+        result_name=SUMMARY_NAME,
+    )

@@ -18,6 +18,7 @@ import attrs
 
 from townlet.cli import UsageError
 from townlet.policy.training.fold import Sink
+from townlet.policy.training.online_resume import ENV_FILE
 from townlet.policy.training.resume import (
     STATE_FILE,
     LogSettings,
@@ -59,6 +60,7 @@ class RunPlan:
         """The run's outputs are written: its checkpoint is no longer needed."""
         if self.out is not None:
             (self.out / STATE_FILE).unlink(missing_ok=True)
+            (self.out / ENV_FILE).unlink(missing_ok=True)
 
 
 def _record(
@@ -83,9 +85,11 @@ def plan_run(
     log: LogSettings,
     device: str,
     writer: bool = True,
+    result_name: str = "result.json",
 ) -> RunPlan:
     """Write ``run.json`` for a fresh resumable run, or check it and load the last checkpoint
-    for ``args.resume_dir``. ``kind``: ``"bc"`` or ``"ppo"``; ``total``: the fold's steps.
+    for ``args.resume_dir``. ``kind``: ``"bc"``, ``"ppo"`` or ``"ppo_online"``; ``total``:
+    the fold's steps; ``result_name``: the file a finished run writes (removed on a fresh start).
     Only the ``writer`` (rank 0 under torchrun) writes files; every rank loads the start."""
     every, resume_dir = args.checkpoint_every, getattr(args, "resume_dir", None)
     if every is None:
@@ -102,8 +106,8 @@ def plan_run(
         current = attrs.evolve(
             current, log_start=None if start_log is None else log_sizes(start_log)
         )
-        (out / STATE_FILE).unlink(missing_ok=True)
-        (out / "result.json").unlink(missing_ok=True)
+        for stale in (STATE_FILE, ENV_FILE, result_name):
+            (out / stale).unlink(missing_ok=True)
         write_run_record(out, current)
         return RunPlan(sinks=_sinks(out, every, total, kind, current, log), out=out)
     recorded = read_run_record(out)

@@ -123,7 +123,7 @@ def register(subparsers: Any) -> None:
     )
     add_device_options(parser, compile_dest="ppo_compile")
     add_run_options(parser)
-    add_checkpoint_option(parser, "epochs")
+    add_checkpoint_option(parser, "epochs (updates with --env)")
     add_online_options(parser)
     _add_ppo_overrides(parser)
     parser.set_defaults(handler=run_ppo)
@@ -215,8 +215,6 @@ def _run_ppo(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     check_device(args.device)
     if args.env is not None:
-        if args.checkpoint_every is not None:
-            raise UsageError("--checkpoint-every applies to replay runs, not --env (yet)")
         check_seed(args.seed)
         set_threads(args.threads)
         summary = run_online(args, cfg, seed)

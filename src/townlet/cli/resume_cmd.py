@@ -5,13 +5,13 @@ re-run with its recorded arguments (it resumes from its own run state)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from townlet.cli import UsageError
+from townlet.errors import ConfigError
 from townlet.policy.training.resume import STATE_FILE
 from townlet.policy.training.run_dir import RUN_FILE, parsed_args, read_run_record
 
@@ -38,7 +38,7 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
         from townlet.cli.bc_cmd import run_bc
 
         return run_bc
-    if command == "ppo":
+    if command in ("ppo", "ppo_online"):
         from townlet.cli.ppo_cmd import run_ppo
 
         return run_ppo
@@ -49,12 +49,18 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
     raise UsageError(f"cannot resume a {command!r} run (bc, ppo and anneal runs resume)")
 
 
+def result_name(command: str) -> str:
+    """The file a finished run of ``command`` leaves in its ``--out``."""
+    return "summary.json" if command == "ppo_online" else "result.json"
+
+
 def resumed_args(run_dir: Path) -> tuple[argparse.Namespace, Callable[[argparse.Namespace], int]]:
     """The recorded arguments of the run in ``run_dir`` (set to resume) and its handler."""
     record = read_run_record(run_dir)
-    finished = not (run_dir / STATE_FILE).is_file() and (run_dir / "result.json").is_file()
+    result = result_name(record.command)
+    finished = not (run_dir / STATE_FILE).is_file() and (run_dir / result).is_file()
     if record.command != "anneal" and finished:
-        raise UsageError(f"{run_dir / RUN_FILE}: this run already finished (see result.json)")
+        raise UsageError(f"{run_dir / RUN_FILE}: this run already finished (see {result})")
     handler = _handler(record.command)
     args = argparse.Namespace(**parsed_args(record.args))
     args.resume_dir = run_dir
@@ -80,5 +86,9 @@ def resume_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     code = handler(run_args)
     if code != 0:
         raise UsageError(f"{run_dir}: resumed run exited {code}")
-    result: dict[str, Any] = json.loads((Path(run_dir) / "result.json").read_text("utf-8"))
+    from townlet._input_limits import loads_json, read_text
+
+    path = Path(run_dir) / result_name(read_run_record(Path(run_dir)).command)
+    label = str(path)
+    result: dict[str, Any] = loads_json(read_text(path, ConfigError, label), ConfigError, label)
     return result

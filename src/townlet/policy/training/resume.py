@@ -82,18 +82,34 @@ def checkpoint_sink(
     log: LogSettings,
 ) -> Sink:
     """A fold sink saving ``out/resume.pt`` after every ``every``-th step (the last step is
-    not saved: the run then writes its outputs and removes the file). ``kind`` is ``"bc"`` or
-    ``"ppo"`` (the state record the fold carries). Must run after the telemetry sink."""
+    not saved: the run then writes its outputs and removes the file). ``kind`` is ``"bc"``,
+    ``"ppo"`` (the state record the fold carries) or ``"ppo_online"`` (the fold carries
+    ``(PPOState, observations)``; see :mod:`~townlet.policy.training.online_resume`). Must run
+    after the telemetry sink."""
     if every < 1:
         raise ConfigError(f"checkpoint_every must be >= 1, got {every!r}")
     path, run_id = Path(out) / STATE_FILE, run.run_id
 
+    def extra(index: int) -> dict[str, Any]:
+        position = log.position(index)
+        sizes = None if position is None else log_sizes(position)
+        return {"resume": {"done": index, "run_id": run_id, "log": sizes}}
+
+    if kind == "ppo_online":
+        from townlet.policy.training.online_resume import online_checkpoint_sink
+
+        return online_checkpoint_sink(
+            Path(out),
+            every=every,
+            total=total,
+            extra=extra,
+            save=lambda target, state, info: _save("ppo", target, state, info),
+        )
+
     def sink(index: int, state: Any, output: Any) -> None:
         if index % every != 0 or index >= total:
             return
-        position = log.position(index)
-        sizes = None if position is None else log_sizes(position)
-        _save(kind, path, state, {"resume": {"done": index, "run_id": run_id, "log": sizes}})
+        _save(kind, path, state, extra(index))
 
     return sink
 
@@ -102,7 +118,7 @@ def _load_state(kind: str, path: Path, device: str) -> tuple[Any, Mapping[str, A
     from townlet.policy.nn.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(path, map_location=device)
-    if kind == "ppo":
+    if kind in ("ppo", "ppo_online"):
         from townlet.policy.training.strategies.ppo.checkpoint import load_ppo_state
 
         return load_ppo_state(path, map_location=device), checkpoint.extra
@@ -133,6 +149,10 @@ def load_resume_point(
     checkpoint of another run."""
     path = Path(out) / STATE_FILE
     if not path.is_file():
+        if kind == "ppo_online":  # killed before its first checkpoint: start over
+            from townlet.policy.training.online_resume import ENV_FILE
+
+            (Path(out) / ENV_FILE).unlink(missing_ok=True)
         return None
     state, extra = _load_state(kind, path, device)
     info = extra.get("resume")
@@ -141,7 +161,20 @@ def load_resume_point(
     done = info.get("done")
     if isinstance(done, bool) or not isinstance(done, int) or done < 1:
         raise ConfigError(f"{path}: resume.done must be an integer >= 1, got {done!r}")
+    if kind == "ppo_online":
+        state = _online_start(Path(out), state, extra, done)
     sizes = info.get("log")
     if isinstance(sizes, dict) and sizes and log.path is not None:
         cut_logs(log.path, {str(k): int(v) for k, v in sizes.items()})
     return ResumePoint(done=done, state=state)
+
+
+def _online_start(out: Path, state: Any, extra: Mapping[str, Any], done: int) -> Any:
+    from townlet.policy.training.online_resume import OnlineStart, load_env_history
+
+    info = extra.get("online")
+    updates = load_env_history(out, info, done)
+    assert isinstance(info, dict)  # load_env_history refuses anything else
+    return OnlineStart(
+        state=state, updates=updates, observations_sha256=str(info.get("observations_sha256"))
+    )

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from townlet.envs.gymnasium_adapter import GymnasiumSource
     from townlet.policy.nn.network import Params
+    from townlet.policy.training.online_resume import OnlineStart
     from townlet.policy.training.strategies.ppo.start import Init
     from townlet.policy.training.strategies.ppo.step import PPOState
 
@@ -224,6 +225,8 @@ def train_ppo_online(
     progress: UpdateCallback | None = None,
     clock: Callable[[], float] = time.perf_counter,
     group: Collective = LOCAL,
+    sinks: Sequence[Sink] = (),
+    start: OnlineStart | None = None,
     **legacy: Any,
 ) -> OnlineTrainResult:
     """Train PPO online on ``env_spec`` with the settings ``online`` (an
@@ -248,6 +251,13 @@ def train_ppo_online(
     ``num_envs · rollout_steps`` steps per rank; ``total_steps`` is the global budget; rank 0
     alone writes ``log_path``.
 
+    ``sinks`` are extra fold sinks (e.g. the checkpoint sink of
+    :func:`~townlet.policy.training.resume.checkpoint_sink` with ``kind="ppo_online"``), run
+    after the telemetry and progress ones. ``start`` (from
+    :func:`~townlet.policy.training.resume.load_resume_point`) continues an interrupted run:
+    its state replaces ``init``, the copies are replayed to where they were (see
+    :mod:`~townlet.policy.training.online_resume`) and the run ends as the uninterrupted one.
+
     Raises: ``TorchNotAvailableError`` without torch; ``ConfigError`` for bad numbers, both
     ``online`` and separate settings, or an env spec that is not ``gymnasium:<id>``;
     ``RolloutError`` for an unknown environment, a non-``Discrete`` action space or a non-flat
@@ -261,13 +271,16 @@ def train_ppo_online(
     settings = _settings(online, total_steps, num_envs, rollout_steps, legacy)
     check_int_arg("seed", seed, 0)
     device = resolve_device(settings.device)
-    sinks = run_sinks(
+    log_sinks = run_sinks(
         log_path=log_path if group.is_root else None,
         log_frequency=log_frequency,
         max_log_entries=max_log_entries,
         progress=progress,
         record=lambda out: out[0],
+        start=0 if start is None else start.done,
     )
+    if start is not None and group.world_size > 1:
+        raise ConfigError("resuming an online run under torchrun is not supported")
     with torch_threads(settings.threads):
         source = make_online_source(env_spec, settings.num_envs)
         try:
@@ -279,8 +292,11 @@ def train_ppo_online(
                 init=settings.weight_init,
                 critic=settings.critic,
             )
-            state = _initial_state(source, seed, spec, init, device)
-            return _run(source, state, cfg, settings, sinks, clock, group)
+            state = (
+                _initial_state(source, seed, spec, init, device) if start is None else start.state
+            )
+            all_sinks = [*log_sinks, *sinks]
+            return _run(source, state, cfg, settings, all_sinks, clock, group, start)
         finally:
             source.close()
 
@@ -293,10 +309,12 @@ def _run(
     sinks: Sequence[Sink],
     clock: Callable[[], float],
     group: Collective,
+    resume: OnlineStart | None = None,
 ) -> OnlineTrainResult:
     """The fold over updates; the environments are the only imperative state, held here."""
     from townlet.distributed.group import all_gather_objects
     from townlet.distributed.parallel import make_data_parallel
+    from townlet.policy.training.online_resume import replay_environments
     from townlet.policy.training.strategies.ppo.compiled import make_ppo_update
     from townlet.policy.training.strategies.ppo.online_step import online_update
 
@@ -322,19 +340,31 @@ def _run(
         )
         return (current, observations), (record, traj)
 
-    carry = (state, source.reset(rank_seed(state.seed, group.rank)))
-    (state, _), outs = run_fold(step, carry, range(1, updates + 1), sinks=sinks)
+    seed = rank_seed(state.seed, group.rank)
+    done = 0
+    history: list[PPOTrainingResult] = []
+    returns: list[float] = []
+    lengths: list[int] = []
+    if resume is None:
+        observations = source.reset(seed)
+    else:
+        observations, past_returns, past_lengths = replay_environments(source, seed, resume)
+        done, history = resume.done, [update.record for update in resume.updates]
+        returns = [r for part in past_returns for r in part]
+        lengths = [n for part in past_lengths for n in part]
+    carry = (state, observations)
+    (state, _), outs = run_fold(step, carry, range(done + 1, updates + 1), sinks=sinks, start=done)
     # Every rank's episodes, in rank order (on one process: its own).
     episodes = all_gather_objects(
         group,
         (
-            [r for _, traj in outs for r in traj.episode_returns],
-            [n for _, traj in outs for n in traj.episode_lengths],
+            [*returns, *(r for _, traj in outs for r in traj.episode_returns)],
+            [*lengths, *(n for _, traj in outs for n in traj.episode_lengths)],
         ),
     )
     return OnlineTrainResult(
         state=state,
-        history=tuple(record for record, _ in outs),
+        history=(*history, *(record for record, _ in outs)),
         env_id=source.env_id,
         env_steps=updates * settings.rollout_steps * source.num_envs * group.world_size,
         wall_seconds=max(0.0, clock() - start),
