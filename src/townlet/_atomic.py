@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -58,9 +59,15 @@ def append_durable(path: str | os.PathLike[str], text: str) -> int:
     """Append ``text`` to ``path`` (created if missing) and fsync it; return the file's size
     before, to cut back to. A failed or short write leaves the file as it was."""
     target = Path(path)
-    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    # O_NONBLOCK: a FIFO without a reader fails at once (ENXIO) instead of waiting for one.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(target, flags, 0o644)
     try:
-        size = os.fstat(fd).st_size
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (refusing to append to it)", str(path))
+        os.set_blocking(fd, True)
+        size = info.st_size
         data = text.encode("utf-8")
         try:
             written = os.write(fd, data)

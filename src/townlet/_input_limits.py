@@ -11,6 +11,7 @@ that echoes megabytes of input. The limits are listed in ``docs/errors.md``.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import reprlib
@@ -142,6 +143,21 @@ def read_bytes(
     if len(data) > limit:
         raise error(f"{label} is over the {limit}-byte limit")
     return data
+
+
+def sha256_regular_file(path: str | os.PathLike[str], error: ErrorType, label: str) -> str:
+    """sha256 hex digest of the regular file ``path``, read in 1 MiB chunks (any size; a FIFO
+    or device is refused before a byte is read); ``error`` (its message starting with
+    ``label``) otherwise."""
+    fd = open_regular(Path(path), error, label)
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        except OSError as exc:
+            raise error(f"{label} {path_problem(exc)}") from None
+    return digest.hexdigest()
 
 
 def decode_utf8(data: bytes, error: ErrorType, label: str) -> str:

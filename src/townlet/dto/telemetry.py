@@ -263,9 +263,13 @@ def dumps_line(obj: Mapping[str, Any]) -> str:
 
 
 def _check_appendable(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.exists() and not path.is_symlink():
         return
-    with path.open("rb") as handle:
+    # Only a regular file is appended to: opening a FIFO for writing would wait for a reader.
+    fd = open_regular(path, TelemetryError, f"{show_path(path)}: telemetry file")
+    with os.fdopen(fd, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return
         handle.seek(-1, os.SEEK_END)
         if handle.read(1) != b"\n":
             raise TelemetryError(

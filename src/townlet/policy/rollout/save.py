@@ -25,7 +25,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from townlet.errors import CaptureWriteError, RolloutError
+from townlet._input_limits import loads_json, read_text, show_path
+from townlet.errors import CaptureWriteError, ReplayDataError, RolloutError
 from townlet.policy.replay import ReplaySample
 from townlet.policy.replay.npz_write import check_compress_level
 from townlet.policy.rollout.commit import (
@@ -162,9 +163,10 @@ def _owned_names(target: Path, prefix: str) -> set[str]:
 def _listed(manifest: Path) -> set[str]:
     """Basenames a capture manifest lists (empty when it is not one)."""
     try:
-        entries = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return set()
+        where = f"{show_path(manifest)}: capture manifest"
+        entries = loads_json(read_text(manifest, ReplayDataError, where), ReplayDataError, where)
+    except ReplayDataError:
+        return set()  # not a readable manifest (a FIFO is refused, not waited on)
     listed: set[str] = set()
     for entry in entries if isinstance(entries, list) else []:
         values = entry.values() if isinstance(entry, dict) else [entry]

@@ -90,15 +90,18 @@ def _eval_panel(ax: Any, returns: Mapping[str, Any]) -> None:
 def write_plot(out: Path, summary: Mapping[str, Any]) -> Path:
     """Draw ``out/training.png`` from ``out/telemetry.jsonl``, ``out/anneal_results.json`` and
     the demo ``summary``; return its path."""
-    import json
-
+    from townlet._input_limits import loads_json, read_text, show_path
     from townlet.dto.telemetry import read_telemetry
+    from townlet.errors import ConfigError
     from townlet.plots import import_pyplot, save_figure
 
     plt = import_pyplot()
 
     epochs = read_telemetry(out / "telemetry.jsonl")
-    stages = json.loads((out / "anneal_results.json").read_text(encoding="utf-8"))
+    where = f"{show_path(out / 'anneal_results.json')}: anneal results"
+    stages = loads_json(
+        read_text(out / "anneal_results.json", ConfigError, where), ConfigError, where
+    )
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.2))
     _loss_panel(axes[0], epochs)
     _rollout_panel(axes[1], summary, stages)

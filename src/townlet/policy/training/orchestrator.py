@@ -24,7 +24,8 @@ from typing import Any
 import attrs
 from tqdm import tqdm
 
-from townlet._atomic import write_text_atomic
+from townlet._atomic import atomic_write, write_text_atomic
+from townlet._input_limits import read_bytes, show_path
 from townlet.config import AnnealStage, Config
 from townlet.dto.convert import to_dict
 from townlet.dto.policy import AnnealStageResult
@@ -91,9 +92,18 @@ def _resume(ctx: TrainingContext, stages: Sequence[AnnealStage]) -> tuple[Anneal
 
 def _truncate_lines(path: Path, lines: int) -> None:
     # Epochs written after the last checkpoint (an interrupted stage) are run again on resume.
-    if path.exists():
-        kept = path.read_text(encoding="utf-8").splitlines(keepends=True)[:lines]
-        write_text_atomic(path, "".join(kept))
+    # The file is read at the input boundary: a FIFO or device is refused, not waited on.
+    if not path.exists() and not path.is_symlink():
+        return
+    label = f"{show_path(path)}: anneal telemetry"
+    kept = read_bytes(path, ConfigError, label).splitlines(keepends=True)
+    if len(kept) < lines:
+        raise ConfigError(
+            f"{label} has {len(kept)} lines, fewer than the {lines} its run state records; "
+            "the run directory was changed, cannot resume"
+        )
+    data = b"".join(kept[:lines])
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def stage_files_sink(run_dir: Path, stages: Sequence[AnnealStage], lines: int) -> Sink:

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from townlet._atomic import write_text_atomic
+from townlet._input_limits import loads_json, read_text, sha256_regular_file, show_path
 from townlet.errors import ConfigError
 
 RUN_FILE = "run.json"
@@ -58,9 +59,10 @@ def _referenced(path: Path, roots: tuple[Path, ...]) -> Iterator[Path]:
     if path.suffix != ".json":
         return
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return
+        where = f"{show_path(path)}: manifest"
+        data = loads_json(read_text(path, ConfigError, where), ConfigError, where)
+    except ConfigError:
+        return  # not a manifest we can read: its own loader reports it
     seen: set[Path] = set()
     for value in _strings(data):
         for base in (path.parent, *roots):
@@ -96,7 +98,8 @@ def data_fingerprint(
             continue
         for file in _files(Path(given), bases):
             digest.update(file.name.encode("utf-8", "surrogateescape") + b"\0")
-            digest.update(hashlib.sha256(file.read_bytes()).digest())
+            label = f"{show_path(file)}: input file"
+            digest.update(bytes.fromhex(sha256_regular_file(file, ConfigError, label)))
     return digest.hexdigest()
 
 
@@ -131,8 +134,9 @@ def read_run_record(out: str | os.PathLike[str]) -> RunRecord:
     path = Path(out) / RUN_FILE
     if not path.is_file():
         raise ConfigError(f"{path}: no run record here (start the run with --checkpoint-every)")
+    where = f"{show_path(path)}: run record"
+    raw = loads_json(read_text(path, ConfigError, where), ConfigError, where)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
         if raw.get("format") != RUN_FORMAT:
             raise ValueError(f"format must be {RUN_FORMAT}, got {raw.get('format')!r}")
         return RunRecord(

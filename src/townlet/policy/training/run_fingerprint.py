@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from townlet._atomic import write_text_atomic
+from townlet._input_limits import loads_json, read_text, sha256_regular_file, show_path
 from townlet.config import AnnealStage, Config
 from townlet.dto.convert import to_dict
 from townlet.errors import ConfigError, ReplayDataError
@@ -99,11 +100,8 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 
 def _file_identity(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    digest = sha256_regular_file(path, ConfigError, f"{show_path(path)}: input file")
+    return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest}
 
 
 def _manifest_identity(path: Path) -> list[dict[str, Any]]:
@@ -222,10 +220,8 @@ def read_fingerprint(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / FINGERPRINT_FILE
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the run fingerprint: {exc}") from None
+    where = f"{show_path(path)}: run fingerprint"
+    data = loads_json(read_text(path, ConfigError, where), ConfigError, where)
     if not isinstance(data, dict) or not isinstance(data.get("keys"), dict):
         raise ConfigError(f"{path}: field 'keys': expected an object of fingerprint keys")
     keys: dict[str, Any] = data["keys"]

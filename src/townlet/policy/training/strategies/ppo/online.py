@@ -253,7 +253,7 @@ def train_ppo_online(
 
     ``sinks`` are extra fold sinks (e.g. the checkpoint sink of
     :func:`~townlet.policy.training.resume.checkpoint_sink` with ``kind="ppo_online"``), run
-    after the telemetry and progress ones. ``start`` (from
+    after the telemetry sink and before ``progress``. ``start`` (from
     :func:`~townlet.policy.training.resume.load_resume_point`) continues an interrupted run:
     its state replaces ``init``, the copies are replayed to where they were (see
     :mod:`~townlet.policy.training.online_resume`) and the run ends as the uninterrupted one.
@@ -275,9 +275,17 @@ def train_ppo_online(
         log_path=log_path if group.is_root else None,
         log_frequency=log_frequency,
         max_log_entries=max_log_entries,
-        progress=progress,
+        progress=None,
         record=lambda out: out[0],
         start=0 if start is None else start.done,
+    )
+    # Progress last: when update k is reported, its checkpoint (if any) is on disk.
+    progress_sinks = run_sinks(
+        log_path=None,
+        log_frequency=1,
+        max_log_entries=None,
+        progress=progress,
+        record=lambda out: out[0],
     )
     if start is not None and group.world_size > 1:
         raise ConfigError("resuming an online run under torchrun is not supported")
@@ -295,7 +303,7 @@ def train_ppo_online(
             state = (
                 _initial_state(source, seed, spec, init, device) if start is None else start.state
             )
-            all_sinks = [*log_sinks, *sinks]
+            all_sinks = [*log_sinks, *sinks, *progress_sinks]
             return _run(source, state, cfg, settings, all_sinks, clock, group, start)
         finally:
             source.close()
