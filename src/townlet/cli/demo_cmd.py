@@ -16,6 +16,7 @@ from typing import Any
 from townlet.cli import UsageError
 from townlet.cli._common import check_out_dir, cli_run_dir_errors, print_json
 from townlet.cli._launch import collective
+from townlet.cli._resumable import record_rerun
 from townlet.cli._train_common import check_seed, set_threads
 
 DEFAULT_OUT = Path("runs/demo")
@@ -158,6 +159,19 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _record_runs(args: argparse.Namespace, seeds: list[int] | None) -> None:
+    """``run.json`` in ``--out`` (and, for several seeds, in each ``seed_<k>`` as the one-seed
+    command that continues that seed alone), so that ``townlet-train resume DIR`` re-runs it:
+    the demo resumes from the run state each seed's directory holds."""
+    from townlet.policy.training.demo_seeds import seed_dir
+
+    record_rerun(args, kind="demo", inputs=())
+    for seed in seeds or ():
+        one = argparse.Namespace(**vars(args))
+        one.seed, one.out, one.jobs, one.resume_dir = seed, seed_dir(args.out, seed), None, None
+        record_rerun(one, kind="demo", inputs=())
+
+
 def run_demo_cmd(args: argparse.Namespace) -> int:
     """Handler of ``townlet-train demo``."""
     from townlet.policy.training.demo import run_demo
@@ -185,6 +199,8 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
 
     if group.world_size > 1 and seeds is not None:
         raise UsageError("under torchrun the demo runs one seed: give --seed N (not --seeds)")
+    if group.is_root:
+        _record_runs(args, seeds)
     common = {"settings": _settings(args.quick), "plot": not args.no_plot, "report": report,
               "overwrite": args.overwrite}  # fmt: skip
     with cli_run_dir_errors():

@@ -1,6 +1,6 @@
 """``townlet-train resume DIR``: continue an interrupted ``bc`` or ``ppo`` run from its last
-checkpoint, with the arguments recorded in ``DIR/run.json`` (issue #17); an ``anneal`` run is
-re-run with its recorded arguments (it resumes from its own run state)."""
+checkpoint, with the arguments recorded in ``DIR/run.json`` (issue #17); an ``anneal`` or
+``demo`` run is re-run with its recorded arguments (it resumes from its own run state)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,14 @@ def register(subparsers: Any) -> None:
     """Add the ``resume`` subcommand."""
     parser = subparsers.add_parser(
         "resume",
-        help="continue an interrupted bc/ppo run (started with --checkpoint-every)",
+        help="continue an interrupted run (bc/ppo/ppo --env with --checkpoint-every; anneal; demo)",
         description=(
-            "Continue the bc or ppo run whose --out directory is DIR from its last checkpoint, "
-            "with the arguments recorded in DIR/run.json. Telemetry is cut back to what the "
-            "checkpoint had seen, so the finished run equals an uninterrupted one. Refused when "
-            "the input data or the resolved settings differ from the recorded ones."
+            "Continue the bc, ppo or online ppo (--env) run whose --out directory is DIR from "
+            "its last checkpoint, with the arguments recorded in DIR/run.json. Telemetry is cut "
+            "back to what the checkpoint had seen, so the finished run equals an uninterrupted "
+            "one. An anneal or demo run (DIR, or one demo seed's DIR/seed_<k>) is re-run with "
+            "its recorded arguments and continues from its own run state. Refused when the "
+            "input data or the resolved settings differ from the recorded ones."
         ),
     )
     parser.add_argument("dir", type=Path, help="the interrupted run's --out directory")
@@ -46,7 +48,11 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
         from townlet.cli.anneal_cmd import run_anneal_cmd
 
         return run_anneal_cmd
-    raise UsageError(f"cannot resume a {command!r} run (bc, ppo and anneal runs resume)")
+    if command == "demo":
+        from townlet.cli.demo_cmd import run_demo_cmd
+
+        return run_demo_cmd
+    raise UsageError(f"cannot resume a {command!r} run (bc, ppo, anneal and demo runs resume)")
 
 
 def result_name(command: str) -> str:
@@ -59,13 +65,14 @@ def resumed_args(run_dir: Path) -> tuple[argparse.Namespace, Callable[[argparse.
     record = read_run_record(run_dir)
     result = result_name(record.command)
     finished = not (run_dir / STATE_FILE).is_file() and (run_dir / result).is_file()
-    if record.command != "anneal" and finished:
+    rerun = record.command in ("anneal", "demo")  # these resume from their own run state
+    if not rerun and finished:
         raise UsageError(f"{run_dir / RUN_FILE}: this run already finished (see {result})")
     handler = _handler(record.command)
     args = argparse.Namespace(**parsed_args(record.args))
     args.resume_dir = run_dir
     args.handler = handler
-    if record.command == "anneal":
+    if rerun:
         args.overwrite = False  # continue the run in DIR, never start it over
     return args, handler
 
