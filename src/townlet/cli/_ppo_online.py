@@ -22,6 +22,7 @@ from townlet.cli._resumable import RunPlan, plan_run
 from townlet.cli._train_common import progress_bar
 from townlet.config import PPOConfig
 from townlet.dto.policy import PPOTrainingResult
+from townlet.envs.gymnasium_adapter import MAX_ENV_COPIES
 
 CHECKPOINT_NAME = "checkpoint.pt"
 TELEMETRY_NAME = "telemetry.jsonl"
@@ -59,6 +60,8 @@ def _check(args: argparse.Namespace) -> None:
     ):
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
+    if args.num_envs > MAX_ENV_COPIES:
+        raise UsageError(f"--num-envs must be <= {MAX_ENV_COPIES}, got {args.num_envs}")
     if args.epochs is not None or args.batch_size is not None or args.critic_warmup_epochs:
         raise UsageError(
             "--epochs, --batch-size and --critic-warmup-epochs are for replay data; "

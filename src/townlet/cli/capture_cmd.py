@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from townlet.cli import UsageError
 from townlet.cli._common import print_json
+from townlet.cli._train_common import check_seed
 from townlet.config import Config, load_config
 from townlet.distributed import LOCAL, Collective, rank_seed
 from townlet.policy.policy_argument import resolve_policy_argument
@@ -115,6 +116,7 @@ def run_capture(args: argparse.Namespace) -> int:
     group: Collective = getattr(args, "collective", LOCAL)
     config = load_config(args.config) if args.config is not None else Config()
     ticks = config.training.rollout_ticks if args.ticks is None else args.ticks
+    check_seed(args.seed)
     seed = config.seed if args.seed is None else args.seed
     if args.no_compress and args.compress_level is not None:
         raise UsageError("--compress-level and --no-compress exclude each other")

@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
+from townlet.cli import UsageError
 from townlet.cli._common import check_out_file, print_json
 from townlet.dto.convert import to_dict
 from townlet.dto.telemetry import convert_telemetry, dumps_line
@@ -93,6 +95,10 @@ def register(subparsers: Any) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Validate every log; print JSON (or text with ``--format human``); 0 ok, 1 failed."""
+    threshold = args.drift_threshold
+    if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
+        # NaN compares false with every drift: the check would pass whatever the log holds.
+        raise UsageError(f"--drift-threshold must be a finite number >= 0, got {threshold}")
     reports = [
         validate_telemetry(
             log,

@@ -28,6 +28,9 @@ _INSTALL_HINT = "install it with: pip install 'townlet[gym]'"
 
 EnvFactory = Callable[[], Any]
 
+MAX_ENV_COPIES = 65_536
+"""The most copies one source holds: each is a Python environment object, stepped in a loop."""
+
 
 @attrs.frozen(kw_only=True, eq=False)
 class GymStep:
@@ -219,6 +222,8 @@ def make_gymnasium_source(
     gymnasium = _import_gymnasium()
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise RolloutError(f"num_envs must be an int >= 1, got {num_envs!r}")
+    if num_envs > MAX_ENV_COPIES:
+        raise RolloutError(f"num_envs must be <= {MAX_ENV_COPIES}, got {num_envs}")
     if isinstance(env, str):
         env_id = env
         make_kwargs.setdefault("disable_env_checker", True)

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from townlet._input_limits import check_allocation
 from townlet.config import PPOConfig
 from townlet.envs.gymnasium_adapter import GymnasiumSource
+from townlet.errors import ConfigError
 from townlet.policy.nn.network import Params, apply
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.training.strategies.ppo.functional import (
@@ -89,9 +91,16 @@ def collect_rollout(
     from and the :class:`Trajectory`. Only ``generator`` supplies the policy's randomness.
 
     Raises :class:`~townlet.errors.RolloutError` (from the source) when the network's action
-    count does not fit the environment.
+    count does not fit the environment, ``ConfigError`` when the rollout's buffers need more
+    memory than is available.
     """
     k, d = observations.shape
+    # Observations (float32), actions (int64), log-probs, values, rewards, bootstrap, dones.
+    check_allocation(
+        steps * k * (4 * d + 8 + 4 + 4 + 4 + 4 + 1),
+        ConfigError,
+        f"{source.env_id}: rollout of {steps} steps x {k} copies",
+    )
     device = params["value_head.bias"].device
     obs_buf = torch.empty((steps, k, d), dtype=torch.float32, device=device)
     act_buf = torch.empty((steps, k), dtype=torch.int64, device=device)
