@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from townlet._atomic import write_text_atomic
-from townlet._input_limits import loads_json, read_text, show_path
+from townlet._atomic import append_durable, write_text_atomic
+from townlet._input_limits import loads_json, read_text, sha256_regular_file, show_path
 from townlet.errors import PromotionError
 from townlet.policy.training.services.promotion import (
     HISTORY_LIMIT,
@@ -238,8 +238,8 @@ def append_promotion_log(path: str | os.PathLike[str], state: PromotionState) ->
     line["state"] = promotion_state_to_dict(state)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(line, sort_keys=False) + "\n")
+    # append_durable refuses a FIFO at once (it would wait for a reader) and fsyncs the line.
+    append_durable(target, json.dumps(line, sort_keys=False) + "\n")
 
 
 def _as_array(name: str, value: Any) -> np.ndarray:
@@ -278,8 +278,4 @@ def policy_hash(params: Mapping[str, Any] | bytes) -> str:
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """SHA-256 hex digest of a file's bytes (1 MiB chunks); equals ``policy_hash(bytes)``."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_regular_file(path, PromotionError, f"{show_path(path)}: file to hash")
