@@ -109,10 +109,10 @@ def online_checkpoint_sink(
         pending.append(_line(index, output))
         if index % every != 0 or index >= total:
             return
-        data = "".join(pending).encode("utf-8")
-        append_durable(env_path, data.decode("utf-8"))
-        hasher.update(data)
-        size += len(data)
+        text = "".join(pending)
+        append_durable(env_path, text)
+        hasher.update(text.encode("utf-8"))
+        size += len(text.encode("utf-8"))
         pending.clear()
         state, observations = carry
         online = {
