@@ -11,6 +11,7 @@ process down if they regressed (torch thread counts) run in a subprocess and are
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -724,6 +725,29 @@ def test_a_demo_run_state_that_would_erase_telemetry_is_refused(
     argv = ["demo", "--seed", "1", "--quick", "--quiet", "--no-plot", "--out", str(out)]
     _run_case(argv, frozenset({2}), ws, out, capsys)
     assert (out / "telemetry.jsonl").read_text() == (ws / "good.jsonl").read_text()
+
+
+def test_an_anneal_run_state_with_a_negative_stage_index_is_refused_untouched(
+    ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "anneal"
+    config = tmp_path / "anneal.toml"
+    config.write_text(
+        "seed = 1\n[world]\nnum_agents = 3\n[training.bc]\nepochs = 1\n"
+        '[[training.anneal_schedule]]\ncycle = 0\nmode = "bc"\n'
+        '[[training.anneal_schedule]]\ncycle = 1\nmode = "ppo"\n'
+    )
+    argv = ["anneal", "--config", str(config), "--capture-dir", "{ws}/cap", "--bc-manifest",
+            "{ws}/cap/rollout_sample_manifest.json", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(_fill(argv, ws, out)) == 0
+    state = json.loads((out / "run_state.json").read_text())
+    state["stage_index"] = -1
+    (out / "run_state.json").write_text(json.dumps(state))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    err = _run_case(argv, frozenset({2}), ws, tmp_path / "unused", capsys)
+    assert not _temp_files(out)
+    assert "'stage_index'" in err and "out of range" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_an_anneal_run_dir_whose_telemetry_is_a_fifo_is_refused_not_waited_on(
