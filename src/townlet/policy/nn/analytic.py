@@ -6,7 +6,7 @@ the autograd graph costs more than the matrix products it records. The network i
 fixed DAG of linear layers, so its gradient is a short list of matrix products written out
 here: :func:`forward` keeps every layer's input and output, :func:`backward` turns the loss's
 gradient with respect to the logits and values into the parameters' gradients. The
-arithmetic is autograd's (the same kernels: ``addmm`` forward, ``mm`` and ``sum`` backward,
+arithmetic is autograd's (the same kernels: ``linear`` forward, ``mm`` and ``sum`` backward,
 ``tanh_backward`` / ``threshold_backward``), so the gradients agree with
 :func:`townlet.policy.nn.grads.value_and_grad` of the same loss to float32 rounding
 (tests/test_analytic_grads.py checks 1e-6). Losses supply the logits/values gradient
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import attrs
 import torch
+import torch.nn.functional as F
 
 from townlet.policy.nn.network import (
     CRITIC_PREFIX,
@@ -71,21 +72,21 @@ def _trunk(
     params: Params, p: str, maps: torch.Tensor | None, features: torch.Tensor, spec: NetworkSpec
 ) -> Trunk:
     w, b = FEATURE_KEYS
-    feat = _act(spec, torch.addmm(params[p + b], features, params[p + w].t()))
+    feat = _act(spec, F.linear(features, params[p + w], params[p + b]))
     if not spec.has_map:
         return Trunk(features, feat, None, None, feat, _shared(params, p, feat, spec))
     if maps is None:
         raise ValueError(f"network has a map branch {spec.map_shape} but maps is None")
     flat = maps.flatten(1)
     w, b = MAP_KEYS
-    enc = _act(spec, torch.addmm(params[p + b], flat, params[p + w].t()))
+    enc = _act(spec, F.linear(flat, params[p + w], params[p + b]))
     joined = torch.cat((enc, feat), dim=-1)
     return Trunk(features, feat, flat, enc, joined, _shared(params, p, joined, spec))
 
 
 def _shared(params: Params, p: str, joined: torch.Tensor, spec: NetworkSpec) -> torch.Tensor:
     w, b = SHARED_KEYS
-    return _act(spec, torch.addmm(params[p + b], joined, params[p + w].t()))
+    return _act(spec, F.linear(joined, params[p + w], params[p + b]))
 
 
 def forward(
@@ -101,23 +102,24 @@ def forward(
     trunk) when the loss does not read them."""
     actor = _trunk(params, "", maps, features, spec)
     w, b = POLICY_HEAD_KEYS
-    logits = torch.addmm(params[b], actor.hidden, params[w].t())
+    logits = F.linear(actor.hidden, params[w], params[b])
     if not values:
         return Activations(actor, None, logits, None)
     critic = actor
     if spec.critic == "separate":
         critic = _trunk(params, CRITIC_PREFIX, maps, features, spec)
     w, b = VALUE_HEAD_KEYS
-    value = torch.addmm(params[b], critic.hidden, params[w].t()).squeeze(-1)
+    value = F.linear(critic.hidden, params[w], params[b]).squeeze(-1)
     return Activations(actor, critic, logits, value)
 
 
 def _linear_grads(
     grads: dict[str, torch.Tensor], keys: tuple[str, str], grad: torch.Tensor, x: torch.Tensor
 ) -> None:
-    # addmm(b, x, W.t())'s backward as autograd takes it: (xᵀ·g)ᵀ for W, Σ rows for b.
+    # linear's backward: gᵀ·x for W (autograd takes (xᵀ·g)ᵀ, the same dot products in
+    # another layout), Σ rows for b.
     weight, bias = keys
-    grads[weight] = torch.mm(x.t(), grad).t()
+    grads[weight] = torch.mm(grad.t(), x)
     grads[bias] = grad.sum(0)
 
 

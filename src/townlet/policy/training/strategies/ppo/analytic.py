@@ -20,6 +20,12 @@ from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.training.strategies.ppo.functional import PPOMinibatch
 
 
+def _mean(x: torch.Tensor) -> torch.Tensor:
+    # What Tensor.mean computes on the CPU (a sum, then a division), without its dtype
+    # bookkeeping: the same float, in two dispatches instead of five.
+    return x.sum() / x.numel()
+
+
 def _value_terms(
     v: torch.Tensor, mb: PPOMinibatch, clip: float, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,7 +33,7 @@ def _value_terms(
     diff = v - mb.returns
     unclipped = diff.pow(2)
     if clip <= 0.0:
-        return 0.5 * unclipped.mean(), diff * (scale * 2.0)
+        return 0.5 * _mean(unclipped), diff * (scale * 2.0)
     moved = v - mb.old_values
     clipped_diff = mb.old_values + torch.clamp(moved, -clip, clip) - mb.returns
     clipped = clipped_diff.pow(2)
@@ -37,7 +43,7 @@ def _value_terms(
     passes = (moved >= -clip) & (moved <= clip)
     to_clipped = (1.0 - to_unclipped) * passes
     grad = (diff * to_unclipped + clipped_diff * to_clipped) * (scale * 2.0)
-    return 0.5 * torch.max(unclipped, clipped).mean(), grad
+    return 0.5 * _mean(torch.max(unclipped, clipped)), grad
 
 
 def ppo_loss_and_grads(
@@ -66,16 +72,16 @@ def ppo_loss_and_grads(
         )
     inv_n = 1.0 / max(len(mb), 1)
     probs = log_probs.exp()
-    entropy = -(probs * log_probs).sum(-1).mean()
+    entropy = -_mean((probs * log_probs).sum(-1))
     ratio = torch.exp(new_logp - mb.old_log_probs)
     low, high = 1.0 - cfg.clip_param, 1.0 + cfg.clip_param
     unclipped = ratio * mb.advantages
     surrogate_min = torch.min(unclipped, torch.clamp(ratio, low, high) * mb.advantages)
-    policy = -surrogate_min.mean()
+    policy = -_mean(surrogate_min)
     value, grad_values = _value_terms(
         acts.values, mb, cfg.value_clip, cfg.value_loss_coef * 0.5 * inv_n
     )
-    bc = -new_logp.mean()
+    bc = -_mean(new_logp)
     total = policy + cfg.value_loss_coef * value - cfg.entropy_coef * entropy
     if cfg.bc_coef > 0.0:
         total = total + cfg.bc_coef * bc
@@ -91,6 +97,6 @@ def ppo_loss_and_grads(
         grad_log_probs = grad_log_probs + probs * (log_probs + 1.0) * (cfg.entropy_coef * inv_n)
     grad_logits = torch._log_softmax_backward_data(grad_log_probs, log_probs, -1, log_probs.dtype)
     grads = backward(params, acts, grad_logits, grad_values, spec=spec)
-    clip_fraction = ((ratio > high) | (ratio < low)).float().mean()
-    approx_kl = (mb.old_log_probs - new_logp).mean()
+    clip_fraction = _mean(((ratio > high) | (ratio < low)).float())
+    approx_kl = _mean(mb.old_log_probs - new_logp)
     return total, (policy, value, entropy, bc, clip_fraction, approx_kl), grads
