@@ -63,9 +63,13 @@ def _act(spec: NetworkSpec, x: torch.Tensor) -> torch.Tensor:
 
 
 def _act_backward(spec: NetworkSpec, grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    # The aten kernels autograd itself runs: one dispatch each (g·(1 − y²) would be three).
+    result: torch.Tensor
     if spec.activation == "relu":
-        return _threshold_backward(grad, out, 0)
-    return _tanh_backward(grad, out)
+        result = _threshold_backward(grad, out, 0)
+    else:
+        result = _tanh_backward(grad, out)
+    return result
 
 
 def _trunk(

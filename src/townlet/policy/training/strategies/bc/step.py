@@ -110,11 +110,11 @@ def bc_loss_and_grads(
 def _bc_update(
     state: BCState, batch: BCBatch, cfg: BCConfig, reduce_grads: ReduceGrads, donate: bool
 ) -> tuple[BCState, torch.Tensor, int]:
-    loss, correct, grads = bc_loss_and_grads(state.params, batch, spec=state.spec)
+    loss, correct, local_grads = bc_loss_and_grads(state.params, batch, spec=state.spec)
     rows = int(batch[2].shape[0])
     # The accuracy travels as a per-row mean so that reduce_grads can pool it over ranks.
     means = torch.stack([loss, correct.to(loss.dtype) / max(rows, 1)])
-    grads, means, rows = reduce_grads(grads, means, rows)
+    grads, means, rows = reduce_grads(local_grads, means, rows)
     params, adam_state, grad_norm = update_with_gradients(
         _adam_for(cfg.learning_rate, cfg.weight_decay).update,
         state.params,
