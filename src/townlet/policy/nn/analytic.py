@@ -34,7 +34,7 @@ _tanh_backward = torch.ops.aten.tanh_backward.default
 _threshold_backward = torch.ops.aten.threshold_backward.default
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(kw_only=True, eq=False)
 class Trunk:
     """One trunk's layer inputs and outputs: ``features`` → ``feat``; ``flat`` maps → ``enc``
     (None without a map branch); their concatenation ``joined`` → ``hidden``."""
@@ -47,7 +47,7 @@ class Trunk:
     hidden: torch.Tensor
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(kw_only=True, eq=False)
 class Activations:
     """What :func:`backward` needs: the actor trunk, the critic trunk (the actor's own when
     the critic is shared; None when values were not asked for), the logits and the values."""
@@ -78,14 +78,16 @@ def _trunk(
     w, b = FEATURE_KEYS
     feat = _act(spec, F.linear(features, params[p + w], params[p + b]))
     if not spec.has_map:
-        return Trunk(features, feat, None, None, feat, _shared(params, p, feat, spec))
+        hidden = _shared(params, p, feat, spec)
+        return Trunk(features=features, feat=feat, flat=None, enc=None, joined=feat, hidden=hidden)
     if maps is None:
         raise ValueError(f"network has a map branch {spec.map_shape} but maps is None")
     flat = maps.flatten(1)
     w, b = MAP_KEYS
     enc = _act(spec, F.linear(flat, params[p + w], params[p + b]))
     joined = torch.cat((enc, feat), dim=-1)
-    return Trunk(features, feat, flat, enc, joined, _shared(params, p, joined, spec))
+    hidden = _shared(params, p, joined, spec)
+    return Trunk(features=features, feat=feat, flat=flat, enc=enc, joined=joined, hidden=hidden)
 
 
 def _shared(params: Params, p: str, joined: torch.Tensor, spec: NetworkSpec) -> torch.Tensor:
@@ -108,13 +110,13 @@ def forward(
     w, b = POLICY_HEAD_KEYS
     logits = F.linear(actor.hidden, params[w], params[b])
     if not values:
-        return Activations(actor, None, logits, None)
+        return Activations(actor=actor, critic=None, logits=logits, values=None)
     critic = actor
     if spec.critic == "separate":
         critic = _trunk(params, CRITIC_PREFIX, maps, features, spec)
     w, b = VALUE_HEAD_KEYS
     value = F.linear(critic.hidden, params[w], params[b]).squeeze(-1)
-    return Activations(actor, critic, logits, value)
+    return Activations(actor=actor, critic=critic, logits=logits, values=value)
 
 
 def _linear_grads(
