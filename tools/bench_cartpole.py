@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import statistics
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +196,9 @@ def _section(
         "value coef 0.5, max grad norm 0.5, 64-64 tanh actor + separate 64-64 tanh critic, "
         "orthogonal init), one torch thread each, run alternately per seed in one process. Eval: "
         f"{EVAL_EPISODES} seeded episodes, deterministic, same evaluator and seeds for both. "
-        f"torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}.",
+        f"torch {torch.__version__}, stable-baselines3 {version('stable-baselines3')}, "
+        f"gymnasium {version('gymnasium')}, Python {platform.python_version()}, "
+        f"{platform.machine()}; 1-minute load average {os.getloadavg()[0]:.1f} at the end.",
         "",
         "| seed | townlet s | townlet eval | SB3 s | SB3 eval | ratio (townlet/SB3) |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -210,14 +214,16 @@ def _section(
         f"Median ratio **{statistics.median(ratios):.2f}**; townlet evaluates ≥ 475 in "
         f"{solved} of {len(rows)} seeds, SB3 in {sum(1 for r in rows if r['sb3_eval'] >= 475)}.",
         "",
-        f"Floor (measured before and after the runs in {FLOOR_CHUNKS} equal chunks each; the "
-        "fastest chunk times the chunk count, so a lower bound): stepping 8 copies "
+        f"Imperative floor (measured before and after the runs in {FLOOR_CHUNKS} equal chunks "
+        "each; the fastest chunk times the chunk count, so a lower bound): stepping 8 copies "
         f"with one batched forward pass per step for {steps:,} steps, {env_s:.1f} s, plus the "
         f"same {updates:,} minibatch updates of the two MLPs (PPO clip loss + value loss, "
         f"`loss.backward()`, `clip_grad_norm_`, `torch.optim.Adam(foreach=True)`) on random "
         f"data, {upd_s:.1f} s: **{env_s + upd_s:.1f} s**, a ratio of "
         f"{(env_s + upd_s) / median_sb3:.2f} to SB3's median. With torch's default CPU Adam "
-        f"(a per-tensor loop) the updates take {loop_s:.1f} s. Where the time goes: "
+        f"(a per-tensor loop) the updates take {loop_s:.1f} s. This bounds a loop that takes "
+        "its gradients with `loss.backward()`; townlet's update writes its gradient out "
+        "(docs/nn.md), so its runs can go below it. Where the time goes: "
         "[online.md](online.md#speed-where-the-time-goes).",
         "",
     ]

@@ -8,6 +8,8 @@ Modules:
   ``adam_update``), torch's fused Adam with optional buffer donation.
 * :mod:`~townlet.policy.nn.grads` — ``value_and_grad``, ``clip_by_global_norm``,
   ``apply_gradients``.
+* :mod:`~townlet.policy.nn.analytic` — ``forward`` / ``backward``: the network's gradient written
+  out (no autograd graph), what the eager PPO and BC updates use.
 * :mod:`~townlet.policy.nn.checkpoint` — ``save_checkpoint`` / ``load_checkpoint``.
 * :mod:`~townlet.policy.nn.rng` — ``derive_generator``: seeded generators from (seed, counters).
 

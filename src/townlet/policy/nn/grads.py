@@ -1,10 +1,11 @@
 """Gradients of a loss over a parameter mapping, global-norm clipping, and the update step.
 
-Gradients are taken with ``torch.autograd.grad`` over fresh leaf tensors (detached views of the
-stored parameters): measured within a few percent of imperative ``loss.backward()``, where
-``torch.func.grad_and_value`` cost ~45 % more per PPO minibatch (docs/nn.md). This module is the
-one place gradients are computed, so a data-parallel all-reduce would go in
-:func:`value_and_grad`.
+:func:`value_and_grad` takes gradients with ``torch.autograd.grad`` over fresh leaf tensors
+(detached views of the stored parameters): measured within a few percent of imperative
+``loss.backward()``, where ``torch.func.grad_and_value`` cost ~45 % more per PPO minibatch
+(docs/nn.md). The eager PPO and BC updates take the same gradients written out instead
+(:mod:`townlet.policy.nn.analytic`); either way they pass through the update's
+``reduce_grads``, where a data-parallel all-reduce goes.
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from townlet._summary import record_dict, short_repr
 from townlet.config import BCConfig
 from townlet.distributed.reduce import ReduceGrads, keep_local
-from townlet.policy.nn.adam import AdamConfig, AdamState, adam_init
-from townlet.policy.nn.grads import apply_gradients, value_and_grad
-from townlet.policy.nn.network import Params, apply, init_params, value_keys
+from townlet.policy.nn.adam import Adam, AdamConfig, AdamState, adam_init, make_adam
+from townlet.policy.nn.analytic import backward, forward
+from townlet.policy.nn.grads import update_with_gradients
+from townlet.policy.nn.network import Params, apply, init_params
 from townlet.policy.nn.spec import NetworkSpec
 
 BCBatch = tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]
@@ -81,20 +82,45 @@ BC_STATS_FIELDS: tuple[str, ...] = ("loss", "accuracy", "grad_norm")
 """The order of the entries of the stats vector :func:`bc_minibatch_update` returns."""
 
 
+@functools.lru_cache(maxsize=64)
+def _adam_for(lr: float, weight_decay: float) -> Adam:
+    # Built once per setting: validating an attrs config per minibatch costs microseconds.
+    return make_adam(AdamConfig(lr=lr, weight_decay=weight_decay))
+
+
+def bc_loss_and_grads(
+    params: Params, batch: BCBatch, *, spec: NetworkSpec
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """``(loss, correct, grads)`` of :func:`bc_loss` with the gradient written out
+    (:mod:`townlet.policy.nn.analytic`): d(mean cross-entropy)/d logits = (softmax − onehot)/N.
+    Only the parameters the logits depend on get a gradient (not the value head, nor a
+    separate critic's trunk); agrees with autograd to float32 rounding."""
+    maps, features, actions = batch
+    acts = forward(params, maps, features, spec=spec, values=False)
+    loss = F.cross_entropy(acts.logits, actions)
+    correct = (acts.logits.argmax(dim=-1) == actions).sum()
+    log_probs = torch.log_softmax(acts.logits, dim=-1)
+    grad_log_probs = torch.zeros_like(log_probs).scatter_(
+        -1, actions.unsqueeze(-1), -1.0 / max(int(actions.shape[0]), 1)
+    )
+    grad_logits = torch._log_softmax_backward_data(grad_log_probs, log_probs, -1, log_probs.dtype)
+    return loss, correct, backward(params, acts, grad_logits, None, spec=spec)
+
+
 def _bc_update(
     state: BCState, batch: BCBatch, cfg: BCConfig, reduce_grads: ReduceGrads, donate: bool
 ) -> tuple[BCState, torch.Tensor, int]:
-    loss_fn = functools.partial(bc_loss, batch=batch, spec=state.spec)
-    critic = value_keys(state.spec)
-    wrt = [k for k in state.params if k not in critic]
-    loss, correct, grads = value_and_grad(loss_fn, state.params, wrt=wrt)
+    loss, correct, local_grads = bc_loss_and_grads(state.params, batch, spec=state.spec)
     rows = int(batch[2].shape[0])
     # The accuracy travels as a per-row mean so that reduce_grads can pool it over ranks.
     means = torch.stack([loss, correct.to(loss.dtype) / max(rows, 1)])
-    grads, means, rows = reduce_grads(grads, means, rows)
-    adam_cfg = AdamConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    params, adam_state, grad_norm = apply_gradients(
-        state.params, grads, state.adam_state, adam_cfg, donate=donate
+    grads, means, rows = reduce_grads(local_grads, means, rows)
+    params, adam_state, grad_norm = update_with_gradients(
+        _adam_for(cfg.learning_rate, cfg.weight_decay).update,
+        state.params,
+        grads,
+        state.adam_state,
+        donate=donate,
     )
     values = torch.cat([means, grad_norm.to(loss.dtype).reshape(1)])
     new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)

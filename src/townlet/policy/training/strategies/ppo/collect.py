@@ -111,7 +111,10 @@ def collect_rollout(
     bootstrap = np.zeros((steps, k), dtype=np.float32)
     returns: list[float] = []
     lengths: list[int] = []
-    with torch.no_grad():
+    # inference_mode, not no_grad: no version counting on the temporaries (same numbers); the
+    # buffers above are ordinary tensors, so the value-only warm-up can still differentiate
+    # through losses that read them.
+    with torch.inference_mode():
         for t in range(steps):
             obs = obs_buf[t]
             obs.copy_(torch.from_numpy(observations))

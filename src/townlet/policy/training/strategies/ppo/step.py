@@ -19,6 +19,7 @@ from townlet.policy.nn.adam import Adam, AdamConfig, AdamState, adam_init, make_
 from townlet.policy.nn.grads import update_with_gradients, value_and_grad
 from townlet.policy.nn.network import VALUE_HEAD_KEYS, Params, init_params
 from townlet.policy.nn.spec import NetworkSpec
+from townlet.policy.training.strategies.ppo.analytic import ppo_loss_and_grads
 from townlet.policy.training.strategies.ppo.functional import LossTerms, PPOMinibatch, ppo_loss
 from townlet.policy.training.strategies.ppo.stats import (
     STATS_FIELDS,
@@ -115,19 +116,25 @@ def _update(
     adam: Adam | None = None,
     donate: bool = False,
 ) -> tuple[PPOState, torch.Tensor, int]:
-    loss_fn = functools.partial(
-        ppo_loss, minibatch=minibatch, cfg=cfg, spec=state.spec, value_only=value_only
-    )
-    total, terms, grads = value_and_grad(
-        loss_fn, state.params, wrt=VALUE_HEAD_KEYS if value_only else None
-    )
+    if value_only:
+        loss_fn = functools.partial(
+            ppo_loss, minibatch=minibatch, cfg=cfg, spec=state.spec, value_only=True
+        )
+        total, terms, grads = value_and_grad(loss_fn, state.params, wrt=VALUE_HEAD_KEYS)
+        parts = _term_values(terms)
+    else:
+        # The gradient written out (ppo/analytic.py): the same numbers as autograd's to
+        # float32 rounding, without building a graph per minibatch.
+        total, parts, grads = ppo_loss_and_grads(state.params, minibatch, cfg, spec=state.spec)
     adv = minibatch.advantages
-    adv_mean = adv.mean()
-    adv_std = adv.std(unbiased=False) if adv.numel() > 1 else torch.zeros_like(adv.sum())
-    # Per-row means, so that reduce_grads can pool them over ranks: the std through the pooled
-    # variance E[std²] + E[mean²] − mean², which is exactly std on one process (√(x²) = x).
-    means = torch.stack([total, *_term_values(terms), adv_mean, adv_mean * adv_mean, adv_std**2])
-    grads, means, rows = reduce_grads(grads, means, len(minibatch))
+    local = reduce_grads is keep_local and adv.numel() > 1
+    if local:
+        # One process: no pooling, so the stats vector is stacked once after the update.
+        adv_std, adv_mean = torch.std_mean(adv, correction=0)
+        means, rows = total, len(minibatch)
+    else:
+        means = _pooled_means(total, parts, adv)
+        grads, means, rows = reduce_grads(grads, means, len(minibatch))
     update = (adam if adam is not None else _adam_for(cfg.learning_rate)).update
     params, adam_state, grad_norm = update_with_gradients(
         update,
@@ -137,11 +144,28 @@ def _update(
         max_grad_norm=cfg.max_grad_norm,
         donate=donate,
     )
-    pooled_var = means[9] + torch.clamp(means[8] - means[7] * means[7], min=0.0)
-    values = torch.cat([means[:7], grad_norm.to(total.dtype).reshape(1), means[7:8]])
-    values = torch.cat([values, pooled_var.sqrt().reshape(1)])
+    if local:
+        values = torch.stack([total, *parts, grad_norm.to(total.dtype), adv_mean, adv_std])
+    else:
+        values = _pooled_values(means, grad_norm.to(total.dtype))
     new_state = attrs.evolve(state, params=params, adam_state=adam_state, updates=state.updates + 1)
     return new_state, values, rows
+
+
+def _pooled_means(
+    total: torch.Tensor, parts: tuple[torch.Tensor, ...], adv: torch.Tensor
+) -> torch.Tensor:
+    """Per-row means, so that reduce_grads can pool them over ranks: the advantage std travels
+    as E[mean²] and E[std²], for the pooled variance E[std²] + E[mean²] − mean²."""
+    adv_mean = adv.mean()
+    adv_std = adv.std(unbiased=False) if adv.numel() > 1 else torch.zeros_like(adv.sum())
+    return torch.stack([total, *parts, adv_mean, adv_mean * adv_mean, adv_std**2])
+
+
+def _pooled_values(means: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
+    pooled_var = means[9] + torch.clamp(means[8] - means[7] * means[7], min=0.0)
+    values = torch.cat([means[:7], grad_norm.reshape(1), means[7:8]])
+    return torch.cat([values, pooled_var.sqrt().reshape(1)])
 
 
 def _term_values(terms: LossTerms) -> tuple[torch.Tensor, ...]:
