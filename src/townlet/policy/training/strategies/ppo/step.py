@@ -19,7 +19,12 @@ from townlet.policy.nn.adam import Adam, AdamConfig, AdamState, adam_init, make_
 from townlet.policy.nn.grads import update_with_gradients, value_and_grad
 from townlet.policy.nn.network import VALUE_HEAD_KEYS, Params, init_params
 from townlet.policy.nn.spec import NetworkSpec
-from townlet.policy.training.strategies.ppo.functional import LossTerms, PPOMinibatch, ppo_loss
+from townlet.policy.training.strategies.ppo.functional import (
+    DemoRows,
+    LossTerms,
+    PPOMinibatch,
+    ppo_loss,
+)
 from townlet.policy.training.strategies.ppo.stats import (
     STATS_FIELDS,
     MinibatchStats,
@@ -87,6 +92,7 @@ def ppo_minibatch_update(
     reduce_grads: ReduceGrads = keep_local,
     adam: Adam | None = None,
     donate: bool = False,
+    demo: DemoRows | None = None,
 ) -> tuple[PPOState, torch.Tensor]:
     """:func:`ppo_minibatch_step` without reading the stats back: the new state and a float
     tensor of the :data:`STATS_FIELDS` (shape ``(10,)``), still on the device.
@@ -97,10 +103,12 @@ def ppo_minibatch_update(
     ``adam`` is the optimizer (default ``make_adam(AdamConfig(lr=cfg.learning_rate))``).
     ``donate=True`` hands ``state``'s parameter and moment tensors to the update, which then
     writes them in place (no copy): pass it only for a state the caller made and will not read
-    again — in a fold, every update after the first.
+    again — in a fold, every update after the first. ``demo``: expert demonstration rows the
+    BC term clones instead of the minibatch's own actions (:func:`~townlet.policy.training.
+    strategies.ppo.functional.ppo_loss`).
     """
     new_state, values, _rows = _update(
-        state, minibatch, cfg, value_only, reduce_grads, adam=adam, donate=donate
+        state, minibatch, cfg, value_only, reduce_grads, adam=adam, donate=donate, demo=demo
     )
     return new_state, values
 
@@ -114,9 +122,10 @@ def _update(
     *,
     adam: Adam | None = None,
     donate: bool = False,
+    demo: DemoRows | None = None,
 ) -> tuple[PPOState, torch.Tensor, int]:
     loss_fn = functools.partial(
-        ppo_loss, minibatch=minibatch, cfg=cfg, spec=state.spec, value_only=value_only
+        ppo_loss, minibatch=minibatch, cfg=cfg, spec=state.spec, value_only=value_only, demo=demo
     )
     total, terms, grads = value_and_grad(
         loss_fn, state.params, wrt=VALUE_HEAD_KEYS if value_only else None
