@@ -7,9 +7,9 @@ continues from the current parameters (DESIGN §5.1) with ``bc_coef = stage.bc_w
 on the cross-entropy against the stage data's own actions, or, with
 ``training.anneal_bc_target = "demos"``, against the expert's actions on BC demonstration rows
 beside every PPO minibatch; the anneal context of the previous PPO stage's baselines; and —
-right after a BC stage — ``critic_warmup_epochs`` extra value-only epochs first. Its data is a replay dataset or a fresh
-rollout captured with the current parameters (a fresh network, seeded by the run seed, when a
-run starts with PPO) in the cycle's social reward stage. The baselines
+right after a BC stage — ``critic_warmup_epochs`` extra value-only epochs first. Its data is a
+replay dataset or a fresh rollout captured with the current parameters (a fresh network, seeded
+by the run seed, when a run starts with PPO) in the cycle's social reward stage. The baselines
 for the next PPO stage come from this stage's final epoch, social counters included (§5.4).
 
 Randomness: every stage derives its seeds from the run seed and the stage index, so a run
@@ -32,8 +32,8 @@ from townlet.policy.training.strategies.anneal.flags import update_baselines
 
 if TYPE_CHECKING:
     from townlet.distributed.parallel import DataParallel
-    from townlet.policy.training.strategies.ppo.functional import DemoRows
     from townlet.policy.training.strategies.anneal.data import PPOInputs
+    from townlet.policy.training.strategies.ppo.functional import DemoRows
 
 
 from townlet.policy.training.strategies.anneal.data import (
