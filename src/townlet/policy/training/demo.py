@@ -215,7 +215,7 @@ def run_demo(
 
 def _clone(
     out: Path, config: Config, settings: DemoSettings, seed: int, overwrite: bool, *, write: bool
-) -> tuple[Any, int]:
+) -> tuple[Any, Any]:
     """Capture the expert, clone it to the plateau, save both; the BC run and the
     demonstrations."""
     from townlet.policy.nn.checkpoint import save_checkpoint
