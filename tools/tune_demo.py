@@ -1,6 +1,6 @@
 """Try demo settings on a few run seeds and print the fair comparison per seed.
 
-    .venv/bin/python tools/tune_demo.py --seeds 0,1,2 learning_rate=1e-4 critic_warmup_epochs=3
+    .venv/bin/python tools/tune_demo.py --seeds 0,1,2 learning_rate=1e-4 cycles=8
     .venv/bin/python tools/tune_demo.py --quick --seeds 1 cycles=6
 
 Every ``key=value`` overrides a :class:`~townlet.policy.training.demo.DemoSettings` field (the

@@ -74,12 +74,12 @@ class DemoSettings:
     demo_ticks: int = 300
     bc_epochs: int = 60
     bc_patience: int = 5
-    cycles: int = 8
+    cycles: int = 12
     ppo_epochs: int = 2
     rollout_ticks: int = 1000
-    bc_weight_start: float = 0.1
-    bc_weight_end: float = 0.05
-    learning_rate: float = 1e-4
+    bc_weight_start: float = 0.5
+    bc_weight_end: float = 0.2
+    learning_rate: float = 2e-4
     gamma: float = 0.95
     entropy_coef: float = 0.0
     critic_warmup_epochs: int = 3
@@ -87,7 +87,7 @@ class DemoSettings:
     eval_ticks: int = 500
     bc_threshold: float = 0.7
     loss_tolerance: float = 1.0
-    queue_tolerance: float = 0.5
+    queue_tolerance: float = 0.65
     eval_greedy: bool = False
     demo_bc: bool = True
     eval_seed_offset: int = attrs.field(default=EVAL_SEED_OFFSET, validator=attrs.validators.ge(1))
