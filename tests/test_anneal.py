@@ -239,3 +239,41 @@ def test_stages_read_their_data_once_and_no_file_after(
     assert outputs[0].bc is not None and outputs[0].epochs == ()
     assert [o.result.loss_total for o in outputs] == [r.loss_total for r in expected.summary.stages]
     assert all(o.result.duration_sec == 0.0 for o in outputs)  # no clock given: none read
+
+
+def _expert_cross_entropy(params: Any, spec: Any, demos: RolloutBuffer) -> float:
+    from townlet.policy.training.strategies.bc.train import load_bc_inputs
+    from townlet.policy.training.strategies.ppo.functional import demo_cross_entropy
+
+    frames = load_bc_inputs(_samples(demos), BCConfig()).frames
+    rows = (frames.maps, frames.features, frames.actions)
+    return float(demo_cross_entropy(params, rows, spec=spec))
+
+
+def test_demos_target_regularises_ppo_towards_the_expert(demos: RolloutBuffer) -> None:
+    """With anneal_bc_target="demos" the bc_weight term clones the expert's actions, so a PPO
+    stage from a random network ends closer to the expert than the default, which clones the
+    rollout's own (random) actions; both are deterministic."""
+    stage = AnnealStage(cycle=1, mode="ppo", epochs=3, bc_weight=1.0)
+    data = AnnealData(bc=_samples(demos), rollout=RolloutPlan(world=WORLD, ticks=30))
+    ends = {}
+    for target in ("rollout", "demos"):
+        config = _config(stage, anneal_bc_target=target, critic_warmup_epochs=0)
+        state, output = anneal_stage_step(init_anneal_state(5), stage, data, config)
+        again, _ = anneal_stage_step(init_anneal_state(5), stage, data, config)
+        assert all(torch.equal(again.params[k], v) for k, v in state.params.items())
+        ends[target] = (_expert_cross_entropy(state.params, state.spec, demos), output)
+    (rollout_ce, rollout_out), (demos_ce, demos_out) = ends["rollout"], ends["demos"]
+    assert demos_ce < rollout_ce - 0.1
+    assert demos_out.result.loss_total != rollout_out.result.loss_total
+    # The reported loss_bc is the expert cross-entropy the stage trained on.
+    assert demos_out.epochs[-1].loss_bc > 0 and demos_out.epochs[-1].bc_coef == 1.0
+
+
+def test_demos_target_needs_demonstrations(demos: RolloutBuffer, tmp_path: Path) -> None:
+    config = _config(PPO1, anneal_bc_target="demos")
+    with pytest.raises(ConfigError, match='anneal_bc_target = "demos" needs demonstrations'):
+        run_anneal(config, rollout=RolloutPlan(world=WORLD), out_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ConfigError, match="anneal_bc_target: 'expert' is not one of"):
+        TrainingConfig(anneal_bc_target="expert")  # type: ignore[arg-type]

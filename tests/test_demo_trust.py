@@ -196,3 +196,20 @@ def test_seeds_summary_and_its_picture(tmp_path: Path) -> None:
         from townlet.policy.training.demo_plot import write_seeds_plot
 
         assert write_seeds_plot(tmp_path, aggregate, summaries).is_file()
+
+
+def test_demo_regularises_towards_the_expert_and_tunes_on_other_episodes(tmp_path: Path) -> None:
+    from townlet.policy.rollout.sources import episode_seed
+
+    assert demo.demo_config(TINY, 0).training.anneal_bc_target == "demos"
+    off = attrs.evolve(TINY, demo_bc=False)
+    assert demo.demo_config(off, 0).training.anneal_bc_target == "rollout"
+    tuning = attrs.evolve(TINY, eval_seed_offset=7000)
+    summary = demo.run_demo(tmp_path, seed=1, settings=tuning, quiet=True, plot=False)
+    assert summary["returns"]["seeds"] == [episode_seed(7001, i) for i in range(3)]
+    assert summary["settings"]["eval_seed_offset"] == 7000
+    telemetry = [json.loads(line) for line in (tmp_path / "telemetry.jsonl").open()]
+    trained = [r for r in telemetry if not r.get("critic_warmup")]
+    assert trained and all(r["bc_coef"] > 0 and r["loss_bc"] > 0 for r in trained)
+    with pytest.raises(ValueError, match="eval_seed_offset"):
+        attrs.evolve(TINY, eval_seed_offset=0)

@@ -12,12 +12,13 @@ from _replay_helpers import make_sample  # noqa: E402
 from townlet._records import map_fields  # noqa: E402
 from townlet.config import PPOConfig  # noqa: E402
 from townlet.errors import NonFiniteTrainingError  # noqa: E402
-from townlet.policy.nn.rng import derive_generator, derive_seed  # noqa: E402
+from townlet.policy.nn.rng import derive_generator, derive_seed, stream_generator  # noqa: E402
 from townlet.policy.nn.spec import NetworkSpec  # noqa: E402
 from townlet.policy.replay import InMemoryReplayDataset  # noqa: E402
 from townlet.policy.streams import Stream, stream_rng, stream_seed, stream_words  # noqa: E402
 from townlet.policy.training.strategies.ppo.epoch import (  # noqa: E402
     EpochData,
+    demo_slices,
     ppo_epoch,
     shuffle_rows,
     split_rows,
@@ -31,6 +32,7 @@ from townlet.policy.training.strategies.ppo.replay import epoch_data, prepare_ba
 from townlet.policy.training.strategies.ppo.step import (  # noqa: E402
     init_ppo_state,
     ppo_minibatch_step,
+    ppo_minibatch_update,
 )
 
 SMALL = NetworkSpec(map_shape=(2, 3, 3), feature_dim=4, action_dim=3, hidden_dim=16)
@@ -127,3 +129,44 @@ def test_streams_derive_the_values_the_numbered_tags_did() -> None:
     # Tags 11 and 12 name two streams each, in different layouts, and never collide.
     assert stream_seed(7, Stream.STAGE_CAPTURE, 0) != stream_seed(7, Stream.ONLINE_PERMUTATION)
     assert len({s.value for s in Stream}) == len(Stream)
+
+
+def _demo_rows(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    maps = torch.linspace(-1.0, 1.0, n * 18).reshape(n, 2, 3, 3)
+    return maps, torch.arange(float(n))[:, None].repeat(1, 4), torch.arange(n) % 3
+
+
+def test_demo_slices_read_a_seeded_permutation_in_order_and_wrap() -> None:
+    demos = _demo_rows(5)
+    slices = demo_slices(demos, 7, (2, 1), [3, 3, 2])
+    assert [len(s[2]) for s in slices] == [3, 3, 2]
+    rows = torch.cat([s[1][:, 0] for s in slices]).long().tolist()
+    perm = torch.randperm(5, generator=stream_generator(7, Stream.PPO_DEMOS, 2, 1)).tolist()
+    assert rows == (perm + perm)[:8]  # every row once before any repeats
+    again = demo_slices(demos, 7, (2, 1), [3, 3, 2])
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(slices, again, strict=True))
+    other = demo_slices(demos, 7, (3, 1), [3, 3, 2])  # another epoch: another order
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(slices, other, strict=True))
+
+
+def test_epoch_with_demos_hands_each_policy_update_its_rows() -> None:
+    prepared, state = _prepared(), init_ppo_state(SMALL, seed=4)
+    demos = _demo_rows(10)
+    seen: list[tuple[int, int]] = []
+
+    def update(state, minibatch, cfg, *, demo=None, **kw):  # type: ignore[no-untyped-def]
+        seen.append((len(minibatch), -1 if demo is None else len(demo[2])))
+        return ppo_minibatch_update(state, minibatch, cfg, demo=demo, **kw)
+
+    ppo_epoch(state, epoch_data(prepared, 0, demos=demos), CFG, minibatch_update=update)
+    assert seen == [(3, 3)] * 8  # as many demonstration rows as each minibatch has
+    seen.clear()
+    ppo_epoch(state, epoch_data(prepared, 0, demos=demos, value_only=True), CFG,
+              minibatch_update=update)  # fmt: skip
+    assert seen == [(3, -1)] * 8  # warm-up epochs train the critic alone: no rows
+    cfg = PPOConfig(mini_batch_size=4, num_mini_batches=4, bc_coef=0.5)
+    plain, _ = ppo_epoch(state, epoch_data(prepared, 0), cfg)
+    first, _ = ppo_epoch(state, epoch_data(prepared, 0, demos=demos), cfg)
+    second, _ = ppo_epoch(state, epoch_data(prepared, 0, demos=demos), cfg)
+    assert all(torch.equal(first.params[k], v) for k, v in second.params.items())
+    assert not all(torch.equal(first.params[k], v) for k, v in plain.params.items())

@@ -266,3 +266,30 @@ def test_prepare_batch_flattens_row_major_with_gae_and_normalisation() -> None:
     normed = prepare_batch(batch, PPOConfig(gamma=0.9, gae_lambda=0.5))
     torch.testing.assert_close(normed.advantages, normalize_advantages(raw.advantages))
     torch.testing.assert_close(normed.returns, raw.returns)
+
+
+def test_bc_term_on_demonstration_rows_is_their_cross_entropy() -> None:
+    params = init_params(SPEC, 3)
+    gen = torch.Generator().manual_seed(8)
+    mb = PPOMinibatch(
+        maps=torch.randn(4, 1, 2, 2, generator=gen),
+        features=torch.randn(4, 3, generator=gen),
+        actions=torch.tensor([0, 1, 1, 0]),
+        old_log_probs=-torch.rand(4, generator=gen) - 0.3,
+        advantages=torch.randn(4, generator=gen),
+        returns=torch.randn(4, generator=gen),
+        old_values=torch.randn(4, generator=gen),
+    )
+    demo = (torch.randn(6, 1, 2, 2, generator=gen), torch.randn(6, 3, generator=gen),
+            torch.tensor([1, 1, 0, 1, 0, 1]))  # fmt: skip
+    cfg = PPOConfig(bc_coef=0.4)
+    plain, plain_terms = ppo_loss(params, mb, cfg, spec=SPEC)
+    total, terms = ppo_loss(params, mb, cfg, spec=SPEC, demo=demo)
+    logits, _ = apply(params, demo[0], demo[1], spec=SPEC)
+    expert_ce = torch.nn.functional.cross_entropy(logits, demo[2])
+    torch.testing.assert_close(terms.bc, expert_ce)
+    assert not torch.allclose(terms.bc, plain_terms.bc)  # not the minibatch's own actions
+    torch.testing.assert_close(total, plain - 0.4 * plain_terms.bc + 0.4 * expert_ce)
+    torch.testing.assert_close(terms.policy, plain_terms.policy)
+    only, _ = ppo_loss(params, mb, cfg, spec=SPEC, value_only=True, demo=demo)
+    torch.testing.assert_close(only, 0.5 * terms.value)  # warm-up: value loss alone

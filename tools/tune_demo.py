@@ -1,6 +1,6 @@
 """Try demo settings on a few run seeds and print the fair comparison per seed.
 
-    .venv/bin/python tools/tune_demo.py --seeds 0,1,2 learning_rate=1e-4 critic_warmup_epochs=3
+    .venv/bin/python tools/tune_demo.py --seeds 0,1,2 learning_rate=1e-4 cycles=8
     .venv/bin/python tools/tune_demo.py --quick --seeds 1 cycles=6
 
 Every ``key=value`` overrides a :class:`~townlet.policy.training.demo.DemoSettings` field (the
@@ -9,6 +9,10 @@ defaults, or ``QUICK`` with ``--quick``); each seed runs the demo itself
 a scratch directory, and the script prints one line per seed — plateau BC, final, scripted,
 and the paired lower bounds of final − BC and final − scripted — then the verdict. This is how
 the demo's defaults were chosen (docs/anneal.md); runs take minutes per seed on 2 cores.
+
+Tuning is scored on *tuning* episodes: the held-out evaluation seeds are ``seed + 7000``
+(``TUNING_EVAL_OFFSET``), not the ``seed + 1000`` episodes the demo reports, so that the reported
+comparison never steered the settings (pass ``eval_seed_offset=1000`` to see those).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import attrs
 
 from townlet.policy.training import demo
 from townlet.policy.training.demo_seeds import run_demo_seeds
+
+TUNING_EVAL_OFFSET = 7000
 
 
 def _override(settings: demo.DemoSettings, pairs: list[str]) -> demo.DemoSettings:
@@ -43,6 +49,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="DemoSettings field=value")
     args = parser.parse_args()
     base = demo.QUICK if args.quick else demo.DemoSettings()
+    base = attrs.evolve(base, eval_seed_offset=TUNING_EVAL_OFFSET)
     settings = _override(base, args.overrides)
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as scratch:

@@ -32,6 +32,8 @@ SOCIAL_REWARD_STAGES: tuple[str, ...] = ("OFF", "C1", "C2", "C3")
 TrainingSource = Literal["replay", "rollout", "mixed", "bc", "anneal"]
 TRAINING_SOURCES: tuple[str, ...] = ("replay", "rollout", "mixed", "bc", "anneal")
 AnnealMode = Literal["bc", "ppo"]
+AnnealBCTarget = Literal["rollout", "demos"]
+ANNEAL_BC_TARGETS: tuple[str, ...] = ("rollout", "demos")
 CompileMode = Literal["none", "inductor", "cudagraph", "auto"]
 COMPILE_MODES: tuple[str, ...] = ("none", "inductor", "cudagraph", "auto")
 _COMPILE_HELP = (
@@ -180,7 +182,11 @@ class TrainingConfig:
 
     ``anneal_loss_tolerance`` and ``anneal_queue_tolerance`` are the guardrail tolerances the
     reference hard-coded (0.10 and 0.15); ``critic_warmup_epochs`` PPO epochs train only the value
-    head after a BC warm start.
+    head after a BC warm start. ``anneal_bc_target`` is what a PPO stage's ``bc_weight`` clones:
+    ``"rollout"`` (the default, as before) the actions of the stage's own data — on fresh rollouts
+    that is the current policy's own choices, so it only slows the policy down;
+    ``"demos"`` a minibatch of the BC demonstrations beside every PPO minibatch (real BC
+    regularisation towards the expert; docs/anneal.md).
     """
 
     source: TrainingSource = attrs.field(
@@ -224,6 +230,14 @@ class TrainingConfig:
     )
     critic_warmup_epochs: int = _int(
         1, ge=0, help="PPO epochs that train only the value head after a BC warm start."
+    )
+    anneal_bc_target: AnnealBCTarget = attrs.field(
+        default="rollout",
+        validator=_one_of(ANNEAL_BC_TARGETS),
+        metadata=_help(
+            "What a PPO stage's bc_weight clones: 'rollout' (the stage data's own actions) or "
+            "'demos' (a minibatch of the BC demonstrations per PPO minibatch)."
+        ),
     )
 
 

@@ -37,6 +37,7 @@ class Stream(enum.Enum):
     PPO_PERMUTATION = (1, Layout.HEAD)  # replay minibatch permutation [epoch, batch]
     BC_SHUFFLE = (2, Layout.HEAD)  # BC minibatch shuffle [epoch]
     BC_SPLIT = (3, Layout.HEAD)  # BC train/validation split []
+    PPO_DEMOS = (4, Layout.HEAD)  # demonstration rows beside replay minibatches [epoch, batch]
     ONLINE_PERMUTATION = (11, Layout.HEAD)  # online minibatch permutation [update, pass]
     ONLINE_ACTIONS = (12, Layout.HEAD)  # online action sampling [update]
     STAGE_CAPTURE = (11, Layout.TAIL)  # anneal stage rollout capture seed [stage]

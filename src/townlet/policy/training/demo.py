@@ -11,7 +11,8 @@
    weights, ``bc_weight`` falling from ``bc_weight_start`` to ``bc_weight_end``, the first after
    a critic warm-up (``telemetry.jsonl``, ``checkpoints/``, ``anneal_results.json``).
 5. Evaluate random, plateau BC, final and the scripted expert on the same held-out episodes
-   (seed + 1000, never a training seed; sampled actions as in training unless ``eval_greedy``)
+   (seed + ``eval_seed_offset``, 1000 by default, never a training seed; sampled actions as
+   in training unless ``eval_greedy``)
    with 95% confidence intervals, and the paired differences final − BC and final − scripted
    (:mod:`townlet.policy.training.demo_stats`).
 6. Decide promotion: the anneal evaluation (guardrails), the paired-return behaviour gate of
@@ -58,23 +59,27 @@ class DemoSettings:
     ``bc_epochs`` epochs and stops at its validation plateau (no held-out improvement for
     ``bc_patience`` epochs); ``cycles`` PPO stages of ``ppo_epochs`` epochs on ``rollout_ticks``
     fresh ticks each, ``bc_weight`` falling linearly from ``bc_weight_start`` to
-    ``bc_weight_end``, PPO ``learning_rate``/``gamma``/``entropy_coef``, ``critic_warmup_epochs``
+    ``bc_weight_end`` — on the expert's demonstrations beside every PPO minibatch with
+    ``demo_bc`` (``training.anneal_bc_target = "demos"``), else on the rollout's own actions —
+    PPO ``learning_rate``/``gamma``/``entropy_coef``, ``critic_warmup_epochs``
     value-only epochs first; ``eval_episodes`` held-out episodes of ``eval_ticks`` ticks per
     policy; ``bc_threshold`` the BC gate (held-out accuracy); ``loss_tolerance``/
     ``queue_tolerance`` the guardrails (see docs/anneal.md for how they were calibrated);
     ``eval_greedy`` whether evaluated policies take their most likely action (default: they
-    sample, as in training)."""
+    sample, as in training); ``eval_seed_offset``: the held-out episodes are drawn from
+    ``seed + eval_seed_offset`` (the reported demo uses 1000; ``tools/tune_demo.py`` tunes on
+    another offset so that the reported episodes never steer the settings)."""
 
     agents: int = 8
     demo_ticks: int = 300
     bc_epochs: int = 60
     bc_patience: int = 5
-    cycles: int = 8
+    cycles: int = 12
     ppo_epochs: int = 2
     rollout_ticks: int = 1000
-    bc_weight_start: float = 0.1
-    bc_weight_end: float = 0.05
-    learning_rate: float = 1e-4
+    bc_weight_start: float = 0.5
+    bc_weight_end: float = 0.2
+    learning_rate: float = 2e-4
     gamma: float = 0.95
     entropy_coef: float = 0.0
     critic_warmup_epochs: int = 3
@@ -82,8 +87,10 @@ class DemoSettings:
     eval_ticks: int = 500
     bc_threshold: float = 0.7
     loss_tolerance: float = 1.0
-    queue_tolerance: float = 0.5
+    queue_tolerance: float = 0.65
     eval_greedy: bool = False
+    demo_bc: bool = True
+    eval_seed_offset: int = attrs.field(default=EVAL_SEED_OFFSET, validator=attrs.validators.ge(1))
 
 
 QUICK = DemoSettings(cycles=4, rollout_ticks=500, eval_episodes=8)
@@ -126,6 +133,7 @@ def demo_config(settings: DemoSettings, seed: int) -> Config:
             anneal_loss_tolerance=settings.loss_tolerance,
             anneal_queue_tolerance=settings.queue_tolerance,
             critic_warmup_epochs=settings.critic_warmup_epochs,
+            anneal_bc_target="demos" if settings.demo_bc else "rollout",
         ),
         promotion=PromotionConfig(required_passes=1),
         world=demo_world(settings),
@@ -166,9 +174,9 @@ def run_demo(
     say = report or (lambda line: None)
     out, started = Path(out_dir), time.perf_counter()
     config = demo_config(settings, seed)
-    bc, demos_frames = _clone(out, config, settings, seed, overwrite, write=group.is_root)
+    bc, demos = _clone(out, config, settings, seed, overwrite, write=group.is_root)
     say(
-        f"captured {demos_frames} expert frames ({settings.agents} agents); BC plateau at epoch "
+        f"captured {demos.frames} expert frames ({settings.agents} agents); BC plateau at epoch "
         f"{bc.best_epoch} of {bc.epochs}: held-out accuracy {bc.val_accuracy:.3f}"
     )
     if bc.val_accuracy < settings.bc_threshold:
@@ -177,7 +185,7 @@ def run_demo(
             f"{settings.bc_threshold}); see {out / BC_CHECKPOINT_FILE}"
         )
     run = _anneal(
-        out, config, settings, bc, seed, say, quiet=quiet, overwrite=overwrite, group=group
+        out, config, settings, (bc, demos), seed, say, quiet=quiet, overwrite=overwrite, group=group
     )
     if not group.is_root:
         return {}
@@ -207,8 +215,9 @@ def run_demo(
 
 def _clone(
     out: Path, config: Config, settings: DemoSettings, seed: int, overwrite: bool, *, write: bool
-) -> tuple[Any, int]:
-    """Capture the expert, clone it to the plateau, save both; the BC run and the frame count."""
+) -> tuple[Any, Any]:
+    """Capture the expert, clone it to the plateau, save both; the BC run and the
+    demonstrations."""
     from townlet.policy.nn.checkpoint import save_checkpoint
     from townlet.policy.rollout import capture_rollout, save_rollout
     from townlet.policy.training.bc_plateau import train_bc_to_plateau
@@ -225,14 +234,14 @@ def _clone(
         save_rollout(demos, out / "demos")
         extra = {"kind": "bc_plateau", **bc.to_dict()}
         save_checkpoint(out / BC_CHECKPOINT_FILE, spec=bc.spec, params=bc.params, extra=extra)
-    return bc, demos.frames
+    return bc, demos
 
 
 def _anneal(
     out: Path,
     config: Config,
     settings: DemoSettings,
-    bc: Any,
+    teacher: tuple[Any, Any],
     seed: int,
     say: StageReporter,
     *,
@@ -247,6 +256,7 @@ def _anneal(
     from townlet.policy.training.strategies.anneal.run import run_anneal_with_state
     from townlet.policy.training.strategies.anneal.state import AnnealState
 
+    bc, demos = teacher  # the plateau BC run and the expert demonstrations it cloned
     reference_seed = int(np.random.SeedSequence([seed, _REFERENCE_STREAM]).generate_state(1)[0])
     reference = capture_rollout(
         config.world, make_network_policy(bc.params, bc.spec), settings.rollout_ticks,
@@ -266,6 +276,7 @@ def _anneal(
     )
     return run_anneal_with_state(
         config,
+        bc_data=list(demos.samples) if settings.demo_bc else None,
         rollout=RolloutPlan(world=config.world, ticks=settings.rollout_ticks),
         out_dir=out,
         init=init,
@@ -295,7 +306,7 @@ def _evaluations(
             policy,
             env,
             episodes=settings.eval_episodes,
-            seed=seed + EVAL_SEED_OFFSET,
+            seed=seed + settings.eval_seed_offset,
             deterministic=settings.eval_greedy,
         )
         for name, policy in policies.items()

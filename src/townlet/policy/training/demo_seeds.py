@@ -145,7 +145,7 @@ def seeds_summary(summaries: Sequence[dict[str, Any]], settings: Any) -> dict[st
             "episodes": first["episodes"],
             "episode_ticks": first["episode_ticks"],
             "mode": first["mode"],
-            "seed_offset": 1000,
+            "seed_offset": settings.eval_seed_offset,
         },
         "runs": rows,
         "pooled": {

@@ -101,8 +101,9 @@ class AnnealInputs:
 def check_schedule(schedule: Sequence[AnnealStage], data: AnnealData, config: Config) -> None:
     """Refuse, before any stage runs, what would fail midway.
 
-    Raises ``ConfigError``: an empty schedule; a BC stage without demonstrations (no
-    ``data.bc`` and no ``training.bc.manifest``); a PPO stage without a dataset or rollout plan.
+    Raises ``ConfigError``: an empty schedule; a BC stage, or PPO stages with
+    ``training.anneal_bc_target = "demos"``, without demonstrations (no ``data.bc`` and no
+    ``training.bc.manifest``); a PPO stage without a dataset or rollout plan.
     """
     if not schedule:
         raise ConfigError(
@@ -113,6 +114,16 @@ def check_schedule(schedule: Sequence[AnnealStage], data: AnnealData, config: Co
         raise ConfigError(
             "BC manifest is required for BC stages in anneal: pass BC data (--bc-manifest) or "
             "set training.bc.manifest"
+        )
+    if (
+        "ppo" in modes
+        and config.training.anneal_bc_target == "demos"
+        and data.bc is None
+        and config.training.bc.manifest is None
+    ):
+        raise ConfigError(
+            'training.anneal_bc_target = "demos" needs demonstrations for the PPO stages\' BC '
+            "term: pass BC data (--bc-manifest) or set training.bc.manifest"
         )
     if "ppo" in modes and data.ppo is None and data.rollout is None:
         raise ConfigError(
@@ -139,7 +150,8 @@ def load_anneal_data(
 ) -> AnnealInputs:
     """Read what the stages train on, once: the BC demonstrations (``data.bc``, else
     ``training.bc.manifest``), the replay batches, or the network spec of the rollout town —
-    each only when a stage of ``stages`` (default: both kinds) needs it. Raises
+    each only when a stage of ``stages`` (default: both kinds) needs it (PPO stages need the
+    demonstrations too with ``training.anneal_bc_target = "demos"``). Raises
     ``ConfigError``/``ReplayDataError`` for missing or bad data and ``TorchNotAvailableError``
     without torch."""
     from townlet.policy.training.strategies.bc.train import load_bc_inputs
@@ -147,7 +159,8 @@ def load_anneal_data(
     modes = {"bc", "ppo"} if stages is None else {stage.mode for stage in stages}
     bc_cfg = config.training.bc
     bc = None
-    if "bc" in modes and (data.bc is not None or bc_cfg.manifest is not None):
+    needs_bc = "bc" in modes or ("ppo" in modes and config.training.anneal_bc_target == "demos")
+    if needs_bc and (data.bc is not None or bc_cfg.manifest is not None):
         bc = load_bc_inputs(data.bc, bc_cfg)
     rollout_spec = None
     if data.ppo is None and data.rollout is not None:

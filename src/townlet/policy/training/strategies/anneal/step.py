@@ -3,11 +3,13 @@
 A BC stage clones the demonstrations starting from the current parameters and gates on the
 accuracy threshold (validation accuracy when there is a held-out split, ``>=``); a failed gate
 keeps the parameters from before the stage (``rolled_back``) and stops the schedule. A PPO stage
-continues from the current parameters (DESIGN §5.1) with ``bc_coef = stage.bc_weight`` (§5.2),
-the anneal context of the previous PPO stage's baselines, and — right after a BC stage —
-``critic_warmup_epochs`` extra value-only epochs first. Its data is a replay dataset or a fresh
-rollout captured with the current parameters (a fresh network, seeded by the run seed, when a
-run starts with PPO) in the cycle's social reward stage. The baselines
+continues from the current parameters (DESIGN §5.1) with ``bc_coef = stage.bc_weight`` (§5.2)
+on the cross-entropy against the stage data's own actions, or, with
+``training.anneal_bc_target = "demos"``, against the expert's actions on BC demonstration rows
+beside every PPO minibatch; the anneal context of the previous PPO stage's baselines; and —
+right after a BC stage — ``critic_warmup_epochs`` extra value-only epochs first. Its data is a
+replay dataset or a fresh rollout captured with the current parameters (a fresh network, seeded
+by the run seed, when a run starts with PPO) in the cycle's social reward stage. The baselines
 for the next PPO stage come from this stage's final epoch, social counters included (§5.4).
 
 Randomness: every stage derives its seeds from the run seed and the stage index, so a run
@@ -31,6 +33,7 @@ from townlet.policy.training.strategies.anneal.flags import update_baselines
 if TYPE_CHECKING:
     from townlet.distributed.parallel import DataParallel
     from townlet.policy.training.strategies.anneal.data import PPOInputs
+    from townlet.policy.training.strategies.ppo.functional import DemoRows
 
 
 from townlet.policy.training.strategies.anneal.data import (
@@ -165,6 +168,7 @@ def _ppo_stage(
         anneal_context=anneal_context(state, stage, data.label, training),
         clock=clock,
         parallel=_parallel(data, inputs),
+        demos=_demo_rows(stage, data, training.anneal_bc_target, device),
     )
     result = ppo_stage_result(stage, run.result)
     new = attrs.evolve(
@@ -179,6 +183,21 @@ def _ppo_stage(
         rollout_returns=(*state.rollout_returns, rollout_return),
     )
     return new, StageOutput(result=result, epochs=run.results)
+
+
+def _demo_rows(stage: AnnealStage, data: AnnealInputs, target: str, device: Any) -> DemoRows | None:
+    """The expert rows of the stage's BC term (None: it clones the stage data's own actions,
+    or has no weight)."""
+    if target != "demos" or stage.bc_weight <= 0.0:
+        return None
+    if data.bc is None:
+        raise ConfigError(
+            f"PPO stage at cycle {stage.cycle} has no demonstrations for "
+            'training.anneal_bc_target = "demos"'
+        )
+    frames = data.bc.frames
+    maps = None if frames.maps is None else frames.maps.to(device)
+    return (maps, frames.features.to(device), frames.actions.to(device))
 
 
 def _parallel(data: AnnealInputs, inputs: PPOInputs) -> DataParallel:

@@ -3,7 +3,10 @@
 For each batch of :class:`EpochData`: permute its rows with a generator derived from the run
 seed, the data's stream and the batch's counters, cut the permuted batch into contiguous
 minibatches (views, no gather per minibatch), and fold
-:func:`~townlet.policy.training.strategies.ppo.step.ppo_minibatch_update` over them. The stats
+:func:`~townlet.policy.training.strategies.ppo.step.ppo_minibatch_update` over them. With
+``EpochData.demos`` every policy update also gets as many expert demonstration rows as its
+minibatch has, read in order from a permutation of the demonstrations (``Stream.PPO_DEMOS``
+at the batch's counters), for the BC term. The stats
 vectors of all minibatches are read back once per epoch (one device sync), then checked once
 for divergence. Replay PPO runs one epoch per pass over its batches; online PPO runs one epoch
 per update whose batches are the ``cfg.num_epochs`` passes over the collected rollout.
@@ -29,9 +32,14 @@ from townlet.distributed.parallel import (
     take_rank_rows,
 )
 from townlet.errors import NonFiniteTrainingError
+from townlet.policy.nn.rng import stream_generator
 from townlet.policy.streams import Stream
 from townlet.policy.training.strategies.minibatch_order import batch_generator
-from townlet.policy.training.strategies.ppo.functional import PPOMinibatch, minibatch_size
+from townlet.policy.training.strategies.ppo.functional import (
+    DemoRows,
+    PPOMinibatch,
+    minibatch_size,
+)
 from townlet.policy.training.strategies.ppo.step import (
     STATS_FIELDS,
     MinibatchStats,
@@ -52,7 +60,9 @@ _DIVERGENCE_COLUMNS = tuple(STATS_FIELDS.index(k) for k in ("adv_std", "loss_tot
 class EpochData:
     """What one epoch trains on: flat ``batches``, each shuffled by
     ``stream_generator(state.seed, stream, *keys[i])``; ``label`` names the data in error
-    messages (e.g. ``"dataset=d"``); ``value_only`` trains only the value head."""
+    messages (e.g. ``"dataset=d"``); ``value_only`` trains only the value head; ``demos``: expert
+    demonstration rows for the BC term of the policy updates (None: it clones the batch's own
+    actions)."""
 
     __repr__ = short_repr
     to_dict = record_dict
@@ -63,6 +73,7 @@ class EpochData:
     label: str
     value_only: bool = False
     reference_order: bool = False  # the reference's minibatch order (minibatch_order.py)
+    demos: DemoRows | None = None
 
     def __attrs_post_init__(self) -> None:
         if len(self.batches) != len(self.keys):
@@ -80,6 +91,24 @@ def split_rows(data: PPOMinibatch, size: int) -> list[PPOMinibatch]:
     short)."""
     n = len(data)
     return [map_fields(operator.itemgetter(slice(i, i + size)), data) for i in range(0, n, size)]
+
+
+def demo_slices(
+    demos: DemoRows, seed: int, key: tuple[int, ...], sizes: list[int]
+) -> list[DemoRows]:
+    """The demonstration rows of each of a batch's minibatches (``sizes`` rows each): a
+    permutation of ``demos`` drawn from ``Stream.PPO_DEMOS`` at ``key``, read in consecutive
+    slices that wrap around when the minibatches need more rows than there are."""
+    actions = demos[2]
+    generator = stream_generator(seed, Stream.PPO_DEMOS, *key, device=actions.device)
+    perm = torch.randperm(len(actions), generator=generator, device=actions.device)
+    slices, start = [], 0
+    for size in sizes:
+        rows = perm[torch.arange(start, start + size, device=actions.device) % len(perm)]
+        maps, features, _ = demos
+        slices.append((None if maps is None else maps[rows], features[rows], actions[rows]))
+        start += size
+    return slices
 
 
 def check_divergence(rows: list[list[float]], batch_of: list[int], label: str) -> None:
@@ -127,10 +156,11 @@ def ppo_epoch(
         data = attrs.evolve(data, keys=tuple((*key, *extra) for key in data.keys))
     for index, batch in enumerate(data.batches, start=1):
         generator = batch_generator(state.seed, data, index - 1, device=batch.actions.device)
-        for minibatch in split_rows(
-            shuffle_rows(batch, generator), minibatch_size(len(batch), cfg)
-        ):
+        minibatches = split_rows(shuffle_rows(batch, generator), minibatch_size(len(batch), cfg))
+        demos = _epoch_demos(state.seed, data, index - 1, minibatches)
+        for minibatch, demo in zip(minibatches, demos, strict=True):
             # Updates after the fold's first donate the state the fold itself made (no copy).
+            demo_kw = {} if demo is None else {"demo": demo}
             state, values = minibatch_update(
                 state,
                 take_rank_rows(parallel, minibatch),
@@ -138,6 +168,7 @@ def ppo_epoch(
                 value_only=data.value_only,
                 reduce_grads=parallel.reduce_grads,
                 donate=bool(vectors),
+                **demo_kw,
             )
             vectors.append(values)
             sizes.append(global_rows(parallel, len(minibatch)))
@@ -145,3 +176,13 @@ def ppo_epoch(
     rows: list[list[float]] = torch.stack(vectors).tolist() if vectors else []
     check_divergence(rows, batch_of, data.label)
     return state, tuple(stats_from_values(row, n) for row, n in zip(rows, sizes, strict=True))
+
+
+def _epoch_demos(
+    seed: int, data: EpochData, index: int, minibatches: list[PPOMinibatch]
+) -> list[DemoRows | None]:
+    # Value-only epochs have no policy term to regularise: no demonstration rows.
+    if data.demos is None or data.value_only:
+        return [None] * len(minibatches)
+    sizes = [len(minibatch) for minibatch in minibatches]
+    return list(demo_slices(data.demos, seed, data.keys[index], sizes))

@@ -21,6 +21,9 @@ from townlet.policy.replay.batch import ReplayBatch
 
 ADV_NORM_EPS = 1e-8
 
+DemoRows = tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]
+"""Expert demonstration rows for the BC term: ``(maps or None, features, actions)``."""
+
 
 def compute_gae(
     rewards: torch.Tensor,
@@ -170,7 +173,8 @@ class LossTerms:
     """The parts of the PPO loss, each a detached 0-d tensor (§6.5).
 
     ``entropy`` is the mean policy entropy (positive), ``bc`` the cross-entropy of the logits
-    against the taken actions (always computed; weighted by ``bc_coef`` in the total),
+    against the taken actions, or against the expert's actions on demonstration rows when the
+    update has them (always computed; weighted by ``bc_coef`` in the total),
     ``clip_fraction`` the share of strictly clipped ratios, ``approx_kl`` = mean(old − new
     log-prob) (can be negative).
     """
@@ -210,17 +214,20 @@ def ppo_loss(
     *,
     spec: NetworkSpec,
     value_only: bool = False,
+    demo: DemoRows | None = None,
 ) -> tuple[torch.Tensor, LossTerms]:
     """The PPO loss of ``params`` on ``minibatch`` (§6.5) and its parts.
 
     ``total = policy + value_loss_coef·value − entropy_coef·entropy + bc_coef·bc``; with
     ``value_only`` the total is ``value_loss_coef·value`` alone (critic warm-up), the other terms
-    are still reported. Raises ``ValueError`` on mismatched minibatch shapes.
+    are still reported. ``bc`` is the cross-entropy on ``demo`` rows (expert demonstrations)
+    when given, else on the minibatch's own actions. Raises ``ValueError`` on mismatched
+    minibatch shapes.
     """
     mb = minibatch
     fields = (mb.maps, mb.features, mb.actions, mb.old_log_probs, mb.advantages, mb.returns)
     total, parts = ppo_loss_parts(
-        params, *fields, mb.old_values, cfg, spec=spec, value_only=value_only
+        params, *fields, mb.old_values, cfg, spec=spec, value_only=value_only, demo=demo
     )
     policy, value, entropy, bc, clip_fraction, approx_kl = parts
     return total, LossTerms(
@@ -231,6 +238,14 @@ def ppo_loss(
         clip_fraction=clip_fraction,
         approx_kl=approx_kl,
     )
+
+
+def demo_cross_entropy(params: Params, demo: DemoRows, *, spec: NetworkSpec) -> torch.Tensor:
+    """The mean cross-entropy of the policy's logits on demonstration rows against the expert's
+    actions: the BC term of a demonstration-regularised PPO update."""
+    maps, features, actions = demo
+    logits, _values = apply(params, maps, features, spec=spec)
+    return torch.nn.functional.cross_entropy(logits, actions)
 
 
 def ppo_loss_parts(
@@ -246,6 +261,7 @@ def ppo_loss_parts(
     *,
     spec: NetworkSpec,
     value_only: bool = False,
+    demo: DemoRows | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """:func:`ppo_loss` over the minibatch's tensors, its parts as a plain tuple ``(policy,
     value, entropy, bc, clip_fraction, approx_kl)``: no record is built, which is what lets
@@ -264,7 +280,7 @@ def ppo_loss_parts(
     surrogate = torch.min(ratio * advantages, torch.clamp(ratio, low, high) * advantages)
     policy = -surrogate.mean()
     value = value_loss(new_values, returns, old_values, cfg.value_clip)
-    bc = -new_logp.mean()
+    bc = -new_logp.mean() if demo is None else demo_cross_entropy(params, demo, spec=spec)
     if value_only:
         total = cfg.value_loss_coef * value
     else:

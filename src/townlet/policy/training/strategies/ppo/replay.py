@@ -30,7 +30,11 @@ from townlet.policy.training.fold import Sink, run_fold
 from townlet.policy.training.strategies.ppo.compiled import make_ppo_update
 from townlet.policy.training.strategies.ppo.epoch import EpochData, MinibatchUpdate
 from townlet.policy.training.strategies.ppo.epoch import ppo_epoch as fold_epoch
-from townlet.policy.training.strategies.ppo.functional import PPOMinibatch, prepare_batch
+from townlet.policy.training.strategies.ppo.functional import (
+    DemoRows,
+    PPOMinibatch,
+    prepare_batch,
+)
 from townlet.policy.training.strategies.ppo.step import (
     MinibatchStats,
     PPOState,
@@ -113,10 +117,12 @@ def epoch_data(
     *,
     value_only: bool = False,
     reference_order: bool = False,
+    demos: DemoRows | None = None,
 ) -> EpochData:
     """The :class:`EpochData` of replay epoch ``epoch`` (the run's ``log_stream_offset``):
     batch ``b`` (1-based) is shuffled by ``Stream.PPO_PERMUTATION`` at ``(epoch, b)``, or with
-    ``reference_order`` in the reference's order (``minibatch_order``)."""
+    ``reference_order`` in the reference's order (``minibatch_order``); ``demos`` are the
+    expert rows of the BC term (:class:`EpochData`)."""
     keys = tuple((epoch, b) for b in range(1, len(prepared.batches) + 1))
     return EpochData(
         batches=prepared.batches,
@@ -125,6 +131,7 @@ def epoch_data(
         label=f"dataset={prepared.label}",
         value_only=value_only,
         reference_order=reference_order,
+        demos=demos,
     )
 
 
@@ -136,6 +143,7 @@ def ppo_epoch_updates(
     value_only: bool = False,
     parallel: DataParallel = SINGLE,
     minibatch_update: MinibatchUpdate = ppo_minibatch_update,
+    demos: DemoRows | None = None,
 ) -> tuple[PPOState, list[MinibatchStats]]:
     """:func:`~townlet.policy.training.strategies.ppo.epoch.ppo_epoch` over ``prepared`` at
     epoch ``state.log_stream_offset`` (seeded, and different in every epoch of a continued run).
@@ -145,6 +153,7 @@ def ppo_epoch_updates(
         state.log_stream_offset,
         value_only=value_only,
         reference_order=cfg.reference_compat,
+        demos=demos,
     )
     state, stats = fold_epoch(
         state, data, cfg, parallel=parallel, minibatch_update=minibatch_update
@@ -164,6 +173,7 @@ def replay_epoch(
     clock: Callable[[], float] = time.perf_counter,
     parallel: DataParallel = SINGLE,
     minibatch_update: MinibatchUpdate = ppo_minibatch_update,
+    demos: DemoRows | None = None,
 ) -> tuple[PPOState, PPOTrainingResult]:
     """One replay PPO epoch: ``(state, batches) -> (state', telemetry record)``; inputs unchanged.
 
@@ -175,7 +185,8 @@ def replay_epoch(
     ``value_only`` trains only the value head (critic warm-up; ``critic_warmup`` is reported).
     ``clock`` times ``epoch_duration_sec`` (the only nondeterministic field; pass a constant
     clock for bit-identical records). ``parallel``: every rank holds the same batches and
-    computes its share of every minibatch (:mod:`townlet.distributed.parallel`).
+    computes its share of every minibatch (:mod:`townlet.distributed.parallel`). ``demos``:
+    expert demonstration rows the BC term clones (``bc_coef``; see :class:`EpochData`).
 
     Raises :class:`~townlet.errors.NonFiniteTrainingError` (a ``ValueError`` and a
     ``TrainingFailedError``) for NaN/Inf advantages, returns, stds or losses, naming the dataset
@@ -192,6 +203,7 @@ def replay_epoch(
         value_only=value_only,
         parallel=parallel,
         minibatch_update=minibatch_update,
+        demos=demos,
     )
     transitions = sum(s.transitions for s in stats)
     state = attrs.evolve(
@@ -250,18 +262,21 @@ def fit_ppo(
     clock: Callable[[], float] = _no_clock,
     parallel: DataParallel = SINGLE,
     start: int = 0,
+    demos: DemoRows | None = None,
 ) -> TrainResult:
     """``epochs`` replay epochs (:func:`replay_epoch`) folded by
     :func:`~townlet.policy.training.fold.run_fold`, each epoch's record handed to ``sinks``;
     the first ``value_only_epochs`` train only the value head. Pure apart from ``sinks`` and
     ``clock`` (which only times durations; 0 by default). ``start`` epochs already ran and
     ``state`` is the fold's state after them (a resumed run: its cycle is already set). The
-    minibatch update is ``make_ppo_update(cfg.compile)``, built once for all the epochs."""
+    minibatch update is ``make_ppo_update(cfg.compile)``, built once for all the epochs, or the
+    eager update when ``demos`` (expert rows for the BC term, see :class:`EpochData`) are given:
+    the compiled programs take the PPO minibatch alone."""
     if start:
         cycle_after = state.cycle_id
     else:
         state, cycle_after = run_cycle(state, info, anneal_context)
-    minibatch_update = make_ppo_update(cfg.compile)
+    minibatch_update = make_ppo_update(cfg.compile) if demos is None else ppo_minibatch_update
     started = clock()
 
     def step(current: PPOState, index: int) -> tuple[PPOState, PPOTrainingResult]:
@@ -276,6 +291,7 @@ def fit_ppo(
             clock=clock,
             parallel=parallel,
             minibatch_update=minibatch_update,
+            demos=demos,
         )
 
     state, results = run_fold(step, state, range(start, epochs), sinks=sinks, start=start)

@@ -20,7 +20,12 @@ from townlet.policy.nn.grads import update_with_gradients, value_and_grad
 from townlet.policy.nn.network import VALUE_HEAD_KEYS, Params, init_params
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.training.strategies.ppo.analytic import ppo_loss_and_grads
-from townlet.policy.training.strategies.ppo.functional import LossTerms, PPOMinibatch, ppo_loss
+from townlet.policy.training.strategies.ppo.functional import (
+    DemoRows,
+    LossTerms,
+    PPOMinibatch,
+    ppo_loss,
+)
 from townlet.policy.training.strategies.ppo.stats import (
     STATS_FIELDS,
     MinibatchStats,
@@ -88,6 +93,7 @@ def ppo_minibatch_update(
     reduce_grads: ReduceGrads = keep_local,
     adam: Adam | None = None,
     donate: bool = False,
+    demo: DemoRows | None = None,
 ) -> tuple[PPOState, torch.Tensor]:
     """:func:`ppo_minibatch_step` without reading the stats back: the new state and a float
     tensor of the :data:`STATS_FIELDS` (shape ``(10,)``), still on the device.
@@ -98,10 +104,12 @@ def ppo_minibatch_update(
     ``adam`` is the optimizer (default ``make_adam(AdamConfig(lr=cfg.learning_rate))``).
     ``donate=True`` hands ``state``'s parameter and moment tensors to the update, which then
     writes them in place (no copy): pass it only for a state the caller made and will not read
-    again — in a fold, every update after the first.
+    again — in a fold, every update after the first. ``demo``: expert demonstration rows the
+    BC term clones instead of the minibatch's own actions (:func:`~townlet.policy.training.
+    strategies.ppo.functional.ppo_loss`).
     """
     new_state, values, _rows = _update(
-        state, minibatch, cfg, value_only, reduce_grads, adam=adam, donate=donate
+        state, minibatch, cfg, value_only, reduce_grads, adam=adam, donate=donate, demo=demo
     )
     return new_state, values
 
@@ -115,12 +123,22 @@ def _update(
     *,
     adam: Adam | None = None,
     donate: bool = False,
+    demo: DemoRows | None = None,
 ) -> tuple[PPOState, torch.Tensor, int]:
-    if value_only:
+    if value_only or demo is not None:
+        # Critic warm-up and the expert-demonstration BC term take autograd's gradient: the
+        # written-out one covers the plain PPO loss only.
         loss_fn = functools.partial(
-            ppo_loss, minibatch=minibatch, cfg=cfg, spec=state.spec, value_only=True
+            ppo_loss,
+            minibatch=minibatch,
+            cfg=cfg,
+            spec=state.spec,
+            value_only=value_only,
+            demo=demo,
         )
-        total, terms, grads = value_and_grad(loss_fn, state.params, wrt=VALUE_HEAD_KEYS)
+        total, terms, grads = value_and_grad(
+            loss_fn, state.params, wrt=VALUE_HEAD_KEYS if value_only else None
+        )
         parts = _term_values(terms)
     else:
         # The gradient written out (ppo/analytic.py): the same numbers as autograd's to
