@@ -35,9 +35,7 @@ def default_workers() -> int:
     return max(2, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
-def write_new_file(
-    path: Path, write: Callable[[IO[bytes]], object], *, sync: bool = True
-) -> None:
+def write_new_file(path: Path, write: Callable[[IO[bytes]], object], *, sync: bool = True) -> None:
     """Create ``path`` (which must not exist) and fill it with ``write``; with ``sync``, flush
     it to disk (without: the caller flushes the directory with :func:`sync_files`)."""
     with open(path, "xb") as handle:
