@@ -32,14 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from townlet.policy.replay import NPZ_KEYS, ReplaySample, sidecar_json
+from townlet.policy.replay import NPZ_KEYS, ReplaySample, sidecar_texts
 from townlet.policy.replay.npz_stream import MemberStream, array_member, npy_header, write_archive
 from townlet.policy.rollout.buffer import RolloutBuffer
 from townlet.policy.rollout.frames import FrameRecorder
 from townlet.policy.rollout.save import check_prefix, commit_capture, save_rollout
 from townlet.policy.rollout.writer_pool import sync_files, write_new_file
 
-CHUNK_TICKS = 25  # ~48 KB of map rows per agent and job: few calls, little waiting at the end
+CHUNK_TICKS = 50  # ~97 KB of map rows per agent and job: few calls, little waiting at the end
 QUEUE_PER_LANE = 4
 
 
@@ -156,9 +156,11 @@ class SampleEncoder:
         samples = buffer.samples
 
         def writer(folder: Path, stems: list[str]) -> None:
+            texts = sidecar_texts([s.metadata for s in samples])
+
             def write(first: int, end: int, _t0: int, _t1: int) -> None:
                 for i in range(first, end):
-                    self._write_sample(folder, stems[i], i, samples[i])
+                    self._write_sample(folder, stems[i], i, samples[i], texts[i])
 
             self._hand_out(write, 0, 0)
             self._drain()
@@ -172,7 +174,9 @@ class SampleEncoder:
             return False
         return len(buffer.samples) == len(recorder.info.agent_ids)
 
-    def _write_sample(self, folder: Path, stem: str, index: int, sample: ReplaySample) -> None:
+    def _write_sample(
+        self, folder: Path, stem: str, index: int, sample: ReplaySample, sidecar: str
+    ) -> None:
         members = []
         for key in NPZ_KEYS:
             array: Any = getattr(sample, key)
@@ -185,7 +189,7 @@ class SampleEncoder:
                 raise RuntimeError(f"{stem}: the streamed {key} rows are not the sample's")
             member.finish()
             members.append(member)
-        text = sidecar_json(sample.metadata).encode("utf-8")
+        text = sidecar.encode("utf-8")
         write_new_file(folder / f"{stem}.npz", lambda fh: write_archive(fh, members), sync=False)
         write_new_file(folder / f"{stem}.json", lambda fh: fh.write(text), sync=False)
         for streams in self._streams.values():
