@@ -150,7 +150,9 @@ def run_command_part(rounds: int, write: Path | None, script: str) -> None:
             "--policy scripted --quiet` process (start to exit) against bare stepping and step "
             "+ scripted policy + observe, each in a fresh process, "
             f"{rounds} alternating round(s), medians; peak RSS from `wait4`. {_machine()}; "
-            f"{default_workers()} writer threads; {_load_note(load_before, load_after)}\n\n"
+            f"{default_workers()} writer threads, which deflate the samples' map and feature "
+            "members while the town steps (`SampleEncoder`, issue #16); "
+            f"{_load_note(load_before, load_after)}\n\n"
             f"{table}\n"
         )
         replace_section(write, "Capture command", section)

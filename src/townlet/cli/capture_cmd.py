@@ -16,7 +16,8 @@ from townlet.cli._train_common import check_seed
 from townlet.config import Config, load_config
 from townlet.distributed import LOCAL, Collective, rank_seed
 from townlet.policy.policy_argument import resolve_policy_argument
-from townlet.policy.rollout import RolloutBuffer, capture_rollout, rollout_summary, save_rollout
+from townlet.policy.rollout import RolloutBuffer, capture_rollout, rollout_summary
+from townlet.policy.rollout.capture import Recorded
 from townlet.policy.rollout.save import (
     DEFAULT_COMPRESS_LEVEL,
     capture_target,
@@ -24,6 +25,8 @@ from townlet.policy.rollout.save import (
     check_workers,
     resolve_level,
 )
+from townlet.policy.rollout.stream_encoder import SampleEncoder
+from townlet.policy.rollout.writer_pool import default_workers
 from townlet.policy.training.services.rollout import rollout_world_config
 from townlet.world.config import WORLD_SOCIAL_STAGES
 
@@ -102,12 +105,20 @@ def _source(args: argparse.Namespace, config: Config) -> Any:
 
 
 def _capture(
-    args: argparse.Namespace, source: Any, ticks: int, seed: int, *, root: bool = True
+    args: argparse.Namespace,
+    source: Any,
+    ticks: int,
+    seed: int,
+    *,
+    root: bool = True,
+    on_recorded: Recorded | None = None,
 ) -> RolloutBuffer:
     quiet = args.quiet or not sys.stderr.isatty() or not root
     with tqdm(total=ticks, desc="capture", unit="tick", file=sys.stderr, disable=quiet) as bar:
         policy = resolve_policy_argument(args.policy)
-        return capture_rollout(source, policy, ticks, seed, progress=bar.update)
+        return capture_rollout(
+            source, policy, ticks, seed, progress=bar.update, on_recorded=on_recorded
+        )
 
 
 def run_capture(args: argparse.Namespace) -> int:
@@ -121,29 +132,22 @@ def run_capture(args: argparse.Namespace) -> int:
     if args.no_compress and args.compress_level is not None:
         raise UsageError("--compress-level and --no-compress exclude each other")
     # Refuse bad save settings before capturing, not after.
-    resolve_level(not args.no_compress, args.compress_level)
+    level = resolve_level(not args.no_compress, args.compress_level)
     check_prefix(args.prefix)
-    if args.writers is not None:
-        check_workers(args.writers)
+    workers = default_workers() if args.writers is None else check_workers(args.writers)
     source = _source(args, config)
     if group.backend is not None:
         return _run_sharded(args, source, ticks, seed, group)
-    # The lock is taken before capturing, so a second capture into --out fails at once.
-    with capture_target(args.out):
+    # The lock is taken before capturing, so a second capture into --out fails at once; the
+    # encoder writes the npz members while the source steps (issue #16).
+    with capture_target(args.out), SampleEncoder(level=level, workers=workers) as encoder:
         try:
-            buffer = _capture(args, source, ticks, seed)
+            buffer = _capture(args, source, ticks, seed, on_recorded=encoder.on_recorded)
         finally:
             close = getattr(source, "close", None)
             if callable(close):
                 close()
-        out = save_rollout(
-            buffer,
-            args.out,
-            prefix=args.prefix,
-            compress=not args.no_compress,
-            compress_level=args.compress_level,
-            workers=args.writers,
-        )
+        out = encoder.save(buffer, args.out, prefix=args.prefix)
     print_json({**rollout_summary(buffer), "out": str(out), "samples": len(buffer.samples)})
     return 0
 

@@ -30,6 +30,7 @@ from townlet.policy.replay.io import (
     read_sidecar,
     save_replay_sample,
     sidecar_json,
+    sidecar_texts,
 )
 from townlet.policy.replay.manifest import (
     CAPTURE_MANIFEST_NAME,
@@ -96,5 +97,6 @@ __all__ = [
     "samples_from_block",
     "save_replay_sample",
     "sidecar_json",
+    "sidecar_texts",
     "summarize_batch",
 ]

@@ -14,7 +14,8 @@ import struct
 import warnings
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring_ascii as _ascii_json
 from pathlib import Path
 from typing import IO, Any
 
@@ -236,6 +237,69 @@ def _json_default(value: object) -> Any:
 def sidecar_json(metadata: Mapping[str, Any]) -> str:
     """The sidecar text the reference writes: the metadata as JSON with ``indent=2``."""
     return json.dumps(dict(metadata), indent=2, default=_json_default)
+
+
+def _number_json(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+def _entry_json(key: str, value: Any) -> str:
+    """One top-level entry as ``json.dumps(..., indent=2)`` writes it, between "{\n" and
+    "\n}"; a flat dict of numbers (a sample's metrics) without the pure-Python encoder that
+    ``indent`` selects."""
+    if isinstance(value, dict) and value:
+        lines = []
+        for k, v in value.items():
+            if not isinstance(k, str) or type(v) not in (float, int):
+                break
+            text = _number_json(v) if type(v) is float else int.__repr__(v)
+            lines.append(f"    {_ascii_json(k)}: {text}")
+        else:
+            return f"  {_ascii_json(key)}: {{\n" + ",\n".join(lines) + "\n  }"
+    return json.dumps({key: value}, indent=2, default=_json_default)[2:-2]
+
+
+def _plain(value: object) -> bool:
+    """Whether equal values of this kind always encode alike (no floats: -0.0 == 0.0)."""
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def sidecar_texts(metadata: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``[sidecar_json(m) for m in metadata]``, the same text, with each entry that every
+    sidecar shares with the first (same key, position and value) encoded once — a capture's
+    sidecars differ only in a few keys (agent, slot, metrics)."""
+    if not metadata:
+        return []
+    first = list(metadata[0].items())
+    shared: dict[int, str] = {}
+    for index, (key, value) in enumerate(first):
+        same = _plain(value) and all(
+            key in m and type(m[key]) is type(value) and m[key] == value for m in metadata
+        )
+        if same:
+            shared[index] = _entry_json(key, value)
+    texts = []
+    for meta in metadata:
+        items = list(meta.items())
+        if not items:
+            texts.append("{}")
+            continue
+        parts = [
+            shared[i] if i in shared and items[i][0] == first[i][0] else _entry_json(*items[i])
+            for i in range(len(items))
+        ]
+        texts.append("{\n" + ",\n".join(parts) + "\n}")
+    return texts
 
 
 def save_replay_sample(

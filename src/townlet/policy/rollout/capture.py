@@ -40,6 +40,8 @@ from townlet.world import WorldConfig
 POLICY_STREAM = 3  # the policy's generator is default_rng([seed, POLICY_STREAM])
 
 Progress = Callable[[int], object]
+Recorded = Callable[[FrameRecorder], object]
+"""Called after every recorded tick with the recorder (``recorder.recorded`` ticks final)."""
 
 
 def make_stepper(env_or_config: object) -> Stepper:
@@ -122,9 +124,11 @@ def capture_frames(
     seed: int = 0,
     *,
     progress: Progress | None = None,
+    on_recorded: Recorded | None = None,
 ) -> CapturedFrames:
     """The capture loop of :func:`capture_rollout` (same arguments and errors), without the
-    conversion to samples."""
+    conversion to samples. ``on_recorded(recorder)`` runs after every tick, once its frame is
+    final (e.g. to encode finished rows while the source steps)."""
     _check_request(ticks, seed)
     stepper = make_stepper(env_or_config)
     info = stepper.info
@@ -138,6 +142,8 @@ def capture_frames(
         outcome = stepper.step(output[0], out=recorder.slot(tick + 1))
         recorder.write(tick, obs, output, outcome)
         obs = outcome.next_obs
+        if on_recorded is not None:
+            on_recorded(recorder)
         if progress is not None:
             progress(1)
     if len(obs.features):
@@ -182,6 +188,7 @@ def capture_rollout(
     seed: int = 0,
     *,
     progress: Progress | None = None,
+    on_recorded: Recorded | None = None,
 ) -> RolloutBuffer:
     """Capture ``ticks`` ticks of ``policy`` acting in ``env_or_config``.
 
@@ -189,7 +196,8 @@ def capture_rollout(
     a :class:`~townlet.envs.gymnasium_adapter.GymnasiumSource` (each of its K copies is an
     agent) or a PettingZoo ``ParallelEnv``. ``policy``: ``"scripted"``, ``"random"``, a
     checkpoint path, or an object with ``act(maps, features, rng)`` (or ``act_world``; see
-    :mod:`townlet.policy.rollout.policies`). ``progress`` is called with 1 after every tick.
+    :mod:`townlet.policy.rollout.policies`). ``progress`` is called with 1 after every tick;
+    ``on_recorded`` as in :func:`capture_frames`.
 
     Returns a :class:`RolloutBuffer` with one sample per agent; an episode that ends (a faint,
     a Gymnasium termination or truncation) sets ``done`` on its last frame and the trajectory
@@ -197,5 +205,7 @@ def capture_rollout(
     seed, a source with no agents or a non-discrete action space, an unusable policy, or a
     policy output of the wrong shape or range.
     """
-    frames = capture_frames(env_or_config, policy, ticks, seed, progress=progress)
+    frames = capture_frames(
+        env_or_config, policy, ticks, seed, progress=progress, on_recorded=on_recorded
+    )
     return buffer_from_frames(frames)

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -53,6 +53,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 # An OSError with one of these means the output location is unusable (exit 2), not a failed run.
 _LOCATION_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
 _LOCATION_ERRORS |= {errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST}
+
+
+SampleWriter = Callable[[Path, list[str]], None]
+"""Writes ``<stem>.npz`` and ``<stem>.json`` of every sample (one stem each, in sample order)
+into a folder and flushes them to disk."""
 
 
 def metrics_by_file(names: Mapping[str, ReplaySample]) -> dict[str, dict[str, float]]:
@@ -174,11 +179,12 @@ def _listed(manifest: Path) -> set[str]:
     return listed
 
 
-def _write_capture(buffer: RolloutBuffer, folder: Path, prefix: str, level: int | None,
-                   workers: int) -> list[str]:  # fmt: skip
+def _write_capture(
+    buffer: RolloutBuffer, folder: Path, prefix: str, writer: SampleWriter
+) -> list[str]:
     """Write every file of the capture into ``folder``; returns their names, manifest last."""
     stems = [sample_stem(prefix, a, n + 1) for n, a in enumerate(buffer.agent_ids)]
-    write_samples(folder, zip(stems, buffer.samples, strict=True), level=level, workers=workers)
+    writer(folder, stems)
     entries = [{"sample": f"{s}.npz", "meta": f"{s}.json"} for s in stems]
     metrics = metrics_by_file(
         dict(zip((e["sample"] for e in entries), buffer.samples, strict=True))
@@ -196,11 +202,10 @@ def _put(data: bytes, handle: IO[bytes]) -> None:
     handle.write(data)
 
 
-def _commit_swap(buffer: RolloutBuffer, target: Path, prefix: str, level: int | None,
-                 workers: int) -> None:  # fmt: skip
+def _commit_swap(buffer: RolloutBuffer, target: Path, prefix: str, writer: SampleWriter) -> None:
     staging = make_staging(target.parent, target.name)
     try:
-        written = _write_capture(buffer, staging, prefix, level, workers)
+        written = _write_capture(buffer, staging, prefix, writer)
         if target.is_dir():
             lock = lock_path(target, inside=True).name
             keep = set(os.listdir(target)) - _owned_names(target, prefix) - set(written)
@@ -211,12 +216,13 @@ def _commit_swap(buffer: RolloutBuffer, target: Path, prefix: str, level: int | 
         raise
 
 
-def _commit_in_place(buffer: RolloutBuffer, target: Path, prefix: str, level: int | None,
-                     workers: int) -> None:  # fmt: skip
+def _commit_in_place(
+    buffer: RolloutBuffer, target: Path, prefix: str, writer: SampleWriter
+) -> None:
     remove_leftovers(target, prefix)
     staging = make_staging(target, prefix)
     try:
-        written = _write_capture(buffer, staging, prefix, level, workers)
+        written = _write_capture(buffer, staging, prefix, writer)
         old = _owned_names(target, prefix) - {staging.name}
         manifest = written[-1]
         (target / manifest).unlink(missing_ok=True)  # first: no reader trusts a mix
@@ -256,10 +262,26 @@ def save_rollout(
     prefix = check_prefix(prefix)
     level = resolve_level(compress, compress_level)
     count = default_workers() if workers is None else check_workers(workers)
+
+    def writer(folder: Path, stems: list[str]) -> None:
+        jobs = zip(stems, buffer.samples, strict=True)
+        write_samples(folder, jobs, level=level, workers=count)
+
+    return commit_capture(buffer, directory, prefix, writer)
+
+
+def commit_capture(
+    buffer: RolloutBuffer,
+    directory: str | os.PathLike[str],
+    prefix: str,
+    writer: SampleWriter,
+) -> Path:
+    """Write ``buffer`` as a capture directory with ``writer`` writing its samples' files, and
+    commit it; the errors and guarantees of :func:`save_rollout` (``prefix`` already checked)."""
     with capture_target(directory) as target:  # the link's target when ``directory`` is one
         commit = _commit_in_place if writes_in_place(target) else _commit_swap
         try:
-            commit(buffer, target, prefix, level, count)
+            commit(buffer, target, prefix, writer)
         except OSError as exc:
             if exc.errno in _LOCATION_ERRORS:
                 raise output_error(target, exc) from exc

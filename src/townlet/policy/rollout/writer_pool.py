@@ -1,8 +1,10 @@
 """Writing the samples of a capture from a small pool of threads.
 
-Each job writes one sample's npz and sidecar into a private staging directory and flushes
-them to disk. Deflate, CRC and ``fsync`` release the GIL, so the threads use every core and
-overlap the disk's flushes; the caller's thread only hands out jobs. At most ``2 × workers``
+Each job writes one sample's npz and sidecar into a private staging directory. Deflate and CRC
+release the GIL, so the threads use every core; the caller's thread only hands out jobs. The
+files reach the disk in one flush once all are written (:func:`sync_files`: one ``syncfs``
+where Linux offers it, ~0.05 s for a 2048-sample capture, instead of an ``fsync`` per file,
+which cost 0.6–4 ms each — seconds per capture — on our development VM). At most ``2 × workers``
 jobs are queued or running at once, so the pool adds a bounded amount of memory (a job holds
 no copy of its arrays: the sample's arrays are views of the capture's block). The first error
 stops the hand-out, the jobs not started are cancelled, and the error is raised once the
@@ -12,6 +14,7 @@ survives anywhere a reader looks.
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -32,12 +35,42 @@ def default_workers() -> int:
     return max(2, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
-def write_new_file(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Create ``path`` (which must not exist), fill it with ``write`` and flush it to disk."""
+def write_new_file(path: Path, write: Callable[[IO[bytes]], object], *, sync: bool = True) -> None:
+    """Create ``path`` (which must not exist) and fill it with ``write``; with ``sync``, flush
+    it to disk (without: the caller flushes the directory with :func:`sync_files`)."""
     with open(path, "xb") as handle:
         write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if sync:
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _syncfs(folder: Path) -> bool:
+    """Flush the file system holding ``folder`` (Linux ``syncfs``); False where unavailable."""
+    try:
+        syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+    except (OSError, TypeError):  # no C library to load by that name (not POSIX)
+        return False
+    if syncfs is None:
+        return False
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        return bool(syncfs(fd) == 0)
+    finally:
+        os.close(fd)
+
+
+def sync_files(folder: Path, names: Iterable[str]) -> None:
+    """Flush the files ``names`` of ``folder`` to disk: one ``syncfs`` of its file system, or an
+    ``fsync`` per file where that is not available."""
+    if _syncfs(folder):
+        return
+    for name in names:
+        fd = os.open(folder / name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_sample_files(directory: Path, stem: str, sample: ReplaySample, level: int | None) -> None:
@@ -45,8 +78,10 @@ def write_sample_files(directory: Path, stem: str, sample: ReplaySample, level: 
     ``<stem>.json`` (the sidecar) in ``directory``."""
     text = sidecar_json(sample.metadata).encode("utf-8")
     arrays = {key: getattr(sample, key) for key in NPZ_KEYS}
-    write_new_file(directory / f"{stem}.npz", lambda fh: write_npz(fh, arrays, level=level))
-    write_new_file(directory / f"{stem}.json", lambda fh: fh.write(text))
+    write_new_file(
+        directory / f"{stem}.npz", lambda fh: write_npz(fh, arrays, level=level), sync=False
+    )
+    write_new_file(directory / f"{stem}.json", lambda fh: fh.write(text), sync=False)
 
 
 def write_samples(
@@ -56,9 +91,25 @@ def write_samples(
     level: int | None,
     workers: int,
 ) -> None:
-    """Write every ``(stem, sample)`` of ``jobs`` into ``directory``: in the calling thread
-    when ``workers`` is 0, else from a pool of ``workers`` threads (module docstring). The
-    files are the same bytes either way."""
+    """Write every ``(stem, sample)`` of ``jobs`` into ``directory`` and flush them to disk:
+    in the calling thread when ``workers`` is 0, else from a pool of ``workers`` threads
+    (module docstring). The files are the same bytes either way."""
+    stems: list[str] = []
+    _write_all(directory, _noting(jobs, stems), level=level, workers=workers)
+    sync_files(directory, [f"{s}.{ext}" for s in stems for ext in ("npz", "json")])
+
+
+def _noting(
+    jobs: Iterable[tuple[str, ReplaySample]], stems: list[str]
+) -> Iterable[tuple[str, ReplaySample]]:
+    for stem, sample in jobs:
+        stems.append(stem)
+        yield stem, sample
+
+
+def _write_all(
+    directory: Path, jobs: Iterable[tuple[str, ReplaySample]], *, level: int | None, workers: int
+) -> None:
     if workers == 0:
         for stem, sample in jobs:
             write_sample_files(directory, stem, sample, level)

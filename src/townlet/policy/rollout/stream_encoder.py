@@ -1,0 +1,196 @@
+"""Encoding a capture's npz files while the source steps (issue #16).
+
+A sample is complete only at the last tick, but its two large members — ``map`` (94 % of the
+bytes in the town) and ``features`` — are row-major over ticks, and the recorder keeps them
+agent-major, so agent ``i``'s rows of ticks ``t0 … t1`` are one contiguous piece of memory.
+:class:`SampleEncoder` hooks into the capture loop (``capture_rollout(on_recorded=…)``): every
+:data:`CHUNK_TICKS` ticks it hands the finished rows of every agent to its writer threads, which
+feed them to one :class:`~townlet.policy.replay.npz_stream.MemberStream` per agent and member
+(deflate and CRC release the GIL, so they run on the second core while the world steps). When
+the capture ends, :meth:`SampleEncoder.save` only has to close the streams, encode the five
+small members, and write each file in one go, through the same staged commit as
+:func:`~townlet.policy.rollout.save.save_rollout`.
+
+Memory: each open stream holds ~24 KiB of zlib state plus its deflated output so far (the
+stored case keeps references to the recording, no copy); at most :data:`QUEUE_PER_LANE` chunk
+jobs per writer thread are queued (a job holds no data, only row ranges), and the stepping
+waits when they are all taken. The files decode to exactly the arrays ``save_rollout`` writes;
+their deflate bytes differ (a smaller zlib window, see :mod:`~townlet.policy.replay.npz_stream`).
+Sources whose agents come and go (PettingZoo) are not streamed: :meth:`SampleEncoder.save`
+then writes with ``save_rollout``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from townlet.policy.replay import NPZ_KEYS, ReplaySample, sidecar_texts
+from townlet.policy.replay.npz_stream import MemberStream, array_member, npy_header, write_archive
+from townlet.policy.rollout.buffer import RolloutBuffer
+from townlet.policy.rollout.frames import FrameRecorder
+from townlet.policy.rollout.save import check_prefix, commit_capture, save_rollout
+from townlet.policy.rollout.writer_pool import sync_files, write_new_file
+
+CHUNK_TICKS = 50  # ~97 KB of map rows per agent and job: few calls, little waiting at the end
+QUEUE_PER_LANE = 4
+
+
+class SampleEncoder:
+    """Streams the ``map`` and ``features`` members of every sample of one capture while it
+    runs (module docstring). ``level``: deflate level 0–9, or None for stored members;
+    ``workers``: writer threads (0: encode in the capturing thread). Use as a context manager
+    around the capture and :meth:`save`, so the threads end on any error."""
+
+    def __init__(self, *, level: int | None, workers: int, chunk_ticks: int = CHUNK_TICKS) -> None:
+        self.level = level
+        self.workers = workers
+        self.chunk_ticks = max(1, chunk_ticks)
+        self._lanes = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-encoder")
+            for _ in range(workers)
+        ]
+        self._pending: list[deque[Future[None]]] = [deque() for _ in range(workers)]
+        self._recorder: FrameRecorder | None = None
+        self._streams: dict[str, list[MemberStream]] = {}
+        self._flat: dict[str, memoryview] = {}
+        self._fed = 0
+        self._off = False
+
+    def __enter__(self) -> SampleEncoder:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for queue in self._pending:
+            for future in queue:
+                future.cancel()
+        for lane in self._lanes:
+            lane.shutdown(wait=True)
+        self._streams, self._flat = {}, {}
+
+    def on_recorded(self, recorder: FrameRecorder) -> None:
+        """The capture hook: hand out the rows finished since the last chunk."""
+        if self._off:
+            return
+        if self._recorder is None:
+            self._start(recorder)
+        if recorder is not self._recorder or recorder.live is not None:
+            self._off = True  # agents come and go: samples pick live ticks, save_rollout writes
+            self._drain()
+            self._streams, self._flat = {}, {}
+            return
+        done = recorder.recorded
+        if done - self._fed >= self.chunk_ticks or done == recorder.ticks:
+            self._hand_out(self._encode_rows, self._fed, done)
+            self._fed = done
+
+    def _start(self, recorder: FrameRecorder) -> None:
+        self._recorder = recorder
+        n = len(recorder.info.agent_ids)
+        for key, block in (("map", recorder.maps), ("features", recorder.features)):
+            if block is None:
+                continue
+            header = npy_header(block[0])
+            streams = [MemberStream(key, self.level) for _ in range(n)]
+            for stream in streams:
+                stream.feed(header)
+            self._streams[key] = streams
+            self._flat[key] = memoryview(block.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+
+    def _hand_out(self, job: Callable[[int, int, int, int], None], t0: int, t1: int) -> None:
+        """Run ``job(first agent, end agent, t0, t1)`` over every agent, split by lane; each
+        lane's jobs run in order, so a stream gets its pieces in order."""
+        assert self._recorder is not None
+        n = len(self._recorder.info.agent_ids)
+        if not self._lanes:
+            job(0, n, t0, t1)
+            return
+        bounds = np.linspace(0, n, len(self._lanes) + 1).astype(int).tolist()
+        for lane, queue in enumerate(self._pending):
+            while len(queue) >= QUEUE_PER_LANE:
+                queue.popleft().result()
+            first, end = bounds[lane], bounds[lane + 1]
+            queue.append(self._lanes[lane].submit(job, first, end, t0, t1))
+
+    def _drain(self) -> None:
+        for queue in self._pending:
+            while queue:
+                queue.popleft().result()
+
+    def _encode_rows(self, first: int, end: int, t0: int, t1: int) -> None:
+        assert self._recorder is not None
+        ticks = self._recorder.ticks
+        for key, streams in self._streams.items():
+            flat = self._flat[key]
+            row = flat.nbytes // (len(streams) * ticks)
+            for i in range(first, end):
+                start = (i * ticks + t0) * row
+                streams[i].feed(flat[start : start + (t1 - t0) * row])
+
+    def save(
+        self, buffer: RolloutBuffer, directory: str | os.PathLike[str], *, prefix: str
+    ) -> Path:
+        """Write ``buffer`` (the capture this encoder watched) as a capture directory, as
+        :func:`~townlet.policy.rollout.save.save_rollout` does, with the same errors and
+        guarantees; the streamed members are only closed and written."""
+        prefix = check_prefix(prefix)
+        if not self._complete(buffer):
+            return save_rollout(
+                buffer,
+                directory,
+                prefix=prefix,
+                compress=self.level is not None,
+                compress_level=self.level,
+                workers=self.workers,
+            )
+        self._drain()
+        samples = buffer.samples
+
+        def writer(folder: Path, stems: list[str]) -> None:
+            texts = sidecar_texts([s.metadata for s in samples])
+
+            def write(first: int, end: int, _t0: int, _t1: int) -> None:
+                for i in range(first, end):
+                    self._write_sample(folder, stems[i], i, samples[i], texts[i])
+
+            self._hand_out(write, 0, 0)
+            self._drain()
+            sync_files(folder, [f"{s}.{ext}" for s in stems for ext in ("npz", "json")])
+
+        return commit_capture(buffer, directory, prefix, writer)
+
+    def _complete(self, buffer: RolloutBuffer) -> bool:
+        recorder = self._recorder
+        if self._off or recorder is None or self._fed != recorder.ticks:
+            return False
+        return len(buffer.samples) == len(recorder.info.agent_ids)
+
+    def _write_sample(
+        self, folder: Path, stem: str, index: int, sample: ReplaySample, sidecar: str
+    ) -> None:
+        members = []
+        for key in NPZ_KEYS:
+            array: Any = getattr(sample, key)
+            streams = self._streams.get(key)
+            if streams is None:
+                members.append(array_member(key, array, self.level))
+                continue
+            member = streams[index]
+            if member.size != len(npy_header(array)) + array.nbytes:
+                raise RuntimeError(f"{stem}: the streamed {key} rows are not the sample's")
+            member.finish()
+            members.append(member)
+        text = sidecar.encode("utf-8")
+        write_new_file(folder / f"{stem}.npz", lambda fh: write_archive(fh, members), sync=False)
+        write_new_file(folder / f"{stem}.json", lambda fh: fh.write(text), sync=False)
+        for streams in self._streams.values():
+            streams[index].release()  # its deflated output is on disk now

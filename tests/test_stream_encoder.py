@@ -1,0 +1,186 @@
+"""Encoding while stepping (issue #16): ``npz_stream`` archives (numpy's bytes with numpy's
+window; readable at every level with the capture window), ``sidecar_texts`` equal to
+``sidecar_json``, and ``SampleEncoder`` captures whose files decode to exactly what
+``save_rollout`` writes — the JSON files byte for byte — with errors midway leaving nothing."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import math
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import townlet.policy.rollout.stream_encoder as stream_encoder
+from townlet.cli import main
+from townlet.config import Config
+from townlet.errors import CaptureWriteError
+from townlet.policy.replay import NPZ_KEYS, sidecar_json, sidecar_texts
+from townlet.policy.replay.npz_stream import (
+    CAPTURE_WINDOW,
+    NUMPY_WINDOW,
+    MemberStream,
+    array_member,
+    npy_header,
+    write_archive,
+)
+from townlet.policy.rollout import capture_rollout, save_rollout
+from townlet.policy.rollout.stream_encoder import SampleEncoder
+from townlet.policy.training.services.rollout import rollout_world_config
+from townlet.world import WorldConfig, scaled_world_config
+
+
+def _arrays() -> dict[str, Any]:
+    sample = capture_rollout(WorldConfig(num_agents=2), "scripted", 30, seed=1).samples[1]
+    return {key: getattr(sample, key) for key in NPZ_KEYS}
+
+
+def _archive(arrays: dict[str, Any], level: int | None, window: tuple[int, int]) -> bytes:
+    handle = io.BytesIO()
+    write_archive(handle, [array_member(k, a, level, window) for k, a in arrays.items()])
+    return handle.getvalue()
+
+
+def test_numpy_window_gives_numpy_bytes() -> None:
+    arrays = _arrays()
+    for level, save in ((6, np.savez_compressed), (None, np.savez)):
+        handle = io.BytesIO()
+        save(handle, **arrays)
+        assert _archive(arrays, level, NUMPY_WINDOW) == handle.getvalue()
+
+
+@pytest.mark.parametrize("level", [None, 0, 1, 6, 9])
+def test_capture_window_reads_back_at_every_level(level: int | None) -> None:
+    arrays = _arrays()
+    data = _archive(arrays, level, CAPTURE_WINDOW)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None  # every CRC and size checks out
+    with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
+        assert list(loaded.files) == list(NPZ_KEYS)
+        for key in NPZ_KEYS:
+            assert loaded[key].dtype == arrays[key].dtype
+            assert np.array_equal(loaded[key], arrays[key])
+
+
+def test_pieces_in_any_split_make_the_same_member() -> None:
+    array = np.arange(4000, dtype=np.float32).reshape(40, 100)
+    whole = array_member("x", array, 1)
+    split = MemberStream("x", 1)
+    split.feed(npy_header(array))
+    for start in range(0, 40, 7):
+        split.feed_array(array[start : start + 7])
+    split.finish()
+    assert (split.crc, split.size) == (whole.crc, whole.size)
+    assert b"".join(split.pieces) == b"".join(whole.pieces)
+
+
+def test_sidecar_texts_equal_sidecar_json() -> None:
+    metas = [s.metadata for s in capture_rollout(scaled_world_config(40), "scripted", 9).samples]
+    odd = [
+        {"m": {"a": math.nan, "b": -0.0, "c": math.inf, "é": 1, "t": True}, "x": -0.0, "y": [1]},
+        {"m": {}, "x": 0.0, "y": [1]},
+        {},
+        {"y": [1], "m": {"a": 1.5}},
+    ]
+    for group in (metas, odd):
+        assert sidecar_texts(group) == [sidecar_json(m) for m in group]
+
+
+def _decoded(folder: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                out[path.name] = {k: (archive[k].dtype, archive[k].tobytes()) for k in archive}
+        else:
+            out[path.name] = path.read_bytes()
+    return out
+
+
+@pytest.mark.parametrize(("level", "workers"), [(1, 2), (None, 1), (6, 0)])
+def test_streamed_capture_decodes_to_save_rollout(
+    tmp_path: Path, level: int | None, workers: int
+) -> None:
+    config = scaled_world_config(30)
+    with SampleEncoder(level=level, workers=workers, chunk_ticks=7) as encoder:
+        buffer = capture_rollout(config, "scripted", 45, 3, on_recorded=encoder.on_recorded)
+        encoder.save(buffer, tmp_path / "streamed", prefix="rollout_sample")
+    again = capture_rollout(config, "scripted", 45, 3)
+    plain = save_rollout(
+        again, tmp_path / "plain", compress=level is not None, compress_level=level
+    )
+    assert _decoded(tmp_path / "streamed") == _decoded(plain)
+    if level is None:  # stored members: the very bytes numpy writes
+        for path in (tmp_path / "streamed").glob("*.npz"):
+            assert path.read_bytes() == (plain / path.name).read_bytes()
+
+
+def test_cli_capture_equals_save_rollout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli"
+    assert main(["capture", "--agents", "12", "--ticks", "60", "--seed", "4", "--out", str(out),
+                 "--quiet"]) == 0  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    world = rollout_world_config(Config(), social_stage=None, num_agents=12)
+    buffer = capture_rollout(world, "scripted", 60, 4)
+    assert summary["frames"] == buffer.frames
+    assert _decoded(out) == _decoded(save_rollout(buffer, tmp_path / "api"))
+
+
+def test_agents_that_come_and_go_fall_back_to_save_rollout(tmp_path: Path) -> None:
+    pytest.importorskip("pettingzoo")
+    from townlet.envs.pettingzoo_town import make_town_env
+
+    def capture(encoder: SampleEncoder | None = None) -> Any:
+        env = make_town_env(WorldConfig(num_agents=4, hunger_decay=0.05))
+        hook = None if encoder is None else encoder.on_recorded
+        return capture_rollout(env, "random", 80, seed=0, on_recorded=hook)
+
+    with SampleEncoder(level=1, workers=2, chunk_ticks=5) as encoder:
+        buffer = capture(encoder)
+        assert min(s.timesteps for s in buffer.samples) < 80  # some agents left
+        encoder.save(buffer, tmp_path / "streamed", prefix="rollout_sample")
+    plain = save_rollout(capture(), tmp_path / "plain", compress_level=1)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "streamed").iterdir()} == {
+        p.name: p.read_bytes() for p in plain.iterdir()
+    }
+
+
+def _failing_write(code: int) -> Any:
+    real = stream_encoder.write_new_file
+    calls: list[Path] = []
+
+    def write(path: Path, fill: Any, *, sync: bool = True) -> None:
+        calls.append(path)
+        if len(calls) == 5:
+            path.write_bytes(b"half")
+            raise OSError(code, os.strerror(code))
+        real(path, fill, sync=sync)
+
+    return write
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_full_disk_midway_keeps_the_old_capture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    target = save_rollout(
+        capture_rollout(WorldConfig(num_agents=3), "scripted", 10), tmp_path / "c"
+    )
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    monkeypatch.setattr(stream_encoder, "write_new_file", _failing_write(errno.ENOSPC))
+    with SampleEncoder(level=1, workers=workers) as encoder:
+        buffer = capture_rollout(
+            scaled_world_config(8), "scripted", 20, on_recorded=encoder.on_recorded
+        )
+        with pytest.raises(CaptureWriteError, match=r"capture not saved to .*c: No space left"):
+            encoder.save(buffer, target, prefix="rollout_sample")
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
