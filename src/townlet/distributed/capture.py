@@ -94,9 +94,7 @@ def _commit(parts: list[Any], staging: Path, target: Path, prefix: str, in_place
 
 
 @contextlib.contextmanager
-def sharded_capture_target(
-    directory: str | os.PathLike[str], group: Collective
-) -> Iterator[Path]:
+def sharded_capture_target(directory: str | os.PathLike[str], group: Collective) -> Iterator[Path]:
     """Reserve ``directory`` for one sharded capture: rank 0 takes its lock
     (:func:`~townlet.policy.rollout.save.capture_target`: checked, locked, leftovers of dead
     runs removed) and holds it for the ``with`` block; wrap the capture and
