@@ -221,8 +221,9 @@ def section(rows: list[str], ranks: int) -> str:
         f"(the default `PPOConfig`) or {LARGE_MINIBATCHES} minibatches per batch (6,400 rows). "
         f"CartPole: {ONLINE_UPDATES} updates of {NUM_ENVS} copies × {ROLLOUT} steps per rank, 4 "
         "epochs of minibatch 64. Throughput is global transitions per second of the timed call "
-        "(rank 0, between barriers). Load: the 1-minute load average before the rows' run "
-        "(`uptime`; the ranks themselves add up to 2).",
+        "(rank 0, between barriers). Load: the 1-minute load average when the row's run "
+        "started (`uptime`); it still carries the jobs that ran just before — measure through "
+        "`/work/cpulock.py quiet` or on an idle machine so that nothing else runs meanwhile.",
         "",
         f"| workload | 1 rank (transitions/s) | {ranks} ranks (transitions/s) | speedup "
         "(per round) | efficiency | rounds | load |",
