@@ -1,24 +1,29 @@
 """Data-parallel scaling: 1 vs N ranks (torchrun, gloo) on this machine, in one run.
 
-Usage: ``python tools/bench_distributed.py [--ranks 2] [--rounds 3] [--no-write]``
+Usage: ``python tools/bench_distributed.py [--ranks 2] [--rounds 3] [--workload W ...]
+[--no-write] [--phases]``
 
-Two workloads, each launched with ``torchrun --standalone --nproc-per-node R`` for R = 1 and
+Each workload is launched with ``torchrun --standalone --nproc-per-node R`` for R = 1 and
 R = ``--ranks`` (one torch thread per rank), interleaved over ``--rounds`` rounds; the median
-round counts:
+round counts. ``--workload`` (repeatable) measures some of them and keeps the other rows of
+docs/benchmarks.md; ``--phases`` instead runs each once per rank count with per-rank phase
+timers (``_dist_phases.py``) and prints them.
 
-* **town capture + rollout PPO** — an anneal schedule of PPO stages on fresh town rollouts
+* **town capture + rollout PPO** (``capture_ppo``, ``capture_ppo_large``,
+  ``capture_ppo_large_mb32``) — an anneal schedule of PPO stages on fresh town rollouts
   (``run_anneal_with_state(rollout=RolloutPlan(...))``): every rank captures its own town
-  (``AGENTS`` agents × ``TICKS`` ticks, its rank seed) with the current parameters and trains on
-  it, gradients averaged across ranks once per minibatch.
+  (``AGENTS`` or ``LARGE_AGENTS`` agents × ``TICKS`` ticks, its rank seed) with the current
+  parameters and trains on it, gradients averaged across ranks once per minibatch: minibatches
+  of the default 32 rows, or ``LARGE_MINIBATCHES`` per batch.
 * **online CartPole** — ``train_ppo_online`` on ``gymnasium:CartPole-v1``: every rank steps its
   own ``NUM_ENVS`` copies.
 
 Per-rank work is fixed, so R ranks do R times the work: throughput is global transitions
 (environment steps trained on, all ranks) per wall second of the training call (timed on rank 0
 between two barriers: process start, imports and rendezvous are left out), the speedup is
-R-rank ÷ 1-rank throughput and the scaling efficiency is speedup ÷ R. ``uptime`` is recorded
-before and after: on a shared machine other processes take cores from the ranks. The table goes
-to stdout and into docs/benchmarks.md.
+R-rank ÷ 1-rank throughput and the scaling efficiency is speedup ÷ R. The 1-minute load average
+(``uptime``) at the start is recorded with each row: on a shared machine other processes take
+cores from the ranks. The table goes to stdout and into docs/benchmarks.md.
 """
 
 from __future__ import annotations
