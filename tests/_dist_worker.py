@@ -4,8 +4,9 @@
 MASTER_ADDR, MASTER_PORT) set by the test. Scenarios:
 
 * ``steps``: several PPO and BC minibatch steps on this rank's shard of the global minibatches
-  of :func:`global_minibatches`, with the all-reduce ``reduce_grads``; rank 0 saves parameters
-  and stats to ``out_dir/rank0.pt``.
+  of :func:`global_minibatches`, with the all-reduce ``reduce_grads``, then the equal-rows
+  check with equal and unequal counts; rank 0 saves parameters, stats and its row-check
+  errors to ``out_dir/rank0.pt``.
 * ``hang``: all-reduce in a loop until a peer is gone; the error ends the process through
   the CLI's error boundary (one line on stderr, exit 1).
 """
@@ -22,9 +23,11 @@ import attrs
 import torch
 
 from townlet.config import BCConfig, PPOConfig
-from townlet.distributed import launch_info, shard_bounds
+from townlet.distributed import Collective, launch_info, shard_bounds
 from townlet.distributed.group import all_reduce_sum, process_group
+from townlet.distributed.parallel import check_equal_rows, make_data_parallel
 from townlet.distributed.reduce import ReduceGrads, make_reduce_grads
+from townlet.errors import TrainingFailedError
 from townlet.policy.nn.spec import NetworkSpec
 from townlet.policy.training.strategies.bc.step import bc_minibatch_step, init_bc_state
 from townlet.policy.training.strategies.ppo.functional import PPOMinibatch, select_minibatch
@@ -76,6 +79,19 @@ def run_steps(rank: int, world: int, reduce_grads: ReduceGrads) -> dict[str, obj
     }
 
 
+def _row_checks(group: Collective) -> list[str]:
+    """``check_equal_rows`` with equal counts (no error) and with 10 rows on rank 0, 11 on
+    rank 1: the error on this rank (every rank must raise, or the other would hang)."""
+    parallel = make_data_parallel(group, shared_data=False)
+    errors = []
+    for n in (12, 10 + group.rank):
+        try:
+            check_equal_rows(parallel, n, what="dataset=d")
+        except TrainingFailedError as exc:
+            errors.append(str(exc))
+    return errors
+
+
 def _hang(timeout_s: float) -> None:
     from townlet.cli import run_parsed
 
@@ -96,6 +112,7 @@ def main() -> None:
     if scenario == "steps":
         with process_group(info, timeout_s=30.0) as group:
             result = run_steps(group.rank, group.world_size, make_reduce_grads(group))
+            result["rows_errors"] = _row_checks(group)
         if info.rank == 0:
             torch.save(result, out / "rank0.pt")
     elif scenario == "hang":

@@ -132,6 +132,12 @@ def test_two_rank_steps_equal_one_rank_steps_on_the_global_minibatches(tmp_path:
         assert (ours["samples"], ours["correct"]) == (theirs["samples"], theirs["correct"])
         assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-6)
     assert [s["transitions"] for s in two["ppo_stats"]] == list(worker.SIZES)
+    # Equal row counts pass; unequal ones stop the rank with both counts named.
+    assert two["rows_errors"] == [
+        "dataset=d: the ranks hold different row counts (from 10 to 11; this rank 10); every "
+        "rank must collect the same number of steps (same --num-envs/--agents and ticks on "
+        "every rank)"
+    ]
 
 
 def test_a_killed_rank_ends_its_peer_with_one_line_and_exit_one(tmp_path: Path) -> None:

@@ -142,6 +142,38 @@ def test_two_rank_capture_writes_one_directory_whose_first_rank_is_the_one_proce
     assert one_summary["agents"] == 3
 
 
+def test_a_sharded_capture_into_a_locked_out_stops_every_rank_before_capturing(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("torch")
+    target = tmp_path / "cap"
+    holder = (
+        "import sys\n"
+        "from townlet.policy.rollout.save import capture_target\n"
+        f"with capture_target({str(target)!r}):\n"
+        "    print('held', flush=True)\n"
+        "    sys.stdin.readline()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        start = time.monotonic()
+        # A capture this long would take minutes: refused before any rank captures.
+        args = ["capture", "--agents", "3", "--ticks", "100000", "--quiet", "--out", str(target)]
+        done = torchrun(args, timeout=120)
+        elapsed = time.monotonic() - start
+    finally:
+        proc.communicate("\n", timeout=60)
+    assert done.returncode != 0
+    lines = [x for x in done.stderr.splitlines() if x.startswith("townlet-train capture: ")]
+    assert len(lines) == 2, done.stderr  # one line per rank
+    assert all("is being written by another capture" in x for x in lines), lines
+    assert elapsed < 60
+    assert not target.exists() and os.listdir(tmp_path) == []
+
+
 def _records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

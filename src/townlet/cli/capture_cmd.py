@@ -157,22 +157,29 @@ def _run_sharded(
 ) -> int:
     """Under torchrun: every rank captures its own source (its rank seed) into the one
     ``--out`` directory (``townlet.distributed.capture``); rank 0 prints the global summary."""
-    from townlet.distributed.capture import save_sharded_rollout, sharded_summary
-
-    try:
-        buffer = _capture(args, source, ticks, rank_seed(seed, group.rank), root=group.is_root)
-    finally:
-        close = getattr(source, "close", None)
-        if callable(close):
-            close()
-    out = save_sharded_rollout(
-        buffer,
-        args.out,
-        group,
-        prefix=args.prefix,
-        compress=not args.no_compress,
-        compress_level=args.compress_level,
+    from townlet.distributed.capture import (
+        save_sharded_rollout,
+        sharded_capture_target,
+        sharded_summary,
     )
+
+    # Rank 0 takes the --out lock before any rank captures, as the one-process path does.
+    with sharded_capture_target(args.out, group):
+        try:
+            rank = rank_seed(seed, group.rank)
+            buffer = _capture(args, source, ticks, rank, root=group.is_root)
+        finally:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
+        out = save_sharded_rollout(
+            buffer,
+            args.out,
+            group,
+            prefix=args.prefix,
+            compress=not args.no_compress,
+            compress_level=args.compress_level,
+        )
     summary = sharded_summary(buffer, group, seed=seed)
     if group.is_root:
         print_json({**summary, "out": str(out), "samples": summary["agents"]})

@@ -11,15 +11,22 @@ directory is assembled as a hidden sibling and renamed into place by rank 0, as
 :func:`~townlet.policy.rollout.save.save_rollout` does, so a reader never sees a part of it;
 into a directory that already holds files the samples are moved in one by one, the manifest
 last. The directory must be on a file system every rank can reach (one node, or a shared mount).
+
+One capture at a time per directory, as the one-process capture: rank 0 holds the ``--out``
+lock of :mod:`townlet.policy.rollout.commit` (:func:`sharded_capture_target`) from before any
+rank captures until the manifest is written, so a second capture into the same directory —
+sharded or not — fails at once instead of mixing files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +39,12 @@ from townlet.distributed.launch import Collective
 from townlet.errors import RolloutError
 from townlet.policy.replay import ReplayEventCounts
 from townlet.policy.rollout.buffer import RolloutBuffer, episode_returns, rollout_summary
-from townlet.policy.rollout.save import metrics_by_file, resolve_level, sample_stem
+from townlet.policy.rollout.save import (
+    capture_target,
+    metrics_by_file,
+    resolve_level,
+    sample_stem,
+)
 from townlet.policy.rollout.writer_pool import default_workers, write_samples
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -79,6 +91,30 @@ def _commit(parts: list[Any], staging: Path, target: Path, prefix: str, in_place
     if not in_place:
         os.chmod(staging, 0o755)  # mkdtemp makes 0700; a capture is ordinary data
         os.replace(staging, target)
+
+
+@contextlib.contextmanager
+def sharded_capture_target(directory: str | os.PathLike[str], group: Collective) -> Iterator[Path]:
+    """Reserve ``directory`` for one sharded capture: rank 0 takes its lock
+    (:func:`~townlet.policy.rollout.save.capture_target`: checked, locked, leftovers of dead
+    runs removed) and holds it for the ``with`` block; wrap the capture and
+    :func:`save_sharded_rollout` in it. Every rank raises :class:`RolloutError` at once —
+    before capturing — when rank 0 cannot take it (another capture holds it, the target is a
+    file or cannot be written). The single process takes the lock itself."""
+    if not group.is_root:
+        error = broadcast_object(group, None)
+        if error is not None:
+            raise RolloutError(error)
+        yield Path(directory)
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            target = stack.enter_context(capture_target(directory))
+        except RolloutError as exc:
+            broadcast_object(group, str(exc))
+            raise
+        broadcast_object(group, None)
+        yield target
 
 
 def save_sharded_rollout(

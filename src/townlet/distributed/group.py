@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import os
 import re
+import time
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
@@ -22,6 +24,15 @@ from townlet.distributed.launch import DEFAULT_TIMEOUT_S, LOCAL, Collective, Lau
 from townlet.errors import TrainingFailedError
 
 T = TypeVar("T")
+
+SPIN_WAIT_S = 0.02
+"""How long a rank polls a CPU (gloo) all-reduce for completion, yielding the core between
+polls, before it blocks in ``wait()``. A blocked rank lets its core go idle, and waking it when
+the peer's data arrives costs as much as the transfer on a small buffer (measured on a 2-core
+VM: a 1 MB gradient all-reduce between two minibatch steps took 3–5 ms blocking, 2.0 ms
+polling); past this budget the wait blocks, bounded by the group's timeout as before."""
+
+_yield = getattr(os, "sched_yield", lambda: time.sleep(0))
 
 
 class PeerFailedError(TrainingFailedError):
@@ -105,15 +116,43 @@ def peer_failures(group: Collective) -> Iterator[None]:
         raise PeerFailedError(_peer_message(group.rank, group.world_size, exc)) from exc
 
 
+def all_reduce_(group: Collective, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """Reduce ``tensor`` in place over the ranks (``op``: ``"sum"`` or ``"max"``) and return
+    it; ``tensor`` itself on one process. On gloo the wait polls for :data:`SPIN_WAIT_S`
+    before it blocks; NCCL enqueues on the stream and returns. Raises
+    :class:`PeerFailedError` when a peer is gone."""
+    if group.backend is None:
+        return tensor
+    reduce_op = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op]
+    with peer_failures(group):
+        if group.backend == "nccl":
+            dist.all_reduce(tensor, op=reduce_op)
+            return tensor
+        work = dist.all_reduce(tensor, op=reduce_op, async_op=True)
+        assert work is not None  # async_op=True returns the work handle
+        deadline = time.perf_counter() + SPIN_WAIT_S
+        while not work.is_completed() and time.perf_counter() < deadline:
+            _yield()
+        work.wait()
+    return tensor
+
+
 def all_reduce_sum(group: Collective, values: Sequence[float]) -> list[float]:
     """Element-wise sums of ``values`` over the ranks (float64; ``values`` itself on one
     process). For global counts: transitions, frames, events."""
     if group.backend is None:
         return [float(v) for v in values]
     tensor = torch.tensor(list(values), dtype=torch.float64, device=_device(group))
-    with peer_failures(group):
-        dist.all_reduce(tensor)
-    return [float(v) for v in tensor.tolist()]
+    return [float(v) for v in all_reduce_(group, tensor).tolist()]
+
+
+def all_reduce_max(group: Collective, values: Sequence[float]) -> list[float]:
+    """Element-wise maxima of ``values`` over the ranks (float64; ``values`` itself on one
+    process). With ``[n, -n]`` it gives the largest and (negated) smallest ``n`` of any rank."""
+    if group.backend is None:
+        return [float(v) for v in values]
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=_device(group))
+    return [float(v) for v in all_reduce_(group, tensor, "max").tolist()]
 
 
 def all_gather_objects(group: Collective, value: T) -> list[T]:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from townlet.distributed.group import all_gather_objects
+from townlet.distributed.group import all_reduce_max
 from townlet.distributed.launch import LOCAL, RANK_SEED_STREAM, Collective, shard_bounds
 from townlet.distributed.reduce import ReduceGrads, keep_local, make_reduce_grads
 from townlet.errors import TrainingFailedError
@@ -102,9 +102,11 @@ def check_equal_rows(parallel: DataParallel, n: int, *, what: str) -> None:
     ``n`` rows of own data (else they would run different numbers of updates and hang)."""
     if parallel.shared_data or parallel.world_size == 1:
         return
-    counts = all_gather_objects(parallel.group, n)
-    if len(set(counts)) != 1:
+    # One tensor all-reduce (the largest n and the negated smallest), not an object gather.
+    largest, negated_smallest = all_reduce_max(parallel.group, [float(n), float(-n)])
+    if largest != -negated_smallest:
         raise TrainingFailedError(
-            f"{what}: the ranks hold different row counts {counts}; every rank must collect "
-            "the same number of steps (same --num-envs/--agents and ticks on every rank)"
+            f"{what}: the ranks hold different row counts (from {round(-negated_smallest)} "
+            f"to {round(largest)}; this rank {n}); every rank must collect the same number of "
+            "steps (same --num-envs/--agents and ticks on every rank)"
         )

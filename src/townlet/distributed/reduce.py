@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.distributed as dist
 
-from townlet.distributed.group import peer_failures
+from townlet.distributed.group import all_reduce_
 from townlet.distributed.launch import Collective
 from townlet.policy.nn.grads import Grads
 
@@ -30,13 +29,31 @@ def keep_local(grads: Grads, means: torch.Tensor, rows: int) -> tuple[Grads, tor
     return grads, means, rows
 
 
-def _flat_contribution(grads: Grads, means: torch.Tensor, rows: int) -> torch.Tensor:
+_BufferKey = tuple[int, torch.dtype, torch.device]
+
+
+def _pack(
+    buffers: dict[_BufferKey, torch.Tensor], grads: Grads, means: torch.Tensor, rows: int
+) -> torch.Tensor:
+    """This rank's contribution in the flat buffer kept for its size: every gradient and the
+    means, times ``rows``, then ``rows`` itself. The buffer is allocated once per size and
+    written in place (a fresh 1 MB tensor per minibatch costs page faults and copies)."""
     dtype = means.dtype
     parts = [g.reshape(-1).to(dtype) for g in grads.values()] + [means.reshape(-1)]
-    flat = torch.cat(parts)
+    size = sum(int(p.numel()) for p in parts) + 1
+    key = (size, dtype, means.device)
+    flat = buffers.get(key)
+    if flat is None:
+        flat = buffers[key] = torch.empty(size, dtype=dtype, device=means.device)
+    body = flat[:-1]
+    torch.cat(parts, out=body)
     # An empty shard's mean loss is NaN; it contributes nothing, not NaN.
-    flat = torch.zeros_like(flat) if rows == 0 else flat * rows
-    return torch.cat([flat, torch.tensor([float(rows)], dtype=dtype, device=flat.device)])
+    if rows == 0:
+        body.zero_()
+    else:
+        body.mul_(rows)
+    flat[-1] = float(rows)
+    return flat
 
 
 def _unflatten(
@@ -48,27 +65,33 @@ def _unflatten(
         size = grad.numel()
         out[name] = flat[offset : offset + size].reshape(grad.shape).to(grad.dtype)
         offset += size
-    return out, flat[offset : offset + means.numel()].reshape(means.shape)
+    # The means outlive the call (a stats vector is made of them); the gradients do not.
+    return out, flat[offset : offset + means.numel()].reshape(means.shape).clone()
 
 
 def make_reduce_grads(group: Collective) -> ReduceGrads:
     """The ``reduce_grads`` of ``group``: :func:`keep_local` on one process, else one
     ``all_reduce`` per call over a flat buffer (row-weighted gradient and mean averages, global
     row count). Raises :class:`~townlet.distributed.group.PeerFailedError` when a peer is gone,
-    and ``ValueError`` when no rank had rows."""
+    and ``ValueError`` when no rank had rows.
+
+    The flat buffer is kept between calls and the reduced gradients are views into it: they
+    are valid until the next call of the same ``reduce_grads`` (a minibatch step consumes them
+    before it returns); the reduced means are a copy."""
     if group.backend is None:
         return keep_local
+    buffers: dict[_BufferKey, torch.Tensor] = {}
 
     def reduce_grads(
         grads: Grads, means: torch.Tensor, rows: int
     ) -> tuple[Grads, torch.Tensor, int]:
-        flat = _flat_contribution(grads, means, rows)
-        with peer_failures(group):
-            dist.all_reduce(flat)
+        flat = all_reduce_(group, _pack(buffers, grads, means, rows))
         total = int(flat[-1].item())
         if total <= 0:
             raise ValueError("reduce_grads: no rank had rows in this minibatch")
-        reduced, reduced_means = _unflatten(flat[:-1] / total, grads, means)
+        body = flat[:-1]
+        body.div_(total)
+        reduced, reduced_means = _unflatten(body, grads, means)
         return reduced, reduced_means, total
 
     return reduce_grads
