@@ -117,14 +117,26 @@ class SampleEncoder:
         bounds = np.linspace(0, n, len(self._lanes) + 1).astype(int).tolist()
         for lane, queue in enumerate(self._pending):
             while len(queue) >= QUEUE_PER_LANE:
-                queue.popleft().result()
+                try:
+                    queue.popleft().result()
+                except BaseException:
+                    self._drain()  # let the other lanes stop before the error goes up
+                    raise
             first, end = bounds[lane], bounds[lane + 1]
             queue.append(self._lanes[lane].submit(job, first, end, t0, t1))
 
     def _drain(self) -> None:
+        # Every lane finishes before the first error is raised: a lane still writing into the
+        # staging directory while the commit removes it would leave that directory behind.
+        error: BaseException | None = None
         for queue in self._pending:
             while queue:
-                queue.popleft().result()
+                try:
+                    queue.popleft().result()
+                except BaseException as exc:  # re-raised below, once every lane has stopped
+                    error = error or exc
+        if error is not None:
+            raise error
 
     def _encode_rows(self, first: int, end: int, t0: int, t1: int) -> None:
         assert self._recorder is not None
