@@ -356,10 +356,10 @@ def _run(
     if resume is None:
         observations = source.reset(seed)
     else:
-        observations, past_returns, past_lengths = replay_environments(source, seed, resume)
+        observations = replay_environments(source, seed, resume)
         done, history = resume.done, [update.record for update in resume.updates]
-        returns = [r for part in past_returns for r in part]
-        lengths = [n for part in past_lengths for n in part]
+        returns = [r for update in resume.updates for r in update.episode_returns]
+        lengths = [n for update in resume.updates for n in update.episode_lengths]
     carry = (state, observations)
     (state, _), outs = run_fold(step, carry, range(done + 1, updates + 1), sinks=sinks, start=done)
     # Every rank's episodes, in rank order (on one process: its own).
