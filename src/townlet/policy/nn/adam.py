@@ -23,6 +23,7 @@ parameters' moments and counts stay exactly as they were.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
@@ -122,6 +123,14 @@ def make_adam(cfg: AdamConfig) -> Adam:
         return _adam_step(grads, state, params, cfg, donate=donate)
 
     return Adam(init=adam_init, update=update)
+
+
+@functools.lru_cache(maxsize=64)
+def adam_for(lr: float, weight_decay: float = 0.0) -> Adam:
+    """:func:`make_adam` with torch's default betas and eps, built once per setting: a step
+    that is not handed its own ``Adam`` would otherwise validate an attrs config per
+    minibatch, which costs microseconds."""
+    return make_adam(AdamConfig(lr=lr, weight_decay=weight_decay))
 
 
 def adam_update(

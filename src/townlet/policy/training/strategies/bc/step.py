@@ -6,8 +6,6 @@ Adam with PPO; only the loss differs: cross-entropy of the logits against the ex
 
 from __future__ import annotations
 
-import functools
-
 import attrs
 import torch
 import torch.nn.functional as F
@@ -15,7 +13,7 @@ import torch.nn.functional as F
 from townlet._summary import record_dict, short_repr
 from townlet.config import BCConfig
 from townlet.distributed.reduce import ReduceGrads, keep_local
-from townlet.policy.nn.adam import Adam, AdamConfig, AdamState, adam_init, make_adam
+from townlet.policy.nn.adam import AdamState, adam_for, adam_init
 from townlet.policy.nn.analytic import backward, forward
 from townlet.policy.nn.grads import update_with_gradients
 from townlet.policy.nn.network import Params, apply, init_params
@@ -82,12 +80,6 @@ BC_STATS_FIELDS: tuple[str, ...] = ("loss", "accuracy", "grad_norm")
 """The order of the entries of the stats vector :func:`bc_minibatch_update` returns."""
 
 
-@functools.lru_cache(maxsize=64)
-def _adam_for(lr: float, weight_decay: float) -> Adam:
-    # Built once per setting: validating an attrs config per minibatch costs microseconds.
-    return make_adam(AdamConfig(lr=lr, weight_decay=weight_decay))
-
-
 def bc_loss_and_grads(
     params: Params, batch: BCBatch, *, spec: NetworkSpec
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -116,7 +108,7 @@ def _bc_update(
     means = torch.stack([loss, correct.to(loss.dtype) / max(rows, 1)])
     grads, means, rows = reduce_grads(local_grads, means, rows)
     params, adam_state, grad_norm = update_with_gradients(
-        _adam_for(cfg.learning_rate, cfg.weight_decay).update,
+        adam_for(cfg.learning_rate, cfg.weight_decay).update,
         state.params,
         grads,
         state.adam_state,

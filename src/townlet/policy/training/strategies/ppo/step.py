@@ -15,7 +15,7 @@ import torch
 from townlet._summary import record_dict, short_repr
 from townlet.config import PPOConfig
 from townlet.distributed.reduce import ReduceGrads, keep_local
-from townlet.policy.nn.adam import Adam, AdamConfig, AdamState, adam_init, make_adam
+from townlet.policy.nn.adam import Adam, AdamState, adam_for, adam_init
 from townlet.policy.nn.grads import update_with_gradients, value_and_grad
 from townlet.policy.nn.network import VALUE_HEAD_KEYS, Params, init_params
 from townlet.policy.nn.spec import NetworkSpec
@@ -75,13 +75,6 @@ def init_ppo_state(spec: NetworkSpec, *, seed: int, params: Params | None = None
     with zero Adam moments."""
     params = init_params(spec, seed) if params is None else params
     return PPOState(spec=spec, params=params, adam_state=adam_init(params), seed=seed)
-
-
-@functools.lru_cache(maxsize=64)
-def _adam_for(lr: float) -> Adam:
-    # Built once per learning rate: an attrs record with validators costs microseconds, and a
-    # run builds one per minibatch otherwise. A loop can pass its own ``adam`` instead.
-    return make_adam(AdamConfig(lr=lr))
 
 
 def ppo_minibatch_update(
@@ -153,7 +146,7 @@ def _update(
     else:
         means = _pooled_means(total, parts, adv)
         grads, means, rows = reduce_grads(grads, means, len(minibatch))
-    update = (adam if adam is not None else _adam_for(cfg.learning_rate)).update
+    update = (adam if adam is not None else adam_for(cfg.learning_rate)).update
     params, adam_state, grad_norm = update_with_gradients(
         update,
         state.params,
