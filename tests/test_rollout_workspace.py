@@ -4,8 +4,11 @@ capture result that is still alive is never overwritten by a later capture."""
 from __future__ import annotations
 
 import gc
+import os
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from townlet.policy.rollout import capture_rollout
 from townlet.policy.rollout.workspace import POOL, BufferPool, allocate, release_capture_buffers
@@ -90,3 +93,27 @@ def test_buffer_protocol_exports_pin_the_block() -> None:
     for seed in (1, 2, 3):
         capture_rollout(cfg, "random", 23, seed=seed)
     assert bytes(exported) == saved
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _huge_pages_always() -> bool:
+    try:
+        return "[always]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+@pytest.mark.skipif(_huge_pages_always(), reason="the kernel gives every mapping huge pages")
+def test_first_tick_does_not_fault_in_the_whole_block() -> None:
+    # A capture's first tick writes one row per agent, spread over the whole agent-major
+    # block; with numpy's huge-page advice that made the whole block resident at once.
+    pool = BufferPool()
+    block = allocate([("maps", (512, 1 << 19), np.uint8)], pool)["maps"]  # 256 MiB
+    before = _resident_bytes()
+    block[:, 0] = 1  # one byte per 512 KiB
+    assert _resident_bytes() - before < 32 << 20
