@@ -81,9 +81,7 @@ class BufferPool:
 POOL = BufferPool()
 # Private, not the default shared mapping: shared anonymous memory is shmem, whose page faults
 # cost more. Windows has no flags (and no such difference).
-_PRIVATE = (
-    {"flags": mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS} if hasattr(mmap, "MAP_PRIVATE") else {}
-)
+_PRIVATE = {"flags": mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS} if hasattr(mmap, "MAP_PRIVATE") else {}
 
 
 def _fresh_block(nbytes: int) -> NDArray[np.uint8]:
