@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c '$(PY_OK)' || { echo "make: PYTHON=$(PYTHON) is $$($(PYTHON) -V 2>&1); townlet needs Python >= 3.11" >&2; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[torch,dev,plot]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,dev,plot,fast]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

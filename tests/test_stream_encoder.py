@@ -20,7 +20,7 @@ import pytest
 import townlet.policy.rollout.stream_encoder as stream_encoder
 from townlet.cli import main
 from townlet.config import Config
-from townlet.errors import CaptureWriteError
+from townlet.errors import CaptureWriteError, RolloutError
 from townlet.policy.replay import NPZ_KEYS, sidecar_json, sidecar_texts
 from townlet.policy.replay.npz_stream import (
     CAPTURE_WINDOW,
@@ -184,3 +184,99 @@ def test_full_disk_midway_keeps_the_old_capture(
             encoder.save(buffer, target, prefix="rollout_sample")
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def _failing(real: Any, code: int, at: int = 5) -> Any:
+    calls: list[Path] = []
+
+    def fail(path: Path, *args: Any, **kwargs: Any) -> None:
+        calls.append(path)
+        if len(calls) == at:
+            raise OSError(code, os.strerror(code))
+        real(path, *args, **kwargs)
+
+    return fail
+
+
+@pytest.mark.parametrize("where", ["fill_file", "create_empty_files"])
+def test_prepared_files_failing_keep_the_old_capture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # With ``out`` the encoder creates the files while the town steps and fills them at save:
+    # a failure in either leaves the old capture whole and no staging directory behind.
+    target = save_rollout(
+        capture_rollout(WorldConfig(num_agents=3), "scripted", 10), tmp_path / "c"
+    )
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    at = 1 if where == "create_empty_files" else 5
+    monkeypatch.setattr(stream_encoder, where, _failing(getattr(stream_encoder, where), 28, at))
+    with SampleEncoder(level=1, workers=2, out=target) as encoder:
+        buffer = capture_rollout(
+            scaled_world_config(8), "scripted", 20, on_recorded=encoder.on_recorded
+        )
+        with pytest.raises(CaptureWriteError, match=r"capture not saved to .*c: No space left"):
+            encoder.save(buffer)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_prepared_files_are_the_ones_filled(tmp_path: Path) -> None:
+    # The staging directory exists from the first tick, holding every sample's empty files,
+    # survives the commit's own lock re-entry, and becomes the capture.
+    seen: list[set[str]] = []
+    with SampleEncoder(level=1, workers=2, out=tmp_path / "c", prefix="p") as encoder:
+
+        def hook(recorder: Any) -> None:
+            encoder.on_recorded(recorder)
+            staging = [p for p in tmp_path.iterdir() if p.name.startswith(".c.capture-")]
+            seen.append({p.name for d in staging for p in d.iterdir()})
+
+        buffer = capture_rollout(scaled_world_config(3), "scripted", 12, on_recorded=hook)
+        out = encoder.save(buffer)
+    stems = [f"p_agent_{i}_{i + 1:03d}" for i in range(3)]
+    assert seen[-1] == {f"{s}.{e}" for s in stems for e in ("npz", "json")}
+    assert {p.name for p in out.iterdir()} == seen[-1] | {"p_manifest.json", "p_metrics.json"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+    plain = save_rollout(capture_rollout(scaled_world_config(3), "scripted", 12), tmp_path / "d")
+    renamed = {name.replace("rollout_sample", "p"): v for name, v in _decoded(plain).items()}
+    assert {k: v for k, v in _decoded(out).items() if k.endswith(".npz")} == {
+        k: v for k, v in renamed.items() if k.endswith(".npz")
+    }
+
+
+def test_interrupted_capture_leaves_no_staging(tmp_path: Path) -> None:
+    target = save_rollout(capture_rollout(WorldConfig(num_agents=2), "scripted", 5), tmp_path / "c")
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    with pytest.raises(KeyboardInterrupt), SampleEncoder(level=1, workers=2, out=target) as encoder:
+
+        def hook(recorder: Any) -> None:
+            encoder.on_recorded(recorder)
+            if recorder.recorded == 6:
+                raise KeyboardInterrupt
+
+        capture_rollout(scaled_world_config(4), "scripted", 20, on_recorded=hook)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_an_encoder_holds_the_out_lock(tmp_path: Path) -> None:
+    with (
+        SampleEncoder(level=1, workers=1, out=tmp_path / "c"),
+        pytest.raises(RolloutError, match="being written by another capture"),
+    ):
+        _other_process_takes_lock(tmp_path / "c")
+
+
+def _other_process_takes_lock(target: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom townlet.policy.rollout.save import capture_target\n"
+        "from townlet.errors import RolloutError\n"
+        "try:\n    capture_target(sys.argv[1]).__enter__()\n"
+        "except RolloutError as e:\n    print(e); sys.exit(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True)
+    if done.returncode == 3:
+        raise RolloutError(done.stdout.strip())

@@ -16,6 +16,7 @@ from townlet.cli._train_common import check_seed
 from townlet.config import Config, load_config
 from townlet.distributed import LOCAL, Collective, rank_seed
 from townlet.policy.policy_argument import resolve_policy_argument
+from townlet.policy.replay.deflate import check_choice
 from townlet.policy.rollout import RolloutBuffer, capture_rollout, rollout_summary
 from townlet.policy.rollout.capture import Recorded
 from townlet.policy.rollout.save import (
@@ -134,20 +135,27 @@ def run_capture(args: argparse.Namespace) -> int:
     # Refuse bad save settings before capturing, not after.
     level = resolve_level(not args.no_compress, args.compress_level)
     check_prefix(args.prefix)
+    try:
+        deflate = check_choice()  # $TOWNLET_DEFLATE
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     workers = default_workers() if args.writers is None else check_workers(args.writers)
     source = _source(args, config)
     if group.backend is not None:
         return _run_sharded(args, source, ticks, seed, group)
     # The lock is taken before capturing, so a second capture into --out fails at once; the
     # encoder writes the npz members while the source steps (issue #16).
-    with capture_target(args.out), SampleEncoder(level=level, workers=workers) as encoder:
+    encoder = SampleEncoder(
+        level=level, workers=workers, out=args.out, prefix=args.prefix, deflate=deflate
+    )
+    with capture_target(args.out), encoder:
         try:
             buffer = _capture(args, source, ticks, seed, on_recorded=encoder.on_recorded)
         finally:
             close = getattr(source, "close", None)
             if callable(close):
                 close()
-        out = encoder.save(buffer, args.out, prefix=args.prefix)
+        out = encoder.save(buffer)
     print_json({**rollout_summary(buffer), "out": str(out), "samples": len(buffer.samples)})
     return 0
 

@@ -8,6 +8,11 @@ thread runs beside the stepping), keeps the running CRC-32 and the sizes, and
 central directory — the same records ``zipfile`` writes for ``numpy.savez`` (``force_zip64``,
 the 1980-01-01 timestamp, permissions 0600).
 
+A capture streams its maps differently (``chunked``): each piece is deflated on its own by a
+fresh compressor into blocks that end on a byte boundary, and :data:`~.deflate.FINAL_BLOCK`
+closes the chain at :meth:`MemberStream.finish` — one valid deflate stream, no compressor held
+open between pieces (2,048 open zlib streams held ~60 MiB), a few bytes more per piece.
+
 Deflate's output does not depend on how its input is split, so with zlib's default window
 (:data:`NUMPY_WINDOW`) an archive is byte for byte what :func:`~.npz_write.write_npz` (and numpy
 at level 6) writes; a test holds that. A capture keeps one stream open per agent and member at
@@ -18,21 +23,28 @@ on the town's maps within a percent, different deflate bytes, the same decoded a
 
 from __future__ import annotations
 
+import functools
 import struct
 import zipfile
 import zlib
 from collections.abc import Sequence
 from typing import IO, Any
 
+import attrs
 import numpy as np
 from numpy.typing import NDArray
 
+from townlet.policy.replay.deflate import FINAL_BLOCK, ZLIB, Codec
 from townlet.policy.replay.npz_write import _header_for, check_compress_level
 
 NUMPY_WINDOW = (15, 8)  # zlib's (wbits, memLevel) defaults, as zipfile and numpy use them
 CAPTURE_WINDOW = (12, 4)  # 4 KiB window; deflate state ~24 KiB instead of ~256 KiB
 _ZIP64_LIMIT = (1 << 31) - 1  # zipfile's threshold for zip64 records
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
+_LOCAL_FIXED = struct.Struct("<4s2B4HL2L2H")  # zipfile's structFileHeader
+_SIZES = struct.Struct("<L2L")
+_OFFSET = struct.Struct("<L")
+_ZIP64 = struct.Struct("<HHQQ")
 _END = struct.Struct("<4s4H2LH")
 _END64 = struct.Struct("<4sQ2H2L4Q")
 _END64_LOCATOR = struct.Struct("<4sLQL")
@@ -43,18 +55,27 @@ class MemberStream:
     """One npz member (``<name>.npy``) encoded as its bytes arrive: :meth:`feed` the pieces in
     order (the ``.npy`` header first), :meth:`finish`, then hand it to :func:`write_archive`.
     ``level`` None stores the bytes (the pieces are kept by reference, not copied); 0–9
-    deflates them with ``window`` = (wbits, memLevel)."""
+    deflates them with ``codec``, in one stream with ``window`` = (wbits, memLevel), or each
+    piece on its own when ``chunked`` (module docstring)."""
 
-    __slots__ = ("_pieces", "_z", "crc", "level", "name", "size")
+    __slots__ = ("_chunked", "_codec", "_pieces", "_z", "crc", "level", "name", "size")
 
     def __init__(
-        self, name: str, level: int | None, window: tuple[int, int] = CAPTURE_WINDOW
+        self,
+        name: str,
+        level: int | None,
+        window: tuple[int, int] = CAPTURE_WINDOW,
+        *,
+        codec: Codec = ZLIB,
+        chunked: bool = False,
     ) -> None:
         self.name = name
         self.level = None if level is None else check_compress_level(level)
+        self._codec = codec
+        self._chunked = chunked and self.level is not None
         self._z: Any = None
-        if self.level is not None:
-            self._z = zlib.compressobj(self.level, zlib.DEFLATED, -window[0], window[1])
+        if self.level is not None and not chunked:
+            self._z = codec.compressobj(self.level, zlib.DEFLATED, -window[0], window[1])
         self._pieces: list[Any] = []
         self.crc = 0
         self.size = 0
@@ -63,22 +84,37 @@ class MemberStream:
         """Append ``data`` (bytes, or a C-contiguous buffer that stays unchanged until the
         archive is written) to the member."""
         view = memoryview(data).cast("B")
-        self.crc = zlib.crc32(view, self.crc)
+        self.crc = self._codec.crc32(view, self.crc)
         self.size += view.nbytes
-        if self._z is None:
+        if self._chunked:
+            assert self.level is not None
+            self._pieces.append(self._codec.block(view, self.level))
+        elif self._z is None:
             self._pieces.append(view)
-            return
-        out = self._z.compress(view)
-        if out:
-            self._pieces.append(out)
+        else:
+            out = self._z.compress(view)
+            if out:
+                self._pieces.append(out)
 
     def feed_array(self, array: NDArray[Any]) -> None:
         """Append the bytes of the C-contiguous ``array`` (kept by reference when stored)."""
         self.feed(memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
 
+    def deflate_whole(self, data: bytes) -> None:
+        """The member's whole content ``data``, deflated in one complete stream (a
+        ``chunked`` member that was fed nothing; then no :meth:`finish`)."""
+        assert self._chunked and self.level is not None and not self._pieces
+        self.crc = self._codec.crc32(data, 0)
+        self.size = len(data)
+        self._pieces.append(self._codec.whole(data, self.level))
+        self._chunked = False
+
     def finish(self) -> None:
         """End the deflate stream; no more :meth:`feed` after this."""
-        if self._z is not None:
+        if self._chunked:
+            self._pieces.append(FINAL_BLOCK)
+            self._chunked = False
+        elif self._z is not None:
             self._pieces.append(self._z.flush())
             self._z = None
 
@@ -98,16 +134,26 @@ class MemberStream:
 
 
 def array_member(
-    name: str, array: NDArray[Any], level: int | None, window: tuple[int, int] = CAPTURE_WINDOW
+    name: str,
+    array: NDArray[Any],
+    level: int | None,
+    window: tuple[int, int] = CAPTURE_WINDOW,
+    *,
+    codec: Codec = ZLIB,
 ) -> MemberStream:
     """A finished member holding ``array`` as numpy saves it (header, then its bytes)."""
     if array.dtype.hasobject:
         raise ValueError("object arrays cannot be saved (allow_pickle=False)")
     header, data = _header_for(np.asanyarray(array))
-    member = MemberStream(name, level, window)
-    member.feed(header)
-    member.feed_array(data)
-    member.finish()
+    if level is None or (codec is ZLIB and window != NUMPY_WINDOW):
+        member = MemberStream(name, level, window, codec=codec)
+        member.feed(header)
+        member.feed_array(data)
+        member.finish()
+        return member
+    # One call: a capture's archives hold thousands of small members.
+    member = MemberStream(name, level, window, codec=codec, chunked=True)
+    member.deflate_whole(header + data.tobytes())
     return member
 
 
@@ -126,6 +172,61 @@ def _info(member: MemberStream, offset: int) -> zipfile.ZipInfo:
     info.CRC = member.crc
     info.header_offset = offset
     return info
+
+
+@attrs.frozen
+class _Layout:
+    """One member's zip records as fixed bytes around the values that vary (CRC, sizes,
+    offset): a capture writes the same seven members thousands of times, and building a
+    ``ZipInfo`` for each cost more than deflating the small ones."""
+
+    local: tuple[bytes, bytes]  # local header before the CRC, after the sizes (with the name)
+    masked: bool  # the local header shows 0xFFFFFFFF sizes (zip64), as some Pythons write
+    central: tuple[bytes, bytes, bytes]  # central record around CRC + sizes, then the offset
+
+    def records(self, member: MemberStream, offset: int) -> tuple[bytes, bytes]:
+        crc, size, packed = member.crc, member.size, member.compressed_size
+        shown = _SIZES.pack(crc, 0xFFFFFFFF, 0xFFFFFFFF) if self.masked else None
+        sizes = _SIZES.pack(crc, packed, size)
+        local = self.local[0] + (shown or sizes) + self.local[1] + _ZIP64.pack(1, 16, size, packed)
+        before, middle, name = self.central
+        return local, before + sizes + middle + _OFFSET.pack(offset) + name
+
+
+def _slow_records(member: MemberStream, offset: int) -> tuple[bytes, bytes]:
+    info = _info(member, offset)
+    local = info.FileHeader(zip64=True)  # first: it sets the versions the central record shows
+    return local, _central_record(info)
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(name: str, stored: bool) -> _Layout | None:
+    """The :class:`_Layout` of member ``name``, read off ``zipfile``'s own records; None where
+    packing it would not give their bytes (checked once per member, on two probes)."""
+    probe = MemberStream(name, None if stored else 0)
+    local, central = _slow_records(probe, 0)
+    end = _LOCAL_FIXED.size  # the fixed part; CRC and sizes are the 12 bytes before its last 4
+    parts = local[: end - 16], local[end - 4 : end] + f"{name}.npy".encode()
+    around = central[:16], central[28:42], central[_CENTRAL.size :]
+    for masked in (True, False):
+        layout = _Layout(parts, masked, around)
+        probes = ((0x12345678, 1000, 999, 77), (7, 2, 3, 123456))
+        for probe.crc, probe.size, compressed, offset in probes:
+            probe._pieces = [bytes(compressed)]
+            if layout.records(probe, offset) != _slow_records(probe, offset):
+                break
+        else:
+            return layout
+    return None
+
+
+def _records(member: MemberStream, offset: int) -> tuple[bytes, bytes]:
+    """The local header ``zipfile`` writes before ``member`` at ``offset`` (``force_zip64``)
+    and the member's central directory record."""
+    layout = _layout(member.name, member.level is None)
+    if layout is None or max(member.size, member.compressed_size, offset) > _ZIP64_LIMIT:
+        return _slow_records(member, offset)
+    return layout.records(member, offset)
 
 
 def _central_record(info: zipfile.ZipInfo) -> bytes:
@@ -152,18 +253,18 @@ def _central_record(info: zipfile.ZipInfo) -> bytes:
 def write_archive(handle: IO[bytes], members: Sequence[MemberStream]) -> None:
     """Write the finished ``members`` to ``handle`` as one zip archive, in order."""
     offset = handle.tell()  # offsets are absolute, as zipfile writes them
-    infos = []
+    records = []
     for member in members:
-        info = _info(member, offset)
-        header = info.FileHeader(zip64=True)
+        header, record = _records(member, offset)
+        pieces = member.pieces
         handle.write(header)
-        for piece in member.pieces:
+        for piece in pieces:
             handle.write(piece)
-        offset += len(header) + info.compress_size
-        infos.append(info)
-    central = b"".join(_central_record(info) for info in infos)
+        offset += len(header) + sum(memoryview(p).nbytes for p in pieces)
+        records.append(record)
+    central = b"".join(records)
     handle.write(central)
-    where, size, count = offset, len(central), len(infos)
+    where, size, count = offset, len(central), len(records)
     if where > _ZIP64_LIMIT or size > _ZIP64_LIMIT or count > 0xFFFF:
         end = where + size
         handle.write(_END64.pack(b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, size, where))

@@ -47,6 +47,10 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 _held: dict[Path, int] = {}  # lock path -> this process's holding count
 _held_guard = threading.Lock()
+# Staging directories this process is filling: a capture may prepare its staging directory
+# before the commit (to create its files while it steps), and re-entering the lock must not
+# take it for a dead run's leftover.
+_in_use: set[Path] = set()
 
 
 def staging_pattern(stem: str) -> re.Pattern[str]:
@@ -70,6 +74,8 @@ def remove_leftovers(folder: Path, stem: str) -> list[str]:
         names = [n for n in os.listdir(folder) if pattern.match(n)]
     except OSError:
         return []
+    with _held_guard:
+        names = [n for n in names if (folder / n).absolute() not in _in_use]
     for name in names:
         path = folder / name
         if path.is_dir() and not path.is_symlink():
@@ -149,8 +155,27 @@ def _acquire(path: Path, target: Path) -> int:
 
 
 def make_staging(folder: Path, stem: str) -> Path:
-    """A new private staging directory ``.<stem>.capture-XXXXXXXX.tmp`` in ``folder``."""
-    return Path(tempfile.mkdtemp(prefix=f".{stem}.capture-", suffix=".tmp", dir=folder))
+    """A new private staging directory ``.<stem>.capture-XXXXXXXX.tmp`` in ``folder``, which
+    :func:`remove_leftovers` leaves alone until :func:`drop_staging`."""
+    path = Path(tempfile.mkdtemp(prefix=f".{stem}.capture-", suffix=".tmp", dir=folder))
+    with _held_guard:
+        _in_use.add(path.absolute())
+    return path
+
+
+def drop_staging(path: Path) -> None:
+    """Remove the staging directory ``path`` (whatever it holds; nothing if it was moved)."""
+    shutil.rmtree(path, ignore_errors=True)
+    with _held_guard:
+        _in_use.discard(path.absolute())
+
+
+def is_staging(path: Path, folder: Path, stem: str) -> bool:
+    """True when ``path`` is a staging directory of ``stem`` in ``folder`` this process made
+    and has not dropped."""
+    with _held_guard:
+        live = path.absolute() in _in_use
+    return live and path.parent == folder and bool(staging_pattern(stem).match(path.name))
 
 
 def _exchange(first: Path, second: Path) -> bool:

@@ -20,7 +20,6 @@ import functools
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -32,7 +31,9 @@ from townlet.policy.replay.npz_write import check_compress_level
 from townlet.policy.rollout.commit import (
     capture_lock,
     carry_over,
+    drop_staging,
     fsync_dir,
+    is_staging,
     lock_path,
     make_staging,
     output_error,
@@ -202,8 +203,24 @@ def _put(data: bytes, handle: IO[bytes]) -> None:
     handle.write(data)
 
 
-def _commit_swap(buffer: RolloutBuffer, target: Path, prefix: str, writer: SampleWriter) -> None:
-    staging = make_staging(target.parent, target.name)
+def _staging(folder: Path, stem: str, prepared: Path | None) -> Path:
+    """``prepared`` when it is this commit's staging directory (see :func:`prepare_staging`),
+    else a new one (``prepared`` is removed: the target changed since it was made)."""
+    if prepared is not None:
+        if is_staging(prepared, folder, stem):
+            return prepared
+        drop_staging(prepared)
+    return make_staging(folder, stem)
+
+
+def _commit_swap(
+    buffer: RolloutBuffer,
+    target: Path,
+    prefix: str,
+    writer: SampleWriter,
+    prepared: Path | None = None,
+) -> None:
+    staging = _staging(target.parent, target.name, prepared)
     try:
         written = _write_capture(buffer, staging, prefix, writer)
         if target.is_dir():
@@ -212,15 +229,20 @@ def _commit_swap(buffer: RolloutBuffer, target: Path, prefix: str, writer: Sampl
             carry_over(target, staging, {n for n in keep if n != lock})
         swap_into_place(staging, target)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        drop_staging(staging)
         raise
+    drop_staging(staging)  # its name is free again (or holds the old capture, removed)
 
 
 def _commit_in_place(
-    buffer: RolloutBuffer, target: Path, prefix: str, writer: SampleWriter
+    buffer: RolloutBuffer,
+    target: Path,
+    prefix: str,
+    writer: SampleWriter,
+    prepared: Path | None = None,
 ) -> None:
     remove_leftovers(target, prefix)
-    staging = make_staging(target, prefix)
+    staging = _staging(target, prefix, prepared)
     try:
         written = _write_capture(buffer, staging, prefix, writer)
         old = _owned_names(target, prefix) - {staging.name}
@@ -234,7 +256,7 @@ def _commit_in_place(
         os.replace(staging / manifest, target / manifest)
         fsync_dir(target)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        drop_staging(staging)
 
 
 def save_rollout(
@@ -270,18 +292,33 @@ def save_rollout(
     return commit_capture(buffer, directory, prefix, writer)
 
 
+def prepare_staging(directory: str | os.PathLike[str], prefix: str) -> Path:
+    """The staging directory a later ``commit_capture(…, staging=…)`` of a capture into
+    ``directory`` with ``prefix`` will fill, made now (e.g. to create its files while the
+    capture runs). Hold ``capture_target(directory)`` from before this call until the commit;
+    remove it with :func:`~.commit.drop_staging` if the capture is not committed."""
+    with capture_target(directory) as target:
+        if writes_in_place(target):
+            return make_staging(target, prefix)
+        return make_staging(target.parent, target.name)
+
+
 def commit_capture(
     buffer: RolloutBuffer,
     directory: str | os.PathLike[str],
     prefix: str,
     writer: SampleWriter,
+    *,
+    staging: Path | None = None,
 ) -> Path:
     """Write ``buffer`` as a capture directory with ``writer`` writing its samples' files, and
-    commit it; the errors and guarantees of :func:`save_rollout` (``prefix`` already checked)."""
+    commit it; the errors and guarantees of :func:`save_rollout` (``prefix`` already checked).
+    ``staging``: a directory from :func:`prepare_staging` to write into (``writer`` then gets
+    it as its folder), used only if it is still where this commit stages."""
     with capture_target(directory) as target:  # the link's target when ``directory`` is one
         commit = _commit_in_place if writes_in_place(target) else _commit_swap
         try:
-            commit(buffer, target, prefix, writer)
+            commit(buffer, target, prefix, writer, staging)
         except OSError as exc:
             if exc.errno in _LOCATION_ERRORS:
                 raise output_error(target, exc) from exc

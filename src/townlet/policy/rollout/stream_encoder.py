@@ -11,21 +11,31 @@ GIL, so they run on the second core while the world steps). When the capture end
 write each file in one go, through the same staged commit as
 :func:`~townlet.policy.rollout.save.save_rollout`.
 
+Given the output directory (``out``), the encoder also takes its lock and makes the commit's
+staging directory at the first tick, and one more thread creates every sample's two (empty)
+files there while the world steps; ``save`` then only fills them. Creating 4,096 files is
+metadata work the file system serialises per directory: on our development VM's ext4 (no
+journal: each new inode skips the recently deleted ones, which it reads from disk) it took
+0.5–0.8 s on one thread, twice that from two, right after a capture was deleted there.
+
 Only the map is streamed: the features (5 % of the bytes) deflate twice as fast with zlib's
 default window and hash size (measured on the town, 186 against 82 MB/s), which cost ~256 KiB
 of state per open stream; encoded once the sample is complete, they need no open stream.
 
-Memory: each open stream holds ~30 KiB of zlib state plus its deflated output so far (the
-stored case keeps references to the recording, no copy); at most :data:`QUEUE_PER_LANE` chunk
-jobs per writer thread are queued (a job holds no data, only row ranges), and the stepping
-waits when they are all taken. The files decode to exactly the arrays ``save_rollout`` writes;
-the map's deflate bytes differ (a smaller zlib window, see
-:mod:`~townlet.policy.replay.npz_stream`). Sources whose agents come and go (PettingZoo) are not
-streamed: :meth:`SampleEncoder.save` then writes with ``save_rollout``.
+Memory: each map's pieces are deflated on their own (``chunked``, see
+:mod:`~townlet.policy.replay.npz_stream`), so no compressor stays open between chunks; a
+sample holds only its deflated output so far (the stored case keeps references to the
+recording, no copy). At most :data:`QUEUE_PER_LANE` chunk jobs per writer thread are queued (a
+job holds no data, only row ranges), and the stepping waits when they are all taken. The
+files decode to exactly the arrays ``save_rollout`` writes; their deflate bytes differ (the
+chunks, and the codec: :mod:`~townlet.policy.replay.deflate`). Sources whose agents come and
+go (PettingZoo) are not streamed: :meth:`SampleEncoder.save` then writes with
+``save_rollout``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from townlet.policy.replay import NPZ_KEYS, ReplaySample, sidecar_texts
+from townlet.policy.replay.deflate import codec_for
 from townlet.policy.replay.npz_stream import (
     NUMPY_WINDOW,
     MemberStream,
@@ -45,9 +56,22 @@ from townlet.policy.replay.npz_stream import (
     write_archive,
 )
 from townlet.policy.rollout.buffer import RolloutBuffer
+from townlet.policy.rollout.commit import drop_staging
 from townlet.policy.rollout.frames import FrameRecorder
-from townlet.policy.rollout.save import check_prefix, commit_capture, save_rollout
-from townlet.policy.rollout.writer_pool import sync_files, write_new_file
+from townlet.policy.rollout.save import (
+    capture_target,
+    check_prefix,
+    commit_capture,
+    prepare_staging,
+    sample_stem,
+    save_rollout,
+)
+from townlet.policy.rollout.writer_pool import (
+    create_empty_files,
+    fill_file,
+    sync_files,
+    write_new_file,
+)
 
 CHUNK_TICKS = 50  # ~97 KB of map rows per agent and job: few calls, little waiting at the end
 QUEUE_PER_LANE = 4
@@ -55,14 +79,36 @@ QUEUE_PER_LANE = 4
 
 class SampleEncoder:
     """Streams the ``map`` member of every sample of one capture while it runs (module
-    docstring). ``level``: deflate level 0–9, or None for stored members;
-    ``workers``: writer threads (0: encode in the capturing thread). Use as a context manager
-    around the capture and :meth:`save`, so the threads end on any error."""
+    docstring). ``level``: deflate level 0–9, or None for stored members; ``workers``: writer
+    threads (0: encode in the capturing thread); ``out`` and ``prefix``: where :meth:`save`
+    will write, to prepare its files while the capture runs (needs ``workers``); ``deflate``:
+    the codec (:mod:`~townlet.policy.replay.deflate`: ``auto``, ``zlib`` or ``isal``; default
+    ``$TOWNLET_DEFLATE``, else ``auto``). Use as a context manager around the capture and
+    :meth:`save`, so the threads end, and an unsaved capture's staging directory goes, on any
+    error."""
 
-    def __init__(self, *, level: int | None, workers: int, chunk_ticks: int = CHUNK_TICKS) -> None:
+    def __init__(
+        self,
+        *,
+        level: int | None,
+        workers: int,
+        chunk_ticks: int = CHUNK_TICKS,
+        out: str | os.PathLike[str] | None = None,
+        prefix: str = "rollout_sample",
+        deflate: str | None = None,
+    ) -> None:
         self.level = level
+        self.codec = codec_for(level, deflate)
         self.workers = workers
         self.chunk_ticks = max(1, chunk_ticks)
+        self.out = out
+        self.prefix = check_prefix(prefix)
+        self._held = contextlib.ExitStack()
+        self._files: ThreadPoolExecutor | None = None
+        self._created: Future[None] | None = None
+        self._staging: Path | None = None
+        self._stems: list[str] = []
+        self._locked = False
         self._lanes = [
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-encoder")
             for _ in range(workers)
@@ -75,6 +121,9 @@ class SampleEncoder:
         self._off = False
 
     def __enter__(self) -> SampleEncoder:
+        if self.out is not None and self._lanes:
+            self._held.enter_context(capture_target(self.out))  # fails before capturing
+            self._locked = True
         return self
 
     def __exit__(
@@ -85,6 +134,12 @@ class SampleEncoder:
                 future.cancel()
         for lane in self._lanes:
             lane.shutdown(wait=True)
+        if self._files is not None:
+            self._files.shutdown(wait=True)
+        if self._staging is not None:
+            drop_staging(self._staging)  # not saved (or already moved into place: a no-op)
+        self._held.close()
+        self._locked = False
         self._streams, self._flat = {}, {}
 
     def on_recorded(self, recorder: FrameRecorder) -> None:
@@ -110,11 +165,24 @@ class SampleEncoder:
             if block is None:
                 continue
             header = npy_header(block[0])
-            streams = [MemberStream(key, self.level) for _ in range(n)]
+            streams = [
+                MemberStream(key, self.level, codec=self.codec, chunked=True) for _ in range(n)
+            ]
             for stream in streams:
                 stream.feed(header)
             self._streams[key] = streams
             self._flat[key] = memoryview(block.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+        if self._locked:  # only under the lock: a staging directory outside it is a leftover
+            self._prepare_files(recorder)
+
+    def _prepare_files(self, recorder: FrameRecorder) -> None:
+        ids = recorder.info.agent_ids
+        self._stems = [sample_stem(self.prefix, agent, n + 1) for n, agent in enumerate(ids)]
+        assert self.out is not None
+        self._staging = prepare_staging(self.out, self.prefix)
+        names = [f"{s}.{ext}" for s in self._stems for ext in ("npz", "json")]
+        self._files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-files")
+        self._created = self._files.submit(create_empty_files, self._staging, names)
 
     def _hand_out(self, job: Callable[[int, int, int, int], None], t0: int, t1: int) -> None:
         """Run ``job(first agent, end agent, t0, t1)`` over every agent, split by lane; each
@@ -159,12 +227,21 @@ class SampleEncoder:
                 streams[i].feed(flat[start : start + (t1 - t0) * row])
 
     def save(
-        self, buffer: RolloutBuffer, directory: str | os.PathLike[str], *, prefix: str
+        self,
+        buffer: RolloutBuffer,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        prefix: str | None = None,
     ) -> Path:
         """Write ``buffer`` (the capture this encoder watched) as a capture directory, as
         :func:`~townlet.policy.rollout.save.save_rollout` does, with the same errors and
-        guarantees; the streamed members are only closed and written."""
-        prefix = check_prefix(prefix)
+        guarantees; the streamed members are only closed and written. ``directory`` and
+        ``prefix`` default to the encoder's ``out`` and ``prefix``."""
+        if directory is None:
+            if self.out is None:
+                raise TypeError("save() needs a directory: this encoder was given no out")
+            directory = self.out
+        prefix = self.prefix if prefix is None else check_prefix(prefix)
         if not self._complete(buffer):
             return save_rollout(
                 buffer,
@@ -179,16 +256,19 @@ class SampleEncoder:
 
         def writer(folder: Path, stems: list[str]) -> None:
             texts = sidecar_texts([s.metadata for s in samples])
+            made = folder == self._staging and stems == self._stems
+            if made and self._created is not None:
+                self._created.result()  # the empty files are there
 
             def write(first: int, end: int, _t0: int, _t1: int) -> None:
                 for i in range(first, end):
-                    self._write_sample(folder, stems[i], i, samples[i], texts[i])
+                    self._write_sample(folder, stems[i], i, samples[i], texts[i], made=made)
 
             self._hand_out(write, 0, 0)
             self._drain()
             sync_files(folder, [f"{s}.{ext}" for s in stems for ext in ("npz", "json")])
 
-        return commit_capture(buffer, directory, prefix, writer)
+        return commit_capture(buffer, directory, prefix, writer, staging=self._staging)
 
     def _complete(self, buffer: RolloutBuffer) -> bool:
         recorder = self._recorder
@@ -197,14 +277,14 @@ class SampleEncoder:
         return len(buffer.samples) == len(recorder.info.agent_ids)
 
     def _write_sample(
-        self, folder: Path, stem: str, index: int, sample: ReplaySample, sidecar: str
+        self, folder: Path, stem: str, index: int, sample: ReplaySample, sidecar: str, *, made: bool
     ) -> None:
         members = []
         for key in NPZ_KEYS:
             array: Any = getattr(sample, key)
             streams = self._streams.get(key)
             if streams is None:
-                members.append(array_member(key, array, self.level, NUMPY_WINDOW))
+                members.append(array_member(key, array, self.level, NUMPY_WINDOW, codec=self.codec))
                 continue
             member = streams[index]
             if member.size != len(npy_header(array)) + array.nbytes:
@@ -212,7 +292,13 @@ class SampleEncoder:
             member.finish()
             members.append(member)
         text = sidecar.encode("utf-8")
-        write_new_file(folder / f"{stem}.npz", lambda fh: write_archive(fh, members), sync=False)
-        write_new_file(folder / f"{stem}.json", lambda fh: fh.write(text), sync=False)
+        if made:  # created empty while the capture ran
+            fill_file(folder / f"{stem}.npz", lambda fh: write_archive(fh, members))
+            fill_file(folder / f"{stem}.json", lambda fh: fh.write(text))
+        else:
+            write_new_file(
+                folder / f"{stem}.npz", lambda fh: write_archive(fh, members), sync=False
+            )
+            write_new_file(folder / f"{stem}.json", lambda fh: fh.write(text), sync=False)
         for streams in self._streams.values():
             streams[index].release()  # its deflated output is on disk now

@@ -27,6 +27,7 @@ from townlet.policy.replay.npz_write import write_npz
 
 MAX_WORKERS = 8
 QUEUE_PER_WORKER = 2
+_BUFFER = 1 << 16
 
 
 def default_workers() -> int:
@@ -43,6 +44,23 @@ def write_new_file(path: Path, write: Callable[[IO[bytes]], object], *, sync: bo
         if sync:
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def create_empty_files(folder: Path, names: Iterable[str]) -> None:
+    """Create every file ``names`` in ``folder``, empty (none may exist), from one thread: the
+    file system serialises creations in a directory, and two threads creating at once spend
+    more time than one."""
+    for name in names:
+        os.close(os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def fill_file(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Fill the empty file ``path`` (from :func:`create_empty_files`) with ``write``; the caller
+    flushes it to disk with :func:`sync_files`."""
+    # r+b opens what is there (no new inode); a set buffer size skips open()'s terminal check.
+    with open(path, "r+b", buffering=_BUFFER) as handle:
+        write(handle)
+        handle.truncate()
 
 
 def _syncfs(folder: Path) -> bool:
