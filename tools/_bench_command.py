@@ -30,6 +30,7 @@ import numpy as np
 
 from _benchdoc import replace_section
 from townlet.policy.replay import save_replay_sample
+from townlet.policy.replay.deflate import ISAL
 from townlet.policy.rollout import POLICY_STREAM, buffer_from_frames, capture_frames, sample_stem
 from townlet.policy.rollout.save import DEFAULT_COMPRESS_LEVEL, save_rollout
 from townlet.policy.rollout.writer_pool import default_workers
@@ -74,6 +75,13 @@ def _wait(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, fl
     return wall, usage.ru_maxrss / 1024, out
 
 
+def _outputs() -> list[tuple[str, str, list[str]]]:
+    """(name, TOWNLET_DEFLATE, extra arguments) of the command's runs: deflate with each codec
+    installed, and stored."""
+    codecs = ["isal", "zlib"] if ISAL is not None else ["zlib"]
+    return [(f"deflate_{c}", c, []) for c in codecs] + [("stored", "zlib", ["--no-compress"])]
+
+
 def _measure(script: str, agents: int, ticks: int, rounds: int, tmp: Path) -> dict[str, Any]:
     runs: dict[str, list[tuple[float, float]]] = {}
     for _ in range(rounds):
@@ -82,11 +90,11 @@ def _measure(script: str, agents: int, ticks: int, rounds: int, tmp: Path) -> di
                 [sys.executable, script, "--child", kind, str(agents), str(ticks), "1"]
             )
             runs.setdefault(kind, []).append((float(out.strip().splitlines()[-1][1:-1]), rss))
-        for name, extra in (("compressed", []), ("stored", ["--no-compress"])):
+        for name, codec, extra in _outputs():
             argv = [sys.executable, "-c", _CLI, "capture", "--agents", str(agents),
                     "--ticks", str(ticks), "--policy", "scripted", "--out", str(tmp / name),
                     "--quiet", *extra]  # fmt: skip
-            wall, rss, _ = _wait(argv)
+            wall, rss, _ = _wait(argv, {**os.environ, "TOWNLET_DEFLATE": codec})
             size = sum(p.stat().st_size for p in (tmp / name).iterdir())
             runs.setdefault(name, []).append((wall, rss))
             runs.setdefault(name + "_mb", []).append((size / 1e6, 0.0))
@@ -104,10 +112,8 @@ def _command_table(rows: list[tuple[int, int, dict[str, Any]]]) -> str:
     for agents, ticks, m in rows:
         steps = agents * ticks
         bare, obs = steps / m["bare_step"][0], steps / m["step_observe"][0]
-        for name, label in (
-            ("compressed", f"deflate {DEFAULT_COMPRESS_LEVEL}"),
-            ("stored", "stored"),
-        ):
+        for name, _, _ in _outputs():
+            label = name.replace("deflate_", f"deflate {DEFAULT_COMPRESS_LEVEL}, ")
             cmd = steps / m[name][0]
             lines.append(
                 f"| {agents} × {ticks} | {label} | {bare:,.0f} | {obs:,.0f} | {cmd:,.0f} "
@@ -150,9 +156,12 @@ def run_command_part(rounds: int, write: Path | None, script: str) -> None:
             "--policy scripted --quiet` process (start to exit) against bare stepping and step "
             "+ scripted policy + observe, each in a fresh process, "
             f"{rounds} alternating round(s), medians; peak RSS from `wait4`. {_machine()}; "
-            f"{default_workers()} writer threads, which deflate the samples' map and feature "
-            "members while the town steps (`SampleEncoder`, issue #16); "
-            f"{_load_note(load_before, load_after)}\n\n"
+            f"{default_workers()} writer threads, which deflate the samples' maps while the town "
+            "steps and one more that creates the files (`SampleEncoder`, issue #16). `isal` / "
+            "`zlib`: the deflate codec (`TOWNLET_DEFLATE`). Every command writes a fresh "
+            "directory in one temporary directory right after the previous run's was deleted: "
+            "on this VM's journal-less ext4 that makes creating files slow (docs/capture.md, "
+            f'"Where the time goes"); {_load_note(load_before, load_after)}\n\n"
             f"{table}\n"
         )
         replace_section(write, "Capture command", section)
