@@ -1,12 +1,13 @@
 """Benchmark rollout capture against bare stepping of the town.
 
-Usage: ``python tools/bench_capture.py [--part all|rollout|command|levels] [--repeats 3]
-[--rounds 2] [--write docs/benchmarks.md]``.
+Usage: ``python tools/bench_capture.py [--part all|rollout|command|levels|codecs|baseline]
+[--repeats 3] [--rounds 2] [--write docs/benchmarks.md]``.
 
 **command** (``--part command``, see :mod:`_bench_command`): the whole ``townlet-train capture``
 command against bare stepping and step + observe, 128 and 2048 agents, compressed and not, peak
-RSS beside speed. **levels**: file size and save time per deflate level. **baseline**: the
-whole command with the code at ``--baseline-rev`` against this tree.
+RSS beside speed. **levels**: file size and save time per deflate level. **codecs**: deflate and
+CRC-32 speed of zlib and ISA-L on the town's rows. **baseline**: the whole command with the
+code at ``--baseline-rev`` against this tree.
 
 **rollout** (``--part rollout``): for 8, 128 and 2048 agents (towns scaled to the default
 density), times
@@ -203,7 +204,7 @@ def main() -> int:
     parser.add_argument("--write", type=Path, default=None, help="markdown file to update")
     parser.add_argument(
         "--part",
-        choices=("all", "rollout", "command", "levels", "baseline"),
+        choices=("all", "rollout", "command", "levels", "baseline", "codecs"),
         default="all",
         help="what to run (baseline: only with --baseline-rev)",
     )
@@ -223,6 +224,8 @@ def main() -> int:
         _bench_command.run_command_part(args.rounds, args.write, __file__)
     if args.part in ("all", "levels"):
         _bench_command.run_levels_part(args.write)
+    if args.part in ("all", "codecs"):
+        _bench_command.run_codecs_part(args.write)
     if args.part == "baseline":
         _bench_command.run_baseline_part(args.baseline_rev, args.rounds, args.write)
     if args.part in ("all", "rollout"):

@@ -153,8 +153,11 @@ class SampleEncoder:
             self._drain()
             self._streams, self._flat = {}, {}
             return
-        done = recorder.recorded
-        if done - self._fed >= self.chunk_ticks or done == recorder.ticks:
+        done, left = recorder.recorded, recorder.ticks - recorder.recorded
+        # The rows of the last ticks are encoded after the stepping, while everything waits:
+        # the chunk before them ends early, so that only a fifth of a chunk is left then.
+        last = left == max(1, self.chunk_ticks // 5) and done > self._fed
+        if done - self._fed >= self.chunk_ticks or left == 0 or last:
             self._hand_out(self._encode_rows, self._fed, done)
             self._fed = done
 
