@@ -280,3 +280,26 @@ def _other_process_takes_lock(target: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True)
     if done.returncode == 3:
         raise RolloutError(done.stdout.strip())
+
+
+def test_prepared_files_committed_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The working directory cannot be swapped, so the staging directory is made inside it and
+    # the files are moved in; an older capture there is replaced, a user's file kept.
+    work = tmp_path / "work"
+    save_rollout(capture_rollout(WorldConfig(num_agents=5), "scripted", 6), work)
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    with SampleEncoder(level=1, workers=2, out=".") as encoder:
+        staged: list[str] = []
+
+        def hook(recorder: Any) -> None:
+            encoder.on_recorded(recorder)
+            staged.extend(p.name for p in work.iterdir() if p.name.endswith(".tmp"))
+
+        buffer = capture_rollout(scaled_world_config(3), "scripted", 12, on_recorded=hook)
+        encoder.save(buffer)
+    assert staged and staged[0].startswith(".rollout_sample.capture-")
+    plain = save_rollout(capture_rollout(scaled_world_config(3), "scripted", 12), tmp_path / "p")
+    mine = _decoded(work)
+    assert mine.pop("notes.txt") == b"mine"
+    assert mine == _decoded(plain)
