@@ -61,6 +61,19 @@ class WorldLayout:
     obj_grid: IntArray
     nearest: IntArray
     obj_near: IntArray
+    # Derived lookup tables (computed from the fields above when not given): ``padded_grid``
+    # is ``obj_grid`` with a border of -1, flattened, so the 4-neighbours of tile (x, y) are
+    # constant offsets from ``(y + 1) * (size + 2) + x + 1`` with no bounds checks;
+    # ``reach_first[y * size + x]`` the first object on the tile or its 4-neighbours (N, S, E,
+    # W), or -1 — the part of ``object_in_reach`` that does not depend on who holds what.
+    padded_grid: IntArray = attrs.field(
+        default=attrs.Factory(lambda lay: _padded_grid(lay.obj_grid), takes_self=True)
+    )
+    reach_first: IntArray = attrs.field(
+        default=attrs.Factory(
+            lambda lay: _reach_first(lay.padded_grid, lay.obj_grid.shape[0]), takes_self=True
+        )
+    )
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -100,6 +113,38 @@ class WorldState:
     last_success: BoolArray
     spawn_tick: IntArray
     reset_flag: BoolArray
+
+
+def _padded_grid(obj_grid: IntArray) -> IntArray:
+    """``obj_grid`` framed by a border of -1 tiles, flattened ((size + 2)², int32)."""
+    return np.pad(obj_grid.astype(np.int32), 1, constant_values=-1).ravel()
+
+
+def _neighbour_offsets(size: int) -> IntArray:
+    """Flat offsets in a padded grid of the tile itself and its N, S, E, W neighbours."""
+    side = size + 2
+    return np.array([0, -side, side, 1, -1], dtype=np.int64)
+
+
+def _padded_index(position: IntArray, size: int) -> IntArray:
+    """Flat index of each (x, y) in a grid padded by one tile on every side."""
+    return (position[:, 1] + 1) * (size + 2) + (position[:, 0] + 1)
+
+
+def _first_present(cands: IntArray) -> IntArray:
+    """Per row, the first entry >= 0 (columns in order), or -1 when there is none."""
+    out = cands[:, -1].copy()
+    for col in range(cands.shape[1] - 2, -1, -1):
+        np.copyto(out, cands[:, col], where=cands[:, col] >= 0)
+    return out
+
+
+def _reach_first(padded: IntArray, size: int) -> IntArray:
+    """Per flat tile ``y * size + x``: the first object on it or its N, S, E, W neighbours."""
+    ys, xs = np.divmod(np.arange(size * size, dtype=np.int64), size)
+    tiles = _padded_index(np.stack([xs, ys], axis=1), size)
+    cands = padded[tiles[:, None] + _neighbour_offsets(size)]
+    return _first_present(cands).astype(np.int32)
 
 
 def nearest_table(obj_pos: IntArray, obj_category: IntArray, size: int) -> IntArray:
@@ -218,42 +263,44 @@ def agent_tiles(position: IntArray, size: int) -> tuple[IntArray, IntArray, IntA
 
 
 def adjacent_partner(position: IntArray, size: int) -> IntArray:
-    """For each agent, another agent on its tile or a 4-neighbour tile (N, S, E, W order), or -1."""
-    low, high, _ = agent_tiles(position, size)
-    ids = np.arange(position.shape[0], dtype=np.int64)
-    flat = position[:, 1] * size + position[:, 0]
-    here = np.where(low[flat] != ids, low[flat], high[flat])
-    here = np.where(here != ids, here, -1)
-    cands = [here]
-    for dx, dy in ((0, -1), (0, 1), (1, 0), (-1, 0)):
-        x, y = position[:, 0] + dx, position[:, 1] + dy
-        inside = (x >= 0) & (x < size) & (y >= 0) & (y < size)
-        tile = np.clip(y, 0, size - 1) * size + np.clip(x, 0, size - 1)
-        cands.append(np.where(inside, low[tile], -1))
-    stack = np.stack(cands, axis=1)
-    first = np.argmax(stack >= 0, axis=1)
-    return np.asarray(stack[ids, first], dtype=np.int64)
+    """For each agent, another agent on its tile or a 4-neighbour tile (N, S, E, W order), or -1.
+
+    On its own tile the other agent is the lowest-numbered one there (the highest when that is
+    the agent itself); on a neighbour tile, the lowest-numbered one."""
+    n = position.shape[0]
+    ids = np.arange(n, dtype=np.int64)
+    flat = _padded_index(position, size)
+    # Padded spatial hash (int32 ids, -1 border): neighbour lookups need no bounds checks.
+    low = np.full((size + 2) ** 2, -1, dtype=np.int32)
+    high = low.copy()
+    low[flat[::-1]] = ids[::-1]
+    high[flat] = ids
+    cands = np.take(low, flat[:, None] + _neighbour_offsets(size)).astype(np.int64)
+    mine = cands[:, 0] == ids
+    cands[mine, 0] = high[flat[mine]]
+    cands[cands[:, 0] == ids, 0] = -1
+    return _first_present(cands)
 
 
 def object_in_reach(state: WorldState) -> IntArray:
     """The object each agent would use: the first of its tile and the 4-neighbours (N, S, E, W)
     holding one, or a free object of the same category among them if that one is taken; -1."""
     size, lay = state.config.size, state.layout
-    x, y = state.position[:, 0], state.position[:, 1]
-    stack = [lay.obj_grid[y, x]]
-    for dx, dy in ((0, -1), (0, 1), (1, 0), (-1, 0)):
-        nx, ny = x + dx, y + dy
-        inside = (nx >= 0) & (nx < size) & (ny >= 0) & (ny < size)
-        tile = lay.obj_grid[np.clip(ny, 0, size - 1), np.clip(nx, 0, size - 1)]
-        stack.append(np.where(inside, tile, -1))
-    cands = np.stack(stack, axis=1)
-    rows = np.arange(x.size)
-    first = cands[rows, np.argmax(cands >= 0, axis=1)]
+    pos = state.position
+    first = lay.reach_first[pos[:, 1] * size + pos[:, 0]].astype(np.int64)
+    rows = np.flatnonzero(first >= 0)
+    if rows.size == 0:
+        return first
+    # Only agents with an object in reach look further (the table gives the rest).
+    cands = np.take(
+        lay.padded_grid, _padded_index(pos[rows], size)[:, None] + _neighbour_offsets(size)
+    ).astype(np.int64)
     safe = np.maximum(cands, 0)
-    same = lay.obj_category[safe] == lay.obj_category[np.maximum(first, 0)][:, None]
+    same = lay.obj_category[safe] == lay.obj_category[first[rows]][:, None]
     free = (cands >= 0) & same & (state.occupant[safe] < 0)
-    alt = cands[rows, np.argmax(free, axis=1)]
-    return np.asarray(np.where(free.any(axis=1), alt, first), dtype=np.int64)
+    alt = cands[np.arange(rows.size), np.argmax(free, axis=1)]
+    first[rows] = np.where(free.any(axis=1), alt, first[rows])
+    return first
 
 
 reset_world = reset  # the name exported from ``townlet``
