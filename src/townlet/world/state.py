@@ -63,16 +63,18 @@ class WorldLayout:
     obj_near: IntArray
     # Derived lookup tables (computed from the fields above when not given): ``padded_grid``
     # is ``obj_grid`` with a border of -1, flattened, so the 4-neighbours of tile (x, y) are
-    # constant offsets from ``(y + 1) * (size + 2) + x + 1`` with no bounds checks;
-    # ``reach_first[y * size + x]`` the first object on the tile or its 4-neighbours (N, S, E,
-    # W), or -1 — the part of ``object_in_reach`` that does not depend on who holds what.
+    # constant offsets from ``(y + 1) * (size + 2) + x + 1`` with no bounds checks. Per flat
+    # tile ``y * size + x``, ``reach_first`` is the first object on the tile or its
+    # 4-neighbours (N, S, E, W), or -1, and ``reach_choice`` whether another object of that
+    # category is also in reach: only there does ``object_in_reach`` depend on who holds what.
     padded_grid: IntArray = attrs.field(
         default=attrs.Factory(lambda lay: _padded_grid(lay.obj_grid), takes_self=True)
     )
     reach_first: IntArray = attrs.field(
-        default=attrs.Factory(
-            lambda lay: _reach_first(lay.padded_grid, lay.obj_grid.shape[0]), takes_self=True
-        )
+        default=attrs.Factory(lambda lay: _reach_tables(lay)[0], takes_self=True)
+    )
+    reach_choice: BoolArray = attrs.field(
+        default=attrs.Factory(lambda lay: _reach_tables(lay)[1], takes_self=True)
     )
 
 
@@ -139,12 +141,22 @@ def _first_present(cands: IntArray) -> IntArray:
     return out
 
 
-def _reach_first(padded: IntArray, size: int) -> IntArray:
-    """Per flat tile ``y * size + x``: the first object on it or its N, S, E, W neighbours."""
-    ys, xs = np.divmod(np.arange(size * size, dtype=np.int64), size)
-    tiles = _padded_index(np.stack([xs, ys], axis=1), size)
-    cands = padded[tiles[:, None] + _neighbour_offsets(size)]
-    return _first_present(cands).astype(np.int32)
+def _reach_tables(layout: WorldLayout) -> tuple[IntArray, BoolArray]:
+    """``reach_first`` and ``reach_choice`` (see ``WorldLayout``), flat per tile."""
+    size = layout.obj_grid.shape[0]
+    padded = layout.padded_grid.reshape(size + 2, size + 2)
+    # The tile itself, then its N, S, E, W neighbours, as (size, size) views.
+    views = [
+        padded[1 + dy : size + 1 + dy, 1 + dx : size + 1 + dx]
+        for dx, dy in ((0, 0), (0, -1), (0, 1), (1, 0), (-1, 0))
+    ]
+    first = views[-1].copy()
+    for view in views[-2::-1]:
+        np.copyto(first, view, where=view >= 0)
+    category = np.append(layout.obj_category, -1)  # index -1 (no object) reads -1
+    wanted = category[first]
+    same = sum(((view >= 0) & (category[view] == wanted)).astype(np.int32) for view in views)
+    return first.ravel(), np.asarray(same > 1).ravel()
 
 
 def nearest_table(obj_pos: IntArray, obj_category: IntArray, size: int) -> IntArray:
@@ -287,11 +299,12 @@ def object_in_reach(state: WorldState) -> IntArray:
     holding one, or a free object of the same category among them if that one is taken; -1."""
     size, lay = state.config.size, state.layout
     pos = state.position
-    first = lay.reach_first[pos[:, 1] * size + pos[:, 0]].astype(np.int64)
-    rows = np.flatnonzero(first >= 0)
+    tile = pos[:, 1] * size + pos[:, 0]
+    first = lay.reach_first[tile].astype(np.int64)
+    rows = np.flatnonzero(lay.reach_choice[tile])
     if rows.size == 0:
         return first
-    # Only agents with an object in reach look further (the table gives the rest).
+    # Only agents with a choice of objects look further (the table answers for the rest).
     cands = np.take(
         lay.padded_grid, _padded_index(pos[rows], size)[:, None] + _neighbour_offsets(size)
     ).astype(np.int64)
