@@ -190,20 +190,32 @@ def make_layout(config: WorldConfig) -> WorldLayout:
     category = KIND_CATEGORY[kinds]
     grid = np.full((size, size), -1, dtype=np.int64)
     grid[pos[:, 1], pos[:, 0]] = np.arange(len(kinds))
-    near = np.full((len(kinds), NEAR_SLOTS), -1, dtype=np.int64)
-    for m in range(len(kinds)):
-        dist = np.abs(pos - pos[m]).sum(axis=1)
-        mates = np.flatnonzero((dist <= NEAR_RADIUS) & (category == category[m]))
-        mates = mates[mates != m][:NEAR_SLOTS]
-        near[m, : mates.size] = mates
     return WorldLayout(
         obj_pos=pos,
         obj_kind=kinds,
         obj_category=category,
         obj_grid=grid,
         nearest=nearest_table(pos, category, size),
-        obj_near=near,
+        obj_near=near_table(pos, category, grid),
     )
+
+
+def near_table(obj_pos: IntArray, obj_category: IntArray, obj_grid: IntArray) -> IntArray:
+    """(M, NEAR_SLOTS) per object, the other objects of its category within ``NEAR_RADIUS``
+    (Manhattan), lowest ids first, -1 padded. Looks only at the tiles within the radius (one
+    object per tile), so the cost grows with the objects, not objects²."""
+    r = NEAR_RADIUS
+    padded = np.pad(obj_grid, r, constant_values=-1)
+    offsets = [(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+               if 0 < abs(dx) + abs(dy) <= r]  # fmt: skip
+    cols = [padded[obj_pos[:, 1] + r + dy, obj_pos[:, 0] + r + dx] for dx, dy in offsets]
+    cands = np.stack(cols, axis=1).reshape(obj_pos.shape[0], len(offsets))
+    same = (cands >= 0) & (obj_category[np.maximum(cands, 0)] == obj_category[:, None])
+    none = np.iinfo(np.int64).max
+    ids = np.sort(np.where(same, cands, none), axis=1)[:, :NEAR_SLOTS]
+    near = np.full((obj_pos.shape[0], NEAR_SLOTS), -1, dtype=np.int64)
+    near[:, : ids.shape[1]] = np.where(ids == none, -1, ids)
+    return near
 
 
 def spawn_needs(rng: np.random.Generator, count: int) -> FloatArray:
