@@ -286,19 +286,21 @@ def agent_tiles(position: IntArray, size: int) -> tuple[IntArray, IntArray, IntA
     return low, high, np.bincount(flat, minlength=size * size)
 
 
-def adjacent_partner(position: IntArray, size: int) -> IntArray:
-    """For each agent, another agent on its tile or a 4-neighbour tile (N, S, E, W order), or -1.
+def adjacent_partner(position: IntArray, size: int, who: IntArray | None = None) -> IntArray:
+    """For each agent (or each agent listed in ``who``), another agent on its tile or a
+    4-neighbour tile (N, S, E, W order), or -1.
 
     On its own tile the other agent is the lowest-numbered one there (the highest when that is
     the agent itself); on a neighbour tile, the lowest-numbered one."""
-    n = position.shape[0]
-    ids = np.arange(n, dtype=np.int64)
+    ids = np.arange(position.shape[0], dtype=np.int64)
     flat = _padded_index(position, size)
     # Padded spatial hash (int32 ids, -1 border): neighbour lookups need no bounds checks.
     low = np.full((size + 2) ** 2, -1, dtype=np.int32)
     high = low.copy()
     low[flat[::-1]] = ids[::-1]
     high[flat] = ids
+    if who is not None:
+        ids, flat = ids[who], flat[who]
     cands = np.take(low, flat[:, None] + _neighbour_offsets(size)).astype(np.int64)
     mine = cands[:, 0] == ids
     cands[mine, 0] = high[flat[mine]]
