@@ -18,14 +18,21 @@ from townlet.world import ObjectSpec, WorldConfig, observe, reset
 from townlet.world.config import OBJECT_KINDS
 from townlet.world.dynamics import move_and_yield
 from townlet.world.observe import observe_features, observe_maps
-from townlet.world.rivalry import strongest_rival
+from townlet.world.rivalry import rivalry_between, strongest_rival
+from townlet.world.scripted import CHAT_PROB, CRITICAL, HUNGRY, WORK_LEAD, scripted_actions
 from townlet.world.state import (
     ACTION_DELTAS,
+    CHAT,
+    MOVE_EAST,
     MOVE_NORTH,
+    MOVE_SOUTH,
     MOVE_WEST,
     NEAR_RADIUS,
     NEAR_SLOTS,
     NUM_ACTIONS,
+    USE,
+    WAIT,
+    WORK,
     YIELD,
     WorldState,
     adjacent_partner,
@@ -109,6 +116,46 @@ def _old_move(state: WorldState, acts: np.ndarray) -> tuple[np.ndarray, dict[str
         "avoid_rival": rival[avoid],
         "avoid_count": state.avoid_count + near,
     }
+
+
+def _old_scripted(state: WorldState, rng: np.random.Generator) -> np.ndarray:
+    """``scripted_actions`` as it was (whole-population rivalry lookups, axis reductions)."""
+    cfg, lay = state.config, state.layout
+    n = state.needs.shape[0]
+    ids = np.arange(n)
+    x, y = state.position[:, 0], state.position[:, 1]
+    tod = (state.tick + 1) % cfg.day_length
+    desk = lay.nearest[WORK, y, x]
+    walk = np.abs(lay.obj_pos[np.maximum(desk, 0)] - state.position).sum(axis=1)
+    until = (state.shift_start - tod) % cfg.day_length
+    during = (tod >= state.shift_start) & (tod < state.shift_start + cfg.shift_length - 1)
+    lowest = state.needs.min(axis=1)
+    work = (during | (until <= walk + WORK_LEAD)) & (lowest >= CRITICAL) & (desk >= 0)
+    goal = np.where(work, WORK, np.where(lowest < HUNGRY, np.argmin(state.needs, axis=1), -1))
+    target = lay.nearest[np.maximum(goal, 0), y, x]
+    reach = _old_object_in_reach(state)
+    here = (reach >= 0) & (lay.obj_category[np.maximum(reach, 0)] == goal)
+    on_tile = (lay.obj_pos[np.maximum(target, 0)] == state.position).all(axis=1)
+    here &= on_tile | (state.occupant[np.maximum(reach, 0)] < 0)
+    diff = lay.obj_pos[np.maximum(target, 0)] - state.position
+    towards = np.where(
+        np.abs(diff[:, 0]) >= np.abs(diff[:, 1]),
+        np.where(diff[:, 0] > 0, MOVE_EAST, MOVE_WEST),
+        np.where(diff[:, 1] > 0, MOVE_SOUTH, MOVE_NORTH),
+    )
+    act = np.where(goal < 0, WAIT, np.where(here, USE, towards))
+    act = np.where((goal >= 0) & (target < 0), WAIT, act)
+    partner = _old_adjacent_partner(state.position, cfg.size)
+    friendly = rivalry_between(state.rival_ids, state.rival_vals, ids, partner)
+    chatty = (goal < 0) & (partner >= 0) & (friendly < cfg.rival_threshold)
+    act = np.where(chatty & (rng.random(n) < CHAT_PROB), CHAT, act)
+    queued = state.queued >= 0
+    holder = state.occupant[np.maximum(state.queued, 0)]
+    rivalry = rivalry_between(state.rival_ids, state.rival_vals, ids, holder)
+    polite = queued & (holder >= 0) & (rivalry >= cfg.rival_threshold)
+    polite &= state.needs.min(axis=1) >= CRITICAL
+    act = np.where(queued, np.where(polite, YIELD, USE), act)
+    return np.where(state.using >= 0, USE, act).astype(np.int64)
 
 
 def _random_town(rng: np.random.Generator) -> WorldState:
@@ -202,3 +249,23 @@ def test_observe_equals_maps_then_features(seed: int) -> None:
     maps, features = observe(state)
     assert np.array_equal(maps, observe_maps(state))
     assert np.array_equal(features, observe_features(state, maps))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_scripted_actions_equal_the_old_rules(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    state = _random_town(rng)
+    n = state.position.shape[0]
+    objects = state.occupant.size
+    state = attrs.evolve(
+        state,
+        config=attrs.evolve(state.config, rival_threshold=0.3),
+        tick=int(rng.integers(0, 500)),
+        needs=rng.random((n, 3)).astype(np.float32),
+        queued=np.where(rng.random(n) < 0.3, rng.integers(0, objects, n), -1),
+        using=np.where(rng.random(n) < 0.1, rng.integers(0, objects, n), -1),
+    )
+    new = scripted_actions(state, None, np.random.default_rng(seed))
+    old = _old_scripted(state, np.random.default_rng(seed))
+    assert np.array_equal(new, old)
+    assert new.dtype == old.dtype
