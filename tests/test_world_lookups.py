@@ -265,6 +265,14 @@ def test_scripted_actions_equal_the_old_rules(seed: int) -> None:
         queued=np.where(rng.random(n) < 0.3, rng.integers(0, objects, n), -1),
         using=np.where(rng.random(n) < 0.1, rng.integers(0, objects, n), -1),
     )
+    # Make the holders of awaited objects and the chat partners rivals, weak or strong.
+    ids = state.rival_ids.copy()
+    holder = state.occupant[np.maximum(state.queued, 0)]
+    partner = _old_adjacent_partner(state.position, state.config.size)
+    ids[:, 0] = np.where(rng.random(n) < 0.7, holder, ids[:, 0])
+    ids[:, 1] = np.where(rng.random(n) < 0.7, partner, ids[:, 1])
+    vals = np.where(ids >= 0, rng.random(ids.shape), 0.0).astype(np.float32)
+    state = attrs.evolve(state, rival_ids=ids, rival_vals=vals)
     new = scripted_actions(state, None, np.random.default_rng(seed))
     old = _old_scripted(state, np.random.default_rng(seed))
     assert np.array_equal(new, old)
