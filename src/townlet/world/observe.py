@@ -106,19 +106,18 @@ def _check_out(name: str, out: FloatArray, shape: tuple[int, ...]) -> None:
         raise ValueError(f"out {name}: expected float32 {shape}, got {out.dtype} {out.shape}")
 
 
-def _path_hint(state: WorldState) -> FloatArray:
-    """One-hot (N,4) N/S/E/W first step towards the nearest object for the lowest need."""
+def _path_hint(state: WorldState, rows: FloatArray) -> None:
+    """Write the one-hot N/S/E/W first step towards the nearest object for the lowest need into
+    ``rows`` (4, N), which must be zero."""
     lay = state.layout
     need = np.argmin(state.needs, axis=1)
     target = lay.nearest[need, state.position[:, 1], state.position[:, 0]]
     diff = lay.obj_pos[np.maximum(target, 0)] - state.position
-    horizontal = np.abs(diff[:, 0]) >= np.abs(diff[:, 1])
-    hint = np.zeros((need.size, 4), dtype=np.float32)
-    rows = np.arange(need.size)
-    col = np.where(horizontal, np.where(diff[:, 0] > 0, 2, 3), np.where(diff[:, 1] > 0, 1, 0))
-    moving = (target >= 0) & (np.abs(diff).sum(axis=1) > 0)
-    hint[rows[moving], col[moving]] = 1.0
-    return hint
+    dx, dy = diff[:, 0], diff[:, 1]
+    horizontal = np.abs(dx) >= np.abs(dy)
+    col = np.where(horizontal, np.where(dx > 0, 2, 3), np.where(dy > 0, 1, 0))
+    moving = np.flatnonzero((target >= 0) & ((dx != 0) | (dy != 0)))
+    rows[col[moving], moving] = 1.0
 
 
 def observe_features(
@@ -127,41 +126,51 @@ def observe_features(
     """(N, 33) float32 features in ``FEATURE_NAMES`` order (``maps`` from ``observe_maps``),
     written into ``out`` (and returned) when given. Raises ``ValueError`` for an ``out`` of
     another shape or dtype."""
-    f = _base_features(state, out)
-    f[:, 29:33] = _window_features(maps)
-    return f
+    _check_features_out(state, out)
+    rows = _feature_rows(state)
+    rows[29:33] = _window_features(maps).T
+    return _features_from_rows(rows, out)
 
 
-def _base_features(state: WorldState, out: FloatArray | None) -> FloatArray:
-    """(N, 33) features with 0-28 filled (those that need no window) and 29-32 zero."""
+def _check_features_out(state: WorldState, out: FloatArray | None) -> None:
+    if out is not None:
+        _check_out("features", out, (state.needs.shape[0], len(FEATURE_NAMES)))
+
+
+def _features_from_rows(rows: FloatArray, out: FloatArray | None) -> FloatArray:
+    """The (N, 33) features from their (33, N) rows, in ``out`` when given."""
+    if out is None:
+        return rows.T.copy()
+    out[...] = rows.T
+    return out
+
+
+def _feature_rows(state: WorldState) -> FloatArray:
+    """(33, N) features, one row per feature (contiguous rows are cheap to fill), with 0-28
+    filled (those that need no window) and 29-32 zero."""
     cfg = state.config
     n = state.needs.shape[0]
-    if out is None:
-        f = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
-    else:
-        _check_out("features", out, (n, len(FEATURE_NAMES)))
-        f = out
-        f[...] = 0.0
-    f[:, 0:3] = state.needs
-    f[:, 3] = state.wallet
-    f[:, 4] = state.lateness_counter
-    f[:, 5] = on_shift(state, state.tick)
+    f = np.zeros((len(FEATURE_NAMES), n), dtype=np.float32)
+    f[0:3] = state.needs.T
+    f[3] = state.wallet
+    f[4] = state.lateness_counter
+    f[5] = on_shift(state, state.tick)
     phase = 2.0 * np.pi * (state.tick % cfg.day_length) / cfg.day_length
-    f[:, 6], f[:, 7] = np.sin(phase), np.cos(phase)
-    f[:, 8] = state.shifts_attended / np.maximum(state.shifts_done, 1)
-    f[:, 9] = state.wages_withheld
-    f[np.arange(n), 10 + shift_status(state)] = 1.0
-    f[:, 15] = np.arange(n) / max(n, 1)
-    f[:, 16] = state.reset_flag
-    f[:, 17] = np.minimum((state.tick - state.spawn_tick) / cfg.episode_length, 1.0)
-    f[:, 18] = strongest_rival(state.rival_ids, state.rival_vals)[1]
-    f[:, 19] = state.avoid_count
-    f[:, 20] = state.last_action / (NUM_ACTIONS - 1)
-    f[:, 21] = state.last_success
-    f[:, 22] = state.remaining
-    f[:, 23] = state.using >= 0
-    f[:, 24] = state.queued >= 0
-    f[:, 25:29] = _path_hint(state)
+    f[6], f[7] = np.sin(phase), np.cos(phase)
+    f[8] = state.shifts_attended / np.maximum(state.shifts_done, 1)
+    f[9] = state.wages_withheld
+    f[10 + shift_status(state), np.arange(n)] = 1.0
+    f[15] = np.arange(n) / max(n, 1)
+    f[16] = state.reset_flag
+    f[17] = np.minimum((state.tick - state.spawn_tick) / cfg.episode_length, 1.0)
+    f[18] = strongest_rival(state.rival_ids, state.rival_vals)[1]
+    f[19] = state.avoid_count
+    f[20] = state.last_action / (NUM_ACTIONS - 1)
+    f[21] = state.last_success
+    f[22] = state.remaining
+    f[23] = state.using >= 0
+    f[24] = state.queued >= 0
+    _path_hint(state, f[25:29])
     return f
 
 
@@ -203,28 +212,25 @@ def observe(
         raise ValueError("config: expected the config the state was reset with")
     maps_out, features_out = (None, None) if out is None else out
     _check_maps_out(state, maps_out)
+    _check_features_out(state, features_out)
     # The same values as ``observe_features(state, observe_maps(state))``, with the window
     # features counted on the packed bytes instead of the float maps.
     channels = _channels(_window_bits(state))
     maps = _maps_into(state, maps_out, channels)
-    features = _base_features(state, features_out)
-    features[:, 29:33] = _channel_features(channels)
-    return maps, features
+    rows = _feature_rows(state)
+    _channel_features(channels, rows[29:33])
+    return maps, _features_from_rows(rows, features_out)
 
 
-def _channel_features(channels: tuple[ByteArray, ...]) -> FloatArray:
-    """Features 29-32 from the 0/1 byte channels of ``_channels``."""
+def _channel_features(channels: tuple[ByteArray, ...], rows: FloatArray) -> None:
+    """Write features 29-32 from the 0/1 byte channels of ``_channels`` into ``rows`` (4, N)."""
     agents, objects, held = channels
     cells = WINDOW * WINDOW
-    out = np.empty((agents.shape[0], 4), dtype=np.float32)
-    for column, (channel, count) in enumerate(
-        ((agents, cells - 1), (objects, cells), (held, cells))
-    ):
+    for row, (channel, count) in enumerate(((agents, cells - 1), (objects, cells), (held, cells))):
         total = np.add.reduce(channel, axis=1, dtype=np.uint16).astype(np.float32)
-        out[:, column] = total / count
+        rows[row] = total / count
     nearest = RADIUS + 1 - (agents * _CLOSENESS_U8).max(axis=1)
-    out[:, 3] = nearest / (RADIUS + 1)
-    return out
+    rows[3] = nearest / (RADIUS + 1)
 
 
 observe_world = observe  # the name exported from ``townlet``
