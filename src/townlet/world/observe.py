@@ -69,7 +69,8 @@ def _window_bits(state: WorldState) -> ByteArray:
 
 def _channels(bits: ByteArray) -> tuple[ByteArray, ByteArray, ByteArray]:
     """The agents, objects and reservations channels of ``bits`` as 0/1 bytes."""
-    return bits & 1, (bits >> 1) & 1, bits >> 2
+    one = np.uint8(1)
+    return bits & one, (bits >> one) & one, bits >> np.uint8(2)
 
 
 def _maps_into(

@@ -16,6 +16,7 @@ from townlet.world.config import OBJECT_KINDS, WorldConfig
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
+Int32Array = npt.NDArray[np.int32]
 
 # Action ids (documented in docs/world.md; stable, part of every captured replay).
 WAIT, MOVE_NORTH, MOVE_SOUTH, MOVE_EAST, MOVE_WEST, USE, CHAT, YIELD = range(8)
@@ -67,10 +68,10 @@ class WorldLayout:
     # tile ``y * size + x``, ``reach_first`` is the first object on the tile or its
     # 4-neighbours (N, S, E, W), or -1, and ``reach_choice`` whether another object of that
     # category is also in reach: only there does ``object_in_reach`` depend on who holds what.
-    padded_grid: IntArray = attrs.field(
+    padded_grid: Int32Array = attrs.field(
         default=attrs.Factory(lambda lay: _padded_grid(lay.obj_grid), takes_self=True)
     )
-    reach_first: IntArray = attrs.field(
+    reach_first: Int32Array = attrs.field(
         default=attrs.Factory(lambda lay: _reach_tables(lay)[0], takes_self=True)
     )
     reach_choice: BoolArray = attrs.field(
@@ -117,7 +118,7 @@ class WorldState:
     reset_flag: BoolArray
 
 
-def _padded_grid(obj_grid: IntArray) -> IntArray:
+def _padded_grid(obj_grid: IntArray) -> Int32Array:
     """``obj_grid`` framed by a border of -1 tiles, flattened ((size + 2)², int32)."""
     return np.pad(obj_grid.astype(np.int32), 1, constant_values=-1).ravel()
 
@@ -141,7 +142,7 @@ def _first_present(cands: IntArray) -> IntArray:
     return out
 
 
-def _reach_tables(layout: WorldLayout) -> tuple[IntArray, BoolArray]:
+def _reach_tables(layout: WorldLayout) -> tuple[Int32Array, BoolArray]:
     """``reach_first`` and ``reach_choice`` (see ``WorldLayout``), flat per tile."""
     size = layout.obj_grid.shape[0]
     padded = layout.padded_grid.reshape(size + 2, size + 2)
@@ -305,7 +306,7 @@ def adjacent_partner(position: IntArray, size: int, who: IntArray | None = None)
     mine = cands[:, 0] == ids
     cands[mine, 0] = high[flat[mine]]
     cands[cands[:, 0] == ids, 0] = -1
-    return _first_present(cands)
+    return np.asarray(_first_present(cands), dtype=np.int64)
 
 
 def object_in_reach(state: WorldState) -> IntArray:
@@ -314,7 +315,7 @@ def object_in_reach(state: WorldState) -> IntArray:
     size, lay = state.config.size, state.layout
     pos = state.position
     tile = pos[:, 1] * size + pos[:, 0]
-    first = lay.reach_first[tile].astype(np.int64)
+    first: IntArray = lay.reach_first[tile].astype(np.int64)
     rows = np.flatnonzero(lay.reach_choice[tile])
     if rows.size == 0:
         return first
