@@ -1,4 +1,4 @@
-"""The world's fast lookups give exactly what the formulas they replaced gave (#16).
+"""The world's faster code paths give exactly what the formulas they replaced gave (#16).
 
 Each ``_old_*`` function below is the implementation as it was before the speed work, kept here
 as the reference: the new code must agree with it element for element on random towns (small
@@ -18,7 +18,13 @@ from townlet.world import ObjectSpec, WorldConfig, observe, reset
 from townlet.world.config import OBJECT_KINDS
 from townlet.world.dynamics import move_and_yield
 from townlet.world.observe import observe_features, observe_maps
-from townlet.world.rivalry import rivalry_between, strongest_rival
+from townlet.world.rivalry import (
+    FORGET_BELOW,
+    _insert_new,
+    add_rivalry,
+    rivalry_between,
+    strongest_rival,
+)
 from townlet.world.scripted import CHAT_PROB, CRITICAL, HUNGRY, WORK_LEAD, scripted_actions
 from townlet.world.state import (
     ACTION_DELTAS,
@@ -277,3 +283,49 @@ def test_scripted_actions_equal_the_old_rules(seed: int) -> None:
     old = _old_scripted(state, np.random.default_rng(seed))
     assert np.array_equal(new, old)
     assert new.dtype == old.dtype
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_add_rivalry_forgets_exactly_like_the_masked_assignments(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(1, 40)), int(rng.integers(1, 5))
+    ids = rng.integers(-1, n, size=(n, k))
+    # Values around the forget threshold and the bounds, signed zeros and a NaN.
+    pool = np.array([0.0, -0.0, FORGET_BELOW, 0.009, 0.5, 1.0, 1.5, -0.2, np.nan], np.float32)
+    vals = np.where(rng.random((n, k)) < 0.5, rng.choice(pool, (n, k)), rng.random((n, k)))
+    vals = vals.astype(np.float32)
+    m = int(rng.integers(0, 3 * n))
+    a, b = rng.integers(0, n, m), rng.integers(0, n, m)
+    inc = rng.choice(np.array([-0.05, 0.05, 0.3, -1.0, 0.004], np.float32), m)
+    new_ids, new_vals = add_rivalry(ids, vals, a, b, inc)
+    old_ids, old_vals = _adds_only(ids, vals, a, b, inc)
+    if m:  # with nothing to add, add_rivalry returns copies as given
+        old_ids, old_vals = _old_forget(old_ids, old_vals)
+    assert np.array_equal(new_ids, old_ids)
+    assert np.array_equal(new_vals, old_vals, equal_nan=True)
+    assert np.array_equal(np.signbit(new_vals), np.signbit(old_vals))
+
+
+def _adds_only(
+    ids: np.ndarray, vals: np.ndarray, a: np.ndarray, b: np.ndarray, inc: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first half of ``add_rivalry`` (existing ties, then new ones), unchanged by #16."""
+    ids, vals = ids.copy(), vals.copy()
+    if a.size == 0:
+        return ids, vals
+    match = ids[a] == b[:, None]
+    has = match.any(axis=1)
+    if has.any():
+        np.add.at(vals, (a[has], np.argmax(match[has], axis=1)), inc[has].astype(np.float32))
+    new = ~has & (inc > 0)
+    if new.any():
+        _insert_new(ids, vals, a[new], b[new], inc[new].astype(np.float32))
+    return ids, vals
+
+
+def _old_forget(ids: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    np.clip(vals, 0.0, 1.0, out=vals)
+    gone = vals < FORGET_BELOW
+    ids[gone] = -1
+    vals[gone] = 0.0
+    return ids, vals
