@@ -36,6 +36,7 @@ from townlet.world.state import (
     NEAR_RADIUS,
     NEAR_SLOTS,
     NUM_ACTIONS,
+    NUM_CATEGORIES,
     USE,
     WAIT,
     WORK,
@@ -44,6 +45,7 @@ from townlet.world.state import (
     adjacent_partner,
     agent_tiles,
     near_table,
+    nearest_table,
     object_in_reach,
 )
 
@@ -92,6 +94,27 @@ def _old_near(pos: np.ndarray, category: np.ndarray) -> np.ndarray:
         mates = mates[mates != m][:NEAR_SLOTS]
         near[m, : mates.size] = mates
     return near
+
+
+def _old_nearest(obj_pos: np.ndarray, obj_category: np.ndarray, size: int) -> np.ndarray:
+    table = np.full((NUM_CATEGORIES, size, size), -1, dtype=np.int64)
+    for cat in range(NUM_CATEGORIES):
+        grid = table[cat]
+        ids = np.flatnonzero(obj_category == cat)
+        if ids.size == 0:
+            continue
+        grid[obj_pos[ids, 1], obj_pos[ids, 0]] = ids
+        while (grid < 0).any():
+            padded = np.pad(grid, 1, constant_values=-1)
+            for shifted in (
+                padded[:-2, 1:-1],
+                padded[2:, 1:-1],
+                padded[1:-1, 2:],
+                padded[1:-1, :-2],
+            ):
+                fill = (grid < 0) & (shifted >= 0)
+                grid[fill] = shifted[fill]
+    return table
 
 
 def _old_move(state: WorldState, acts: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
@@ -220,6 +243,18 @@ def test_near_table_equals_the_pass_over_all_objects(seed: int) -> None:
     lay = state.layout
     assert np.array_equal(lay.obj_near, _old_near(lay.obj_pos, lay.obj_category))
     assert np.array_equal(near_table(lay.obj_pos, lay.obj_category, lay.obj_grid), lay.obj_near)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_nearest_table_equals_the_padded_flooding(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(5, 30))
+    count = int(rng.integers(1, 12))
+    tiles = rng.choice(size * size, size=count, replace=False)
+    pos = np.stack([tiles % size, tiles // size], axis=1)
+    category = rng.integers(0, NUM_CATEGORIES, count)  # some categories may have no object
+    table = nearest_table(pos, category, size)
+    assert np.array_equal(table, _old_nearest(pos, category, size))
 
 
 def test_near_table_keeps_the_lowest_ids_when_more_than_the_slots_are_near() -> None:

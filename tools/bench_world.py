@@ -1,6 +1,7 @@
 """Benchmark the embedded town: world steps/s and agent-steps/s on one core.
 
-Usage: ``python tools/bench_world.py [--seconds 2] [--write docs/benchmarks.md]``. Measures, for
+Usage: ``python tools/bench_world.py [--seconds 3] [--write docs/benchmarks.md] [--note TEXT]``
+(``--note``: how the machine was loaded, written into the section). Measures, for
 8, 128 and 2048 agents (towns scaled to keep the density of the default 16×16 town): the bare
 world ``step`` (actions from the scripted policy, computed outside the timed region) and the
 full loop ``scripted_actions`` + ``step`` + ``observe``. Thread pools are pinned to one thread
@@ -69,7 +70,7 @@ def _table(rows: list[tuple[int, int, float, float]]) -> str:
     return "\n".join(lines)
 
 
-def _write(path: Path, table: str) -> None:
+def _write(path: Path, table: str, note: str) -> None:
     """Replace (or append) the self-contained "## World step" section of ``path``."""
     section = (
         "## World step\n\n"
@@ -78,7 +79,9 @@ def _write(path: Path, table: str) -> None:
         f"{platform.python_version()}, {platform.processor() or platform.machine()}. "
         "Towns grow with the population (`scaled_world_config`: the 16×16 default tiled). "
         "Bare step = `step` alone, with actions from the scripted policy computed outside "
-        "the timing; the second group times `scripted_actions` + `step` + `observe`.\n\n"
+        "the timing; the second group times `scripted_actions` + `step` + `observe`. "
+        "Each figure is the median of three timed windows after 100 warm-up ticks."
+        f"{' ' + note if note else ''}\n\n"
         f"{table}\n"
     )
     replace_section(path, "World step", section)
@@ -89,6 +92,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per population size")
     parser.add_argument("--write", type=Path, default=None, help="markdown file to update")
+    parser.add_argument(
+        "--note", default="", help="how the machine was loaded (written into the section)"
+    )
     args = parser.parse_args()
     rows = []
     for agents in SIZES:
@@ -97,7 +103,7 @@ def main() -> int:
     table = _table(rows)
     print(table)
     if args.write is not None:
-        _write(args.write, table)
+        _write(args.write, table, args.note)
     return 0
 
 

@@ -171,16 +171,21 @@ def nearest_table(obj_pos: IntArray, obj_category: IntArray, size: int) -> IntAr
             continue
         grid[obj_pos[ids, 1], obj_pos[ids, 0]] = ids
         while (grid < 0).any():
-            padded = np.pad(grid, 1, constant_values=-1)
-            for shifted in (
-                padded[:-2, 1:-1],
-                padded[2:, 1:-1],
-                padded[1:-1, 2:],
-                padded[1:-1, :-2],
-            ):
-                fill = (grid < 0) & (shifted >= 0)
-                grid[fill] = shifted[fill]
+            _flood_once(grid)
     return table
+
+
+def _flood_once(grid: IntArray) -> None:
+    """One flooding round in place: every empty tile takes the value its N, S, E or W neighbour
+    (in that order of preference) had at the start of the round."""
+    before = grid.copy()
+    for dst, src in (
+        (grid[1:, :], before[:-1, :]),  # from the north neighbour
+        (grid[:-1, :], before[1:, :]),  # from the south
+        (grid[:, :-1], before[:, 1:]),  # from the east
+        (grid[:, 1:], before[:, :-1]),  # from the west
+    ):
+        np.copyto(dst, src, where=(dst < 0) & (src >= 0))
 
 
 def make_layout(config: WorldConfig) -> WorldLayout:
