@@ -72,10 +72,10 @@ class WorldLayout:
         default=attrs.Factory(lambda lay: _padded_grid(lay.obj_grid), takes_self=True)
     )
     reach_first: Int32Array = attrs.field(
-        default=attrs.Factory(lambda lay: _reach_tables(lay)[0], takes_self=True)
+        default=attrs.Factory(lambda lay: _reach_first(lay), takes_self=True)
     )
     reach_choice: BoolArray = attrs.field(
-        default=attrs.Factory(lambda lay: _reach_tables(lay)[1], takes_self=True)
+        default=attrs.Factory(lambda lay: _reach_choice(lay), takes_self=True)
     )
 
 
@@ -142,22 +142,34 @@ def _first_present(cands: IntArray) -> IntArray:
     return out
 
 
-def _reach_tables(layout: WorldLayout) -> tuple[Int32Array, BoolArray]:
-    """``reach_first`` and ``reach_choice`` (see ``WorldLayout``), flat per tile."""
+def _reach_views(layout: WorldLayout) -> list[Int32Array]:
+    """The tile itself, then its N, S, E, W neighbours, as (size, size) views of the padded
+    object grid."""
     size = layout.obj_grid.shape[0]
     padded = layout.padded_grid.reshape(size + 2, size + 2)
-    # The tile itself, then its N, S, E, W neighbours, as (size, size) views.
-    views = [
+    return [
         padded[1 + dy : size + 1 + dy, 1 + dx : size + 1 + dx]
         for dx, dy in ((0, 0), (0, -1), (0, 1), (1, 0), (-1, 0))
     ]
+
+
+def _reach_first(layout: WorldLayout) -> Int32Array:
+    """``reach_first`` (see ``WorldLayout``), flat per tile."""
+    views = _reach_views(layout)
     first = views[-1].copy()
     for view in views[-2::-1]:
         np.copyto(first, view, where=view >= 0)
+    return first.ravel()
+
+
+def _reach_choice(layout: WorldLayout) -> BoolArray:
+    """``reach_choice`` (see ``WorldLayout``), flat per tile; needs ``reach_first``."""
     category = np.append(layout.obj_category, -1)  # index -1 (no object) reads -1
-    wanted = category[first]
-    same = sum(((view >= 0) & (category[view] == wanted)).astype(np.int32) for view in views)
-    return first.ravel(), np.asarray(same > 1).ravel()
+    wanted = category[layout.reach_first].reshape(layout.obj_grid.shape)
+    same = np.zeros(layout.obj_grid.shape, dtype=np.int8)
+    for view in _reach_views(layout):
+        same += (view >= 0) & (category[view] == wanted)
+    return np.asarray(same > 1).ravel()
 
 
 def nearest_table(obj_pos: IntArray, obj_category: IntArray, size: int) -> IntArray:
