@@ -76,33 +76,43 @@ def move_and_yield(state: WorldState, acts: IntArray) -> tuple[WorldState, Parts
     cfg = state.config
     movers = (acts >= MOVE_NORTH) & (acts <= MOVE_WEST)
     yields = acts == YIELD
-    rival, strength = strongest_rival(state.rival_ids, state.rival_vals)
-    diff = state.position - state.position[np.maximum(rival, 0)]
-    close = np.abs(diff).max(axis=1) <= 2
-    near = np.asarray(yields & (rival >= 0) & (strength >= cfg.rival_threshold) & close)
-    sign = np.sign(diff)
-    along_x = np.abs(diff[:, 0]) >= np.abs(diff[:, 1])
-    away = np.where(
-        along_x[:, None],
-        np.stack([np.where(sign[:, 0] == 0, 1, sign[:, 0]), np.zeros_like(rival)], axis=1),
-        np.stack([np.zeros_like(rival), sign[:, 1]], axis=1),
-    )
-    delta = ACTION_DELTAS[acts] + np.where(near[:, None], away, 0)
+    avoid, rival, away = _avoidance(state, np.flatnonzero(yields))
+    delta = ACTION_DELTAS[acts]
+    delta[avoid] += away
     target = state.position + delta
-    inside = np.asarray(((target >= 0) & (target < cfg.size)).all(axis=1), dtype=np.bool_)
+    # One unsigned comparison per coordinate: a negative int64 viewed as uint64 is huge.
+    inside_xy = target.view(np.uint64) < np.uint64(cfg.size)
+    inside = inside_xy[:, 0] & inside_xy[:, 1]
+    near = np.zeros(acts.size, dtype=np.bool_)
+    near[avoid] = True
     new = attrs.evolve(
         state,
         position=np.where(inside[:, None], target, state.position),
         avoid_count=state.avoid_count + near,
         **_release(state, movers | yields),
     )
-    avoid = np.flatnonzero(near)
     return new, {
         "move_ok": ~(movers & ~inside),
         "avoided": near,
         "avoid_agent": avoid,
-        "avoid_rival": rival[avoid],
+        "avoid_rival": rival,
     }
+
+
+def _avoidance(state: WorldState, yielders: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """Of the ``yielders``, those near their strongest rival; that rival; and the (dx, dy) step
+    away from it (along the longer axis of their offset, east when it sits on the same tile)."""
+    rival, strength = strongest_rival(state.rival_ids[yielders], state.rival_vals[yielders])
+    diff = state.position[yielders] - state.position[np.maximum(rival, 0)]
+    close = np.abs(diff).max(axis=1) <= 2
+    near = (rival >= 0) & (strength >= state.config.rival_threshold) & close
+    diff = diff[near]
+    sign = np.sign(diff)
+    along_x = np.abs(diff[:, 0]) >= np.abs(diff[:, 1])
+    away = np.zeros_like(diff)
+    away[:, 0] = np.where(along_x, np.where(sign[:, 0] == 0, 1, sign[:, 0]), 0)
+    away[:, 1] = np.where(along_x, 0, sign[:, 1])
+    return yielders[near], rival[near], away
 
 
 def _urgency(state: WorldState, agents: IntArray, objects: IntArray) -> FloatArray:
@@ -198,7 +208,7 @@ def chat(state: WorldState, acts: IntArray, draw: FloatArray) -> tuple[WorldStat
     ways, failure raises it by 0.05."""
     cfg = state.config
     speak = np.flatnonzero(acts == CHAT)
-    partner = adjacent_partner(state.position, cfg.size)[speak]
+    partner = adjacent_partner(state.position, cfg.size, speak)
     speak, partner = speak[partner >= 0], partner[partner >= 0]
     riv = np.maximum(
         rivalry_between(state.rival_ids, state.rival_vals, speak, partner),

@@ -10,6 +10,7 @@ features (``spec/reference-replay_rollout.md`` §2); which ones the town fills i
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from townlet.world.config import WorldConfig
@@ -36,6 +37,53 @@ FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)
 # Chebyshev distance of every window cell from the centre, for ``nearest_agent_distance``.
 _CELL_DIST = np.maximum(*np.abs(np.mgrid[-RADIUS : RADIUS + 1, -RADIUS : RADIUS + 1])).ravel()
 _CELL_DIST_U8 = _CELL_DIST.astype(np.uint8)
+_CENTER = RADIUS * WINDOW + RADIUS
+# (121, RADIUS + 1) float32 indicator of each cell's ring; (121,) ones.
+_RINGS = (_CELL_DIST[:, None] == np.arange(RADIUS + 1)).astype(np.float32)
+_ONES = np.ones(WINDOW * WINDOW, dtype=np.float32)
+# Per cell, RADIUS + 1 minus its distance: the largest one holding an agent gives the nearest.
+_CLOSENESS_U8 = (RADIUS + 1 - _CELL_DIST).astype(np.uint8)
+ByteArray = npt.NDArray[np.uint8]
+
+
+def _window_bits(state: WorldState) -> ByteArray:
+    """(N, 121) every agent's 11×11 window of one padded uint8 grid holding a bit per map
+    channel: 1 another agent, 2 an object, 4 an object someone holds (tiles outside are 0)."""
+    size, lay = state.config.size, state.layout
+    x, y = state.position[:, 0], state.position[:, 1]
+    count = np.bincount(y * size + x, minlength=size * size)
+    grid = np.zeros((size + 2 * RADIUS, size + 2 * RADIUS), dtype=np.uint8)
+    inner = grid[RADIUS : RADIUS + size, RADIUS : RADIUS + size]
+    np.left_shift(lay.obj_grid >= 0, 1, out=inner, dtype=np.uint8)
+    inner[y, x] |= 1
+    held = lay.obj_pos[state.occupant >= 0]
+    inner[held[:, 1], held[:, 0]] |= 4
+    # One gather of 121 bytes per agent (a third of gathering the three channels apart); the
+    # fancy index returns a fresh array, so the centre can be fixed in place: there the agent
+    # bit means another agent on the same tile.
+    bits = sliding_window_view(grid, (WINDOW, WINDOW))[y, x].reshape(-1, WINDOW * WINDOW)
+    bits[:, _CENTER] &= 6
+    bits[:, _CENTER] |= count[y * size + x] >= 2
+    return bits
+
+
+def _channels(bits: ByteArray) -> tuple[ByteArray, ByteArray, ByteArray]:
+    """The agents, objects and reservations channels of ``bits`` as 0/1 bytes."""
+    one = np.uint8(1)
+    return bits & one, (bits >> one) & one, bits >> np.uint8(2)
+
+
+def _maps_into(
+    state: WorldState, out: FloatArray | None, channels: tuple[ByteArray, ...]
+) -> FloatArray:
+    n = state.position.shape[0]
+    maps = np.empty((n, 4, WINDOW, WINDOW), dtype=np.float32) if out is None else out
+    cells = np.reshape(maps, (n, 4, WINDOW * WINDOW), copy=False)
+    for index, channel in enumerate(channels, start=1):
+        cells[:, index] = channel
+    cells[:, 0] = 0.0
+    cells[:, 0, _CENTER] = 1.0
+    return maps
 
 
 def observe_maps(state: WorldState, out: FloatArray | None = None) -> FloatArray:
@@ -43,29 +91,15 @@ def observe_maps(state: WorldState, out: FloatArray | None = None) -> FloatArray
     ``out`` (and returned) when given: any (N, 4, 11, 11) float32 array whose last two axes
     can be viewed as one without a copy (e.g. tick ``t`` of an agent-major recording buffer).
     Raises ``ValueError`` for an ``out`` of another shape, dtype or layout."""
-    size, lay = state.config.size, state.layout
-    count = np.bincount(state.position[:, 1] * size + state.position[:, 0], minlength=size * size)
-    # uint8 grids: counts are capped at 2, which leaves min(count - self, 1) below unchanged.
-    grids = np.zeros((3, size + 2 * RADIUS, size + 2 * RADIUS), dtype=np.uint8)
-    inner = (slice(RADIUS, RADIUS + size), slice(RADIUS, RADIUS + size))
-    grids[0][inner] = np.minimum(count, 2).reshape(size, size)
-    grids[1][inner] = lay.obj_grid >= 0
-    held = lay.obj_pos[state.occupant >= 0]
-    grids[2, held[:, 1] + RADIUS, held[:, 0] + RADIUS] = 1
-    n = state.position.shape[0]
-    maps = np.empty((n, 4, WINDOW, WINDOW), dtype=np.float32) if out is None else out
-    _check_out("maps", maps, (n, 4, WINDOW, WINDOW))
-    np.reshape(maps, (n, 4, WINDOW * WINDOW), copy=False)  # the layout observe_features needs
-    # Every agent's (3, 11, 11) window is one block of a sliding-window view of the padded
-    # grids, gathered by (y, x) in one indexing call (~1.8x faster than a flat np.take per
-    # channel at 2048 agents) and cast to float32 as it is stored.
-    windows = np.moveaxis(sliding_window_view(grids, (WINDOW, WINDOW), axis=(1, 2)), 0, 2)
-    maps[:, 1:] = windows[state.position[:, 1], state.position[:, 0]]
-    maps[:, 1, RADIUS, RADIUS] -= 1.0  # the agent itself is the self channel
-    np.minimum(maps[:, 1], 1.0, out=maps[:, 1])
-    maps[:, 0] = 0.0
-    maps[:, 0, RADIUS, RADIUS] = 1.0
-    return maps
+    _check_maps_out(state, out)
+    return _maps_into(state, out, _channels(_window_bits(state)))
+
+
+def _check_maps_out(state: WorldState, out: FloatArray | None) -> None:
+    if out is not None:
+        n = state.position.shape[0]
+        _check_out("maps", out, (n, 4, WINDOW, WINDOW))
+        np.reshape(out, (n, 4, WINDOW * WINDOW), copy=False)  # raises for a layout that copies
 
 
 def _check_out(name: str, out: FloatArray, shape: tuple[int, ...]) -> None:
@@ -73,19 +107,18 @@ def _check_out(name: str, out: FloatArray, shape: tuple[int, ...]) -> None:
         raise ValueError(f"out {name}: expected float32 {shape}, got {out.dtype} {out.shape}")
 
 
-def _path_hint(state: WorldState) -> FloatArray:
-    """One-hot (N,4) N/S/E/W first step towards the nearest object for the lowest need."""
+def _path_hint(state: WorldState, rows: FloatArray) -> None:
+    """Write the one-hot N/S/E/W first step towards the nearest object for the lowest need into
+    ``rows`` (4, N), which must be zero."""
     lay = state.layout
     need = np.argmin(state.needs, axis=1)
     target = lay.nearest[need, state.position[:, 1], state.position[:, 0]]
     diff = lay.obj_pos[np.maximum(target, 0)] - state.position
-    horizontal = np.abs(diff[:, 0]) >= np.abs(diff[:, 1])
-    hint = np.zeros((need.size, 4), dtype=np.float32)
-    rows = np.arange(need.size)
-    col = np.where(horizontal, np.where(diff[:, 0] > 0, 2, 3), np.where(diff[:, 1] > 0, 1, 0))
-    moving = (target >= 0) & (np.abs(diff).sum(axis=1) > 0)
-    hint[rows[moving], col[moving]] = 1.0
-    return hint
+    dx, dy = diff[:, 0], diff[:, 1]
+    horizontal = np.abs(dx) >= np.abs(dy)
+    col = np.where(horizontal, np.where(dx > 0, 2, 3), np.where(dy > 0, 1, 0))
+    moving = np.flatnonzero((target >= 0) & ((dx != 0) | (dy != 0)))
+    rows[col[moving], moving] = 1.0
 
 
 def observe_features(
@@ -94,45 +127,73 @@ def observe_features(
     """(N, 33) float32 features in ``FEATURE_NAMES`` order (``maps`` from ``observe_maps``),
     written into ``out`` (and returned) when given. Raises ``ValueError`` for an ``out`` of
     another shape or dtype."""
+    _check_features_out(state, out)
+    rows = _feature_rows(state)
+    rows[29:33] = _window_features(maps).T
+    return _features_from_rows(rows, out)
+
+
+def _check_features_out(state: WorldState, out: FloatArray | None) -> None:
+    if out is not None:
+        _check_out("features", out, (state.needs.shape[0], len(FEATURE_NAMES)))
+
+
+def _features_from_rows(rows: FloatArray, out: FloatArray | None) -> FloatArray:
+    """The (N, 33) features from their (33, N) rows, in ``out`` when given."""
+    if out is None:
+        return rows.T.copy()
+    out[...] = rows.T
+    return out
+
+
+def _feature_rows(state: WorldState) -> FloatArray:
+    """(33, N) features, one row per feature (contiguous rows are cheap to fill), with 0-28
+    filled (those that need no window) and 29-32 zero."""
     cfg = state.config
     n = state.needs.shape[0]
-    if out is None:
-        f = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
-    else:
-        _check_out("features", out, (n, len(FEATURE_NAMES)))
-        f = out
-        f[...] = 0.0
-    f[:, 0:3] = state.needs
-    f[:, 3] = state.wallet
-    f[:, 4] = state.lateness_counter
-    f[:, 5] = on_shift(state, state.tick)
+    f = np.zeros((len(FEATURE_NAMES), n), dtype=np.float32)
+    f[0:3] = state.needs.T
+    f[3] = state.wallet
+    f[4] = state.lateness_counter
+    f[5] = on_shift(state, state.tick)
     phase = 2.0 * np.pi * (state.tick % cfg.day_length) / cfg.day_length
-    f[:, 6], f[:, 7] = np.sin(phase), np.cos(phase)
-    f[:, 8] = state.shifts_attended / np.maximum(state.shifts_done, 1)
-    f[:, 9] = state.wages_withheld
-    f[np.arange(n), 10 + shift_status(state)] = 1.0
-    f[:, 15] = np.arange(n) / max(n, 1)
-    f[:, 16] = state.reset_flag
-    f[:, 17] = np.minimum((state.tick - state.spawn_tick) / cfg.episode_length, 1.0)
-    f[:, 18] = strongest_rival(state.rival_ids, state.rival_vals)[1]
-    f[:, 19] = state.avoid_count
-    f[:, 20] = state.last_action / (NUM_ACTIONS - 1)
-    f[:, 21] = state.last_success
-    f[:, 22] = state.remaining
-    f[:, 23] = state.using >= 0
-    f[:, 24] = state.queued >= 0
-    f[:, 25:29] = _path_hint(state)
-    flat = np.reshape(maps, (n, 4, WINDOW * WINDOW), copy=False)
-    cells = WINDOW * WINDOW
-    # One reduction for the three channels (sums of 0/1 floats are exact in any order), and
-    # the nearest-agent search over uint8 temporaries: same values, a fraction of the traffic.
-    sums = flat[:, 1:].sum(axis=2)
-    f[:, 29] = sums[:, 0] / (cells - 1)
-    f[:, 30] = sums[:, 1] / cells
-    f[:, 31] = sums[:, 2] / cells
-    dist = np.where(flat[:, 1] > 0, _CELL_DIST_U8, np.uint8(RADIUS + 1)).min(axis=1)
-    f[:, 32] = dist / (RADIUS + 1)
+    f[6], f[7] = np.sin(phase), np.cos(phase)
+    f[8] = state.shifts_attended / np.maximum(state.shifts_done, 1)
+    f[9] = state.wages_withheld
+    f[10 + shift_status(state), np.arange(n)] = 1.0
+    f[15] = np.arange(n) / max(n, 1)
+    f[16] = state.reset_flag
+    f[17] = np.minimum((state.tick - state.spawn_tick) / cfg.episode_length, 1.0)
+    f[18] = strongest_rival(state.rival_ids, state.rival_vals)[1]
+    f[19] = state.avoid_count
+    f[20] = state.last_action / (NUM_ACTIONS - 1)
+    f[21] = state.last_success
+    f[22] = state.remaining
+    f[23] = state.using >= 0
+    f[24] = state.queued >= 0
+    _path_hint(state, f[25:29])
     return f
+
+
+def _window_features(maps: FloatArray) -> FloatArray:
+    """Features 29-32 (neighbour, object and reservation ratios, nearest agent distance).
+
+    The maps hold 0/1 floats, so window sums and the agent counts per Chebyshev ring are small
+    integers, exact in float32 whatever the order of additions: one matrix product computes
+    them all (a fraction of the cost of separate reductions)."""
+    n = maps.shape[0]
+    cells = WINDOW * WINDOW
+    flat = np.reshape(maps, (n, 4, cells), copy=False)
+    agents = flat[:, 1] @ _RINGS  # (N, RADIUS + 1) agents at each distance
+    sums = flat[:, 2:] @ _ONES
+    seen = agents > 0
+    dist = np.where(seen.any(axis=1), np.argmax(seen, axis=1), RADIUS + 1)
+    out = np.empty((n, 4), dtype=np.float32)
+    out[:, 0] = agents.sum(axis=1) / (cells - 1)
+    out[:, 1] = sums[:, 0] / cells
+    out[:, 2] = sums[:, 1] / cells
+    out[:, 3] = dist / (RADIUS + 1)
+    return out
 
 
 def observe(
@@ -151,8 +212,26 @@ def observe(
     if config is not None and config is not state.config and config != state.config:
         raise ValueError("config: expected the config the state was reset with")
     maps_out, features_out = (None, None) if out is None else out
-    maps = observe_maps(state, maps_out)
-    return maps, observe_features(state, maps, features_out)
+    _check_maps_out(state, maps_out)
+    _check_features_out(state, features_out)
+    # The same values as ``observe_features(state, observe_maps(state))``, with the window
+    # features counted on the packed bytes instead of the float maps.
+    channels = _channels(_window_bits(state))
+    maps = _maps_into(state, maps_out, channels)
+    rows = _feature_rows(state)
+    _channel_features(channels, rows[29:33])
+    return maps, _features_from_rows(rows, features_out)
+
+
+def _channel_features(channels: tuple[ByteArray, ...], rows: FloatArray) -> None:
+    """Write features 29-32 from the 0/1 byte channels of ``_channels`` into ``rows`` (4, N)."""
+    agents, objects, held = channels
+    cells = WINDOW * WINDOW
+    for row, (channel, count) in enumerate(((agents, cells - 1), (objects, cells), (held, cells))):
+        total = np.add.reduce(channel, axis=1, dtype=np.uint16).astype(np.float32)
+        rows[row] = total / count
+    nearest = RADIUS + 1 - (agents * _CLOSENESS_U8).max(axis=1)
+    rows[3] = nearest / (RADIUS + 1)
 
 
 observe_world = observe  # the name exported from ``townlet``

@@ -16,6 +16,7 @@ from townlet.world.config import OBJECT_KINDS, WorldConfig
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
+Int32Array = npt.NDArray[np.int32]
 
 # Action ids (documented in docs/world.md; stable, part of every captured replay).
 WAIT, MOVE_NORTH, MOVE_SOUTH, MOVE_EAST, MOVE_WEST, USE, CHAT, YIELD = range(8)
@@ -61,6 +62,21 @@ class WorldLayout:
     obj_grid: IntArray
     nearest: IntArray
     obj_near: IntArray
+    # Derived lookup tables (computed from the fields above when not given): ``padded_grid``
+    # is ``obj_grid`` with a border of -1, flattened, so the 4-neighbours of tile (x, y) are
+    # constant offsets from ``(y + 1) * (size + 2) + x + 1`` with no bounds checks. Per flat
+    # tile ``y * size + x``, ``reach_first`` is the first object on the tile or its
+    # 4-neighbours (N, S, E, W), or -1, and ``reach_choice`` whether another object of that
+    # category is also in reach: only there does ``object_in_reach`` depend on who holds what.
+    padded_grid: Int32Array = attrs.field(
+        default=attrs.Factory(lambda lay: _padded_grid(lay.obj_grid), takes_self=True)
+    )
+    reach_first: Int32Array = attrs.field(
+        default=attrs.Factory(lambda lay: _reach_first(lay), takes_self=True)
+    )
+    reach_choice: BoolArray = attrs.field(
+        default=attrs.Factory(lambda lay: _reach_choice(lay), takes_self=True)
+    )
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -102,6 +118,60 @@ class WorldState:
     reset_flag: BoolArray
 
 
+def _padded_grid(obj_grid: IntArray) -> Int32Array:
+    """``obj_grid`` framed by a border of -1 tiles, flattened ((size + 2)², int32)."""
+    return np.pad(obj_grid.astype(np.int32), 1, constant_values=-1).ravel()
+
+
+def _neighbour_offsets(size: int) -> IntArray:
+    """Flat offsets in a padded grid of the tile itself and its N, S, E, W neighbours."""
+    side = size + 2
+    return np.array([0, -side, side, 1, -1], dtype=np.int64)
+
+
+def _padded_index(position: IntArray, size: int) -> IntArray:
+    """Flat index of each (x, y) in a grid padded by one tile on every side."""
+    return (position[:, 1] + 1) * (size + 2) + (position[:, 0] + 1)
+
+
+def _first_present(cands: IntArray) -> IntArray:
+    """Per row, the first entry >= 0 (columns in order), or -1 when there is none."""
+    out = cands[:, -1].copy()
+    for col in range(cands.shape[1] - 2, -1, -1):
+        np.copyto(out, cands[:, col], where=cands[:, col] >= 0)
+    return out
+
+
+def _reach_views(layout: WorldLayout) -> list[Int32Array]:
+    """The tile itself, then its N, S, E, W neighbours, as (size, size) views of the padded
+    object grid."""
+    size = layout.obj_grid.shape[0]
+    padded = layout.padded_grid.reshape(size + 2, size + 2)
+    return [
+        padded[1 + dy : size + 1 + dy, 1 + dx : size + 1 + dx]
+        for dx, dy in ((0, 0), (0, -1), (0, 1), (1, 0), (-1, 0))
+    ]
+
+
+def _reach_first(layout: WorldLayout) -> Int32Array:
+    """``reach_first`` (see ``WorldLayout``), flat per tile."""
+    views = _reach_views(layout)
+    first = views[-1].copy()
+    for view in views[-2::-1]:
+        np.copyto(first, view, where=view >= 0)
+    return first.ravel()
+
+
+def _reach_choice(layout: WorldLayout) -> BoolArray:
+    """``reach_choice`` (see ``WorldLayout``), flat per tile; needs ``reach_first``."""
+    category = np.append(layout.obj_category, -1)  # index -1 (no object) reads -1
+    wanted = category[layout.reach_first].reshape(layout.obj_grid.shape)
+    same = np.zeros(layout.obj_grid.shape, dtype=np.int8)
+    for view in _reach_views(layout):
+        same += (view >= 0) & (category[view] == wanted)
+    return np.asarray(same > 1).ravel()
+
+
 def nearest_table(obj_pos: IntArray, obj_category: IntArray, size: int) -> IntArray:
     """(4, size, size) nearest object of each category by breadth-first flooding (ties: lowest
     direction order N, S, E, W), so the cost grows with the tiles, not tiles × objects."""
@@ -113,16 +183,21 @@ def nearest_table(obj_pos: IntArray, obj_category: IntArray, size: int) -> IntAr
             continue
         grid[obj_pos[ids, 1], obj_pos[ids, 0]] = ids
         while (grid < 0).any():
-            padded = np.pad(grid, 1, constant_values=-1)
-            for shifted in (
-                padded[:-2, 1:-1],
-                padded[2:, 1:-1],
-                padded[1:-1, 2:],
-                padded[1:-1, :-2],
-            ):
-                fill = (grid < 0) & (shifted >= 0)
-                grid[fill] = shifted[fill]
+            _flood_once(grid)
     return table
+
+
+def _flood_once(grid: IntArray) -> None:
+    """One flooding round in place: every empty tile takes the value its N, S, E or W neighbour
+    (in that order of preference) had at the start of the round."""
+    before = grid.copy()
+    for dst, src in (
+        (grid[1:, :], before[:-1, :]),  # from the north neighbour
+        (grid[:-1, :], before[1:, :]),  # from the south
+        (grid[:, :-1], before[:, 1:]),  # from the east
+        (grid[:, 1:], before[:, :-1]),  # from the west
+    ):
+        np.copyto(dst, src, where=(dst < 0) & (src >= 0))
 
 
 def make_layout(config: WorldConfig) -> WorldLayout:
@@ -133,20 +208,32 @@ def make_layout(config: WorldConfig) -> WorldLayout:
     category = KIND_CATEGORY[kinds]
     grid = np.full((size, size), -1, dtype=np.int64)
     grid[pos[:, 1], pos[:, 0]] = np.arange(len(kinds))
-    near = np.full((len(kinds), NEAR_SLOTS), -1, dtype=np.int64)
-    for m in range(len(kinds)):
-        dist = np.abs(pos - pos[m]).sum(axis=1)
-        mates = np.flatnonzero((dist <= NEAR_RADIUS) & (category == category[m]))
-        mates = mates[mates != m][:NEAR_SLOTS]
-        near[m, : mates.size] = mates
     return WorldLayout(
         obj_pos=pos,
         obj_kind=kinds,
         obj_category=category,
         obj_grid=grid,
         nearest=nearest_table(pos, category, size),
-        obj_near=near,
+        obj_near=near_table(pos, category, grid),
     )
+
+
+def near_table(obj_pos: IntArray, obj_category: IntArray, obj_grid: IntArray) -> IntArray:
+    """(M, NEAR_SLOTS) per object, the other objects of its category within ``NEAR_RADIUS``
+    (Manhattan), lowest ids first, -1 padded. Looks only at the tiles within the radius (one
+    object per tile), so the cost grows with the objects, not objects²."""
+    r = NEAR_RADIUS
+    padded = np.pad(obj_grid, r, constant_values=-1)
+    offsets = [(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+               if 0 < abs(dx) + abs(dy) <= r]  # fmt: skip
+    cols = [padded[obj_pos[:, 1] + r + dy, obj_pos[:, 0] + r + dx] for dx, dy in offsets]
+    cands = np.stack(cols, axis=1).reshape(obj_pos.shape[0], len(offsets))
+    same = (cands >= 0) & (obj_category[np.maximum(cands, 0)] == obj_category[:, None])
+    none = np.iinfo(np.int64).max
+    ids = np.sort(np.where(same, cands, none), axis=1)[:, :NEAR_SLOTS]
+    near = np.full((obj_pos.shape[0], NEAR_SLOTS), -1, dtype=np.int64)
+    near[:, : ids.shape[1]] = np.where(ids == none, -1, ids)
+    return near
 
 
 def spawn_needs(rng: np.random.Generator, count: int) -> FloatArray:
@@ -217,43 +304,48 @@ def agent_tiles(position: IntArray, size: int) -> tuple[IntArray, IntArray, IntA
     return low, high, np.bincount(flat, minlength=size * size)
 
 
-def adjacent_partner(position: IntArray, size: int) -> IntArray:
-    """For each agent, another agent on its tile or a 4-neighbour tile (N, S, E, W order), or -1."""
-    low, high, _ = agent_tiles(position, size)
+def adjacent_partner(position: IntArray, size: int, who: IntArray | None = None) -> IntArray:
+    """For each agent (or each agent listed in ``who``), another agent on its tile or a
+    4-neighbour tile (N, S, E, W order), or -1.
+
+    On its own tile the other agent is the lowest-numbered one there (the highest when that is
+    the agent itself); on a neighbour tile, the lowest-numbered one."""
     ids = np.arange(position.shape[0], dtype=np.int64)
-    flat = position[:, 1] * size + position[:, 0]
-    here = np.where(low[flat] != ids, low[flat], high[flat])
-    here = np.where(here != ids, here, -1)
-    cands = [here]
-    for dx, dy in ((0, -1), (0, 1), (1, 0), (-1, 0)):
-        x, y = position[:, 0] + dx, position[:, 1] + dy
-        inside = (x >= 0) & (x < size) & (y >= 0) & (y < size)
-        tile = np.clip(y, 0, size - 1) * size + np.clip(x, 0, size - 1)
-        cands.append(np.where(inside, low[tile], -1))
-    stack = np.stack(cands, axis=1)
-    first = np.argmax(stack >= 0, axis=1)
-    return np.asarray(stack[ids, first], dtype=np.int64)
+    flat = _padded_index(position, size)
+    # Padded spatial hash (int32 ids, -1 border): neighbour lookups need no bounds checks.
+    low = np.full((size + 2) ** 2, -1, dtype=np.int32)
+    high = low.copy()
+    low[flat[::-1]] = ids[::-1]
+    high[flat] = ids
+    if who is not None:
+        ids, flat = ids[who], flat[who]
+    cands = np.take(low, flat[:, None] + _neighbour_offsets(size)).astype(np.int64)
+    mine = cands[:, 0] == ids
+    cands[mine, 0] = high[flat[mine]]
+    cands[cands[:, 0] == ids, 0] = -1
+    return np.asarray(_first_present(cands), dtype=np.int64)
 
 
 def object_in_reach(state: WorldState) -> IntArray:
     """The object each agent would use: the first of its tile and the 4-neighbours (N, S, E, W)
     holding one, or a free object of the same category among them if that one is taken; -1."""
     size, lay = state.config.size, state.layout
-    x, y = state.position[:, 0], state.position[:, 1]
-    stack = [lay.obj_grid[y, x]]
-    for dx, dy in ((0, -1), (0, 1), (1, 0), (-1, 0)):
-        nx, ny = x + dx, y + dy
-        inside = (nx >= 0) & (nx < size) & (ny >= 0) & (ny < size)
-        tile = lay.obj_grid[np.clip(ny, 0, size - 1), np.clip(nx, 0, size - 1)]
-        stack.append(np.where(inside, tile, -1))
-    cands = np.stack(stack, axis=1)
-    rows = np.arange(x.size)
-    first = cands[rows, np.argmax(cands >= 0, axis=1)]
+    pos = state.position
+    tile = pos[:, 1] * size + pos[:, 0]
+    first: IntArray = lay.reach_first[tile].astype(np.int64)
+    rows = np.flatnonzero(lay.reach_choice[tile])
+    if rows.size == 0:
+        return first
+    # Only agents with a choice of objects look further (the table answers for the rest).
+    cands = np.take(
+        lay.padded_grid, _padded_index(pos[rows], size)[:, None] + _neighbour_offsets(size)
+    ).astype(np.int64)
     safe = np.maximum(cands, 0)
-    same = lay.obj_category[safe] == lay.obj_category[np.maximum(first, 0)][:, None]
+    same = lay.obj_category[safe] == lay.obj_category[first[rows]][:, None]
     free = (cands >= 0) & same & (state.occupant[safe] < 0)
-    alt = cands[rows, np.argmax(free, axis=1)]
-    return np.asarray(np.where(free.any(axis=1), alt, first), dtype=np.int64)
+    alt = cands[np.arange(rows.size), np.argmax(free, axis=1)]
+    first[rows] = np.where(free.any(axis=1), alt, first[rows])
+    return first
 
 
 reset_world = reset  # the name exported from ``townlet``
