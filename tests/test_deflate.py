@@ -5,6 +5,9 @@ from ``TOWNLET_DEFLATE`` with clear errors, and ISA-L serves only the levels it 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -145,3 +148,39 @@ def _decoded(folder: Path) -> dict[str, Any]:
         else:
             out[path.name] = path.read_bytes()
     return out
+
+
+REFERENCE_REPLAY = Path(__file__).resolve().parents[2] / "townlet-ref/src/townlet/policy/replay.py"
+
+
+@pytest.mark.parametrize("choice", ["zlib", "isal"])
+def test_reference_loader_reads_a_cli_capture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, choice: str
+) -> None:
+    # The CLI's maps are chained blocks of fresh compressors (zlib or ISA-L): the original
+    # Townlet's loader must read them as it reads numpy's files.
+    if not REFERENCE_REPLAY.is_file():
+        pytest.skip(f"reference checkout not found at {REFERENCE_REPLAY}")
+    if choice == "isal" and ISAL is None:
+        pytest.skip("isal is not installed")
+    monkeypatch.setenv("TOWNLET_DEFLATE", choice)
+    out = tmp_path / "cap"
+    argv = ["capture", "--agents", "4", "--ticks", "120", "--seed", "3", "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 0
+    npz = out / "rollout_sample_agent_2_003.npz"
+    code = (
+        "import importlib.util, sys\nfrom pathlib import Path\n"
+        f"spec = importlib.util.spec_from_file_location('ref_replay', {str(REFERENCE_REPLAY)!r})\n"
+        "module = importlib.util.module_from_spec(spec)\nsys.modules['ref_replay'] = module\n"
+        "spec.loader.exec_module(module)\n"
+        f"npz = Path({str(npz)!r})\n"
+        "sample = module.load_replay_sample(npz, npz.with_suffix('.json'))\n"
+        "print(sample.map.shape, float(sample.map.sum()), sample.actions.tolist())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REFERENCE_REPLAY.parents[2])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if done.returncode != 0 and "ModuleNotFoundError" in done.stderr:
+        pytest.skip(f"the reference's dependencies are not installed: {done.stderr[-200:]}")
+    with np.load(npz) as ours:
+        expected = f"{ours['map'].shape} {float(ours['map'].sum())} {ours['actions'].tolist()}"
+    assert done.stdout.strip() == expected, done.stderr[-500:]
