@@ -303,3 +303,23 @@ def test_prepared_files_committed_in_place(tmp_path: Path, monkeypatch: pytest.M
     mine = _decoded(work)
     assert mine.pop("notes.txt") == b"mine"
     assert mine == _decoded(plain)
+
+
+def test_threads_only_for_captures_that_record_enough_per_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # workers=None (the CLI's default): small captures encode in the capturing thread, large
+    # ones on default_workers() threads; the files are the same either way.
+    per_agent = 4 * 11 * 11 * 4 + 33 * 4  # map and features bytes per agent and tick
+    monkeypatch.setattr(stream_encoder, "THREADS_FROM_BYTES_PER_TICK", 6 * per_agent)
+    decoded = []
+    for agents, lanes in ((5, 0), (6, stream_encoder.default_workers())):
+        with SampleEncoder(level=1, out=tmp_path / f"c{agents}") as encoder:
+            buffer = capture_rollout(
+                scaled_world_config(agents), "scripted", 15, 2, on_recorded=encoder.on_recorded
+            )
+            assert encoder.lanes == lanes
+            decoded.append(_decoded(encoder.save(buffer)))
+        plain = save_rollout(capture_rollout(scaled_world_config(agents), "scripted", 15, 2),
+                             tmp_path / f"p{agents}")  # fmt: skip
+        assert decoded[-1] == _decoded(plain)

@@ -27,7 +27,6 @@ from townlet.policy.rollout.save import (
     resolve_level,
 )
 from townlet.policy.rollout.stream_encoder import SampleEncoder
-from townlet.policy.rollout.writer_pool import default_workers
 from townlet.policy.training.services.rollout import rollout_world_config
 from townlet.world.config import WORLD_SOCIAL_STAGES
 
@@ -77,7 +76,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--writers",
         type=int,
-        help="threads writing the samples (default: one per core, at least 2; 0: no threads)",
+        help="threads writing the samples (default: one per core, at least 2, for captures of "
+        "256 or more town agents, none for smaller ones; 0: no threads)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_capture)
@@ -139,7 +139,7 @@ def run_capture(args: argparse.Namespace) -> int:
         deflate = check_choice()  # $TOWNLET_DEFLATE
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    workers = default_workers() if args.writers is None else check_workers(args.writers)
+    workers = None if args.writers is None else check_workers(args.writers)
     source = _source(args, config)
     if group.backend is not None:
         return _run_sharded(args, source, ticks, seed, group)

@@ -68,6 +68,7 @@ from townlet.policy.rollout.save import (
 )
 from townlet.policy.rollout.writer_pool import (
     create_empty_files,
+    default_workers,
     fill_file,
     sync_files,
     write_new_file,
@@ -75,13 +76,20 @@ from townlet.policy.rollout.writer_pool import (
 
 CHUNK_TICKS = 50  # ~97 KB of map rows per agent and job: few calls, little waiting at the end
 QUEUE_PER_LANE = 4
+# ``workers=None``: threads only for captures that record at least this much per tick. Below
+# it the threads' turns at the GIL cost more than they take off the stepping (measured, whole
+# command, 2 vCPUs: 8 and 128 town agents 7-15 % faster without threads, 256 level, 512-2048
+# 12-35 % faster with them; docs/capture.md).
+THREADS_FROM_BYTES_PER_TICK = 256 * 2068  # 256 town agents' map and features
 
 
 class SampleEncoder:
     """Streams the ``map`` member of every sample of one capture while it runs (module
     docstring). ``level``: deflate level 0–9, or None for stored members; ``workers``: writer
-    threads (0: encode in the capturing thread); ``out`` and ``prefix``: where :meth:`save`
-    will write, to prepare its files while the capture runs (needs ``workers``); ``deflate``:
+    threads (0: encode in the capturing thread; None: :func:`default_workers` for captures
+    that record :data:`THREADS_FROM_BYTES_PER_TICK` or more per tick, else 0); ``out`` and
+    ``prefix``: where :meth:`save` will write, to prepare its files while the capture runs
+    (with threads); ``deflate``:
     the codec (:mod:`~townlet.policy.replay.deflate`: ``auto``, ``zlib`` or ``isal``; default
     ``$TOWNLET_DEFLATE``, else ``auto``). Use as a context manager around the capture and
     :meth:`save`, so the threads end, and an unsaved capture's staging directory goes, on any
@@ -91,7 +99,7 @@ class SampleEncoder:
         self,
         *,
         level: int | None,
-        workers: int,
+        workers: int | None = None,
         chunk_ticks: int = CHUNK_TICKS,
         out: str | os.PathLike[str] | None = None,
         prefix: str = "rollout_sample",
@@ -109,19 +117,31 @@ class SampleEncoder:
         self._staging: Path | None = None
         self._stems: list[str] = []
         self._locked = False
-        self._lanes = [
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-encoder")
-            for _ in range(workers)
-        ]
-        self._pending: list[deque[Future[None]]] = [deque() for _ in range(workers)]
+        self._lanes: list[ThreadPoolExecutor] = []
+        self._pending: list[deque[Future[None]]] = []
+        if workers is not None:
+            self._open_lanes(workers)
         self._recorder: FrameRecorder | None = None
         self._streams: dict[str, list[MemberStream]] = {}
         self._flat: dict[str, memoryview] = {}
         self._fed = 0
         self._off = False
 
+    def _open_lanes(self, count: int) -> None:
+        self._lanes = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-encoder")
+            for _ in range(count)
+        ]
+        self._pending = [deque() for _ in range(count)]
+
+    @property
+    def lanes(self) -> int:
+        """Writer threads in use (known once the capture's first tick is recorded when
+        ``workers`` is None)."""
+        return len(self._lanes)
+
     def __enter__(self) -> SampleEncoder:
-        if self.out is not None and self._lanes:
+        if self.out is not None:
             self._held.enter_context(capture_target(self.out))  # fails before capturing
             self._locked = True
         return self
@@ -164,6 +184,10 @@ class SampleEncoder:
     def _start(self, recorder: FrameRecorder) -> None:
         self._recorder = recorder
         n = len(recorder.info.agent_ids)
+        if self.workers is None:
+            blocks = [b for b in (recorder.maps, recorder.features) if b is not None]
+            per_tick = sum(b.nbytes for b in blocks) // max(1, recorder.ticks)
+            self._open_lanes(default_workers() if per_tick >= THREADS_FROM_BYTES_PER_TICK else 0)
         for key, block in (("map", recorder.maps),):
             if block is None:
                 continue
@@ -175,7 +199,7 @@ class SampleEncoder:
                 stream.feed(header)
             self._streams[key] = streams
             self._flat[key] = memoryview(block.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
-        if self._locked:  # only under the lock: a staging directory outside it is a leftover
+        if self._locked and self._lanes:  # under the lock: outside it, staging is a leftover
             self._prepare_files(recorder)
 
     def _prepare_files(self, recorder: FrameRecorder) -> None:
@@ -256,7 +280,7 @@ class SampleEncoder:
                 prefix=prefix,
                 compress=self.level is not None,
                 compress_level=self.level,
-                workers=self.workers,
+                workers=len(self._lanes) if self._recorder is not None else self.workers,
             )
         self._drain()
         samples = buffer.samples
