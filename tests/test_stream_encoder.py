@@ -323,3 +323,20 @@ def test_threads_only_for_captures_that_record_enough_per_tick(
         plain = save_rollout(capture_rollout(scaled_world_config(agents), "scripted", 15, 2),
                              tmp_path / f"p{agents}")  # fmt: skip
         assert decoded[-1] == _decoded(plain)
+
+
+def test_a_staging_directory_that_cannot_be_made_early_is_made_at_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(directory: Any, prefix: str) -> Path:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(stream_encoder, "prepare_staging", refuse)
+    with SampleEncoder(level=1, workers=2, out=tmp_path / "c") as encoder:
+        buffer = capture_rollout(
+            scaled_world_config(4), "scripted", 9, on_recorded=encoder.on_recorded
+        )
+        out = encoder.save(buffer)
+    plain = save_rollout(capture_rollout(scaled_world_config(4), "scripted", 9), tmp_path / "p")
+    assert _decoded(out) == _decoded(plain)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "p"]

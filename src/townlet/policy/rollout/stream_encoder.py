@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from townlet.errors import RolloutError
 from townlet.policy.replay import NPZ_KEYS, ReplaySample, sidecar_texts
 from townlet.policy.replay.deflate import ZLIB, codec_for
 from townlet.policy.replay.npz_stream import (
@@ -206,7 +207,10 @@ class SampleEncoder:
         ids = recorder.info.agent_ids
         self._stems = [sample_stem(self.prefix, agent, n + 1) for n, agent in enumerate(ids)]
         assert self.out is not None
-        self._staging = prepare_staging(self.out, self.prefix)
+        try:
+            self._staging = prepare_staging(self.out, self.prefix)
+        except (OSError, RolloutError):
+            return  # save() makes its own staging directory and reports the location's error
         names = [f"{s}.{ext}" for s in self._stems for ext in ("npz", "json")]
         self._files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-files")
         self._created = self._files.submit(create_empty_files, self._staging, names)
