@@ -211,10 +211,11 @@ def test_prepared_files_failing_keep_the_old_capture(
     at = 1 if where == "create_empty_files" else 5
     monkeypatch.setattr(stream_encoder, where, _failing(getattr(stream_encoder, where), 28, at))
     with SampleEncoder(level=1, workers=2, out=target) as encoder:
-        buffer = capture_rollout(
-            scaled_world_config(8), "scripted", 20, on_recorded=encoder.on_recorded
-        )
+        # A failed creation stops the capture itself; a failed fill, the save.
         with pytest.raises(CaptureWriteError, match=r"capture not saved to .*c: No space left"):
+            buffer = capture_rollout(
+                scaled_world_config(8), "scripted", 20, on_recorded=encoder.on_recorded
+            )
             encoder.save(buffer)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
@@ -340,3 +341,23 @@ def test_a_staging_directory_that_cannot_be_made_early_is_made_at_save(
     plain = save_rollout(capture_rollout(scaled_world_config(4), "scripted", 9), tmp_path / "p")
     assert _decoded(out) == _decoded(plain)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "p"]
+
+
+def test_failing_file_creation_stops_the_capture_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(folder: Path, names: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(stream_encoder, "create_empty_files", full)
+    ticks: list[int] = []
+    with SampleEncoder(level=1, workers=2, out=tmp_path / "c") as encoder:
+
+        def hook(recorder: Any) -> None:
+            ticks.append(recorder.recorded)
+            encoder.on_recorded(recorder)
+
+        with pytest.raises(CaptureWriteError, match=r"capture not saved to .*c: No space left"):
+            capture_rollout(scaled_world_config(4), "scripted", 3000, on_recorded=hook)
+    assert ticks[-1] < 100  # not after the last of 3000 ticks
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

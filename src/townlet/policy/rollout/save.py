@@ -292,6 +292,16 @@ def save_rollout(
     return commit_capture(buffer, directory, prefix, writer)
 
 
+def write_error(target: Path, exc: OSError) -> RolloutError | CaptureWriteError:
+    """The one-line error for ``exc`` raised while writing a capture into ``target``: an
+    unusable location (:class:`RolloutError`, exit 2) or a failed write
+    (:class:`~townlet.errors.CaptureWriteError`, exit 1)."""
+    if exc.errno in _LOCATION_ERRORS:
+        return output_error(target, exc)
+    reason = exc.strerror or str(exc)
+    return CaptureWriteError(f"capture not saved to {target}: {reason}")
+
+
 def prepare_staging(directory: str | os.PathLike[str], prefix: str) -> Path:
     """The staging directory a later ``commit_capture(…, staging=…)`` of a capture into
     ``directory`` with ``prefix`` will fill, made now (e.g. to create its files while the
@@ -320,8 +330,5 @@ def commit_capture(
         try:
             commit(buffer, target, prefix, writer, staging)
         except OSError as exc:
-            if exc.errno in _LOCATION_ERRORS:
-                raise output_error(target, exc) from exc
-            reason = exc.strerror or str(exc)
-            raise CaptureWriteError(f"capture not saved to {target}: {reason}") from exc
+            raise write_error(target, exc) from exc
     return Path(directory)

@@ -66,6 +66,7 @@ from townlet.policy.rollout.save import (
     prepare_staging,
     sample_stem,
     save_rollout,
+    write_error,
 )
 from townlet.policy.rollout.writer_pool import (
     create_empty_files,
@@ -118,6 +119,7 @@ class SampleEncoder:
         self._staging: Path | None = None
         self._stems: list[str] = []
         self._locked = False
+        self._target: Path | None = None
         self._lanes: list[ThreadPoolExecutor] = []
         self._pending: list[deque[Future[None]]] = []
         if workers is not None:
@@ -143,7 +145,7 @@ class SampleEncoder:
 
     def __enter__(self) -> SampleEncoder:
         if self.out is not None:
-            self._held.enter_context(capture_target(self.out))  # fails before capturing
+            self._target = self._held.enter_context(capture_target(self.out))  # fails early
             self._locked = True
         return self
 
@@ -174,6 +176,7 @@ class SampleEncoder:
             self._drain()
             self._streams, self._flat = {}, {}
             return
+        self._check_files()
         done, left = recorder.recorded, recorder.ticks - recorder.recorded
         # The rows of the last ticks are encoded after the stepping, while everything waits:
         # the chunk before them ends early, so that only a fifth of a chunk is left then.
@@ -202,6 +205,18 @@ class SampleEncoder:
             self._flat[key] = memoryview(block.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
         if self._locked and self._lanes:  # under the lock: outside it, staging is a leftover
             self._prepare_files(recorder)
+
+    def _check_files(self) -> None:
+        """Stop the capture as soon as creating its files failed (a full disk), not after
+        the last tick."""
+        created = self._created
+        if created is None or not created.done() or created.exception() is None:
+            return
+        error = created.exception()
+        assert self._target is not None
+        if isinstance(error, OSError):
+            raise write_error(self._target, error) from error
+        raise error  # type: ignore[misc]
 
     def _prepare_files(self, recorder: FrameRecorder) -> None:
         ids = recorder.info.agent_ids
