@@ -210,13 +210,15 @@ def test_prepared_files_failing_keep_the_old_capture(
     before = {p.name: p.read_bytes() for p in target.iterdir()}
     at = 1 if where == "create_empty_files" else 5
     monkeypatch.setattr(stream_encoder, where, _failing(getattr(stream_encoder, where), 28, at))
-    with SampleEncoder(level=1, workers=2, out=target) as encoder:
-        # A failed creation stops the capture itself; a failed fill, the save.
-        with pytest.raises(CaptureWriteError, match=r"capture not saved to .*c: No space left"):
-            buffer = capture_rollout(
-                scaled_world_config(8), "scripted", 20, on_recorded=encoder.on_recorded
-            )
-            encoder.save(buffer)
+    # A failed creation stops the capture itself; a failed fill, the save.
+    with (
+        SampleEncoder(level=1, workers=2, out=target) as encoder,
+        pytest.raises(CaptureWriteError, match=r"capture not saved to .*c: No space left"),
+    ):
+        buffer = capture_rollout(
+            scaled_world_config(8), "scripted", 20, on_recorded=encoder.on_recorded
+        )
+        encoder.save(buffer)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
 
