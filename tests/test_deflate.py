@@ -20,7 +20,6 @@ from townlet.cli import main
 from townlet.policy.replay import deflate
 from townlet.policy.replay.deflate import FINAL_BLOCK, ISAL, ZLIB, Codec, check_choice, codec_for
 from townlet.policy.replay.npz_stream import (
-    NUMPY_WINDOW,
     MemberStream,
     array_member,
     npy_header,
@@ -59,7 +58,7 @@ def test_chained_blocks_decode_as_one_stream(codec: Codec, level: int) -> None:
 @pytest.mark.parametrize(("codec", "level"), _served([None, 0, 1, 3, 9]))
 def test_chunked_members_make_archives_numpy_reads(codec: Codec, level: int | None) -> None:
     array = np.frombuffer(_data(), dtype=np.float32).reshape(40, 4, 11, 11)
-    member = MemberStream("map", level, codec=codec, chunked=True)
+    member = MemberStream("map", level, codec=codec)
     member.feed(npy_header(array))
     for start in range(0, 40, 7):
         member.feed_array(array[start : start + 7])
@@ -74,11 +73,11 @@ def test_chunked_members_make_archives_numpy_reads(codec: Codec, level: int | No
         assert np.array_equal(loaded["rewards"], np.arange(40, dtype=np.float32))
 
 
-def test_whole_members_with_numpy_window_are_numpy_bytes() -> None:
+def test_whole_members_are_numpy_bytes() -> None:
     arrays = {"a": np.arange(300, dtype=np.int64), "b": np.ones((5, 7), dtype=np.float32)}
     handle, ours = io.BytesIO(), io.BytesIO()
     np.savez_compressed(handle, **arrays)
-    write_archive(ours, [array_member(k, a, 6, NUMPY_WINDOW) for k, a in arrays.items()])
+    write_archive(ours, [array_member(k, a, 6) for k, a in arrays.items()])
     assert ours.getvalue() == handle.getvalue()
 
 

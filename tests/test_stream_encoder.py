@@ -1,5 +1,5 @@
-"""Encoding while stepping (issue #16): ``npz_stream`` archives (numpy's bytes with numpy's
-window; readable at every level with the capture window), ``sidecar_texts`` equal to
+"""Encoding while stepping (issue #16): ``npz_stream`` archives (numpy's bytes for whole
+members; readable at every level; chunked members equal to whole ones), ``sidecar_texts`` equal to
 ``sidecar_json``, and ``SampleEncoder`` captures whose files decode to exactly what
 ``save_rollout`` writes — the JSON files byte for byte — with errors midway leaving nothing."""
 
@@ -11,6 +11,7 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,6 @@ from townlet.config import Config
 from townlet.errors import CaptureWriteError, RolloutError
 from townlet.policy.replay import NPZ_KEYS, sidecar_json, sidecar_texts
 from townlet.policy.replay.npz_stream import (
-    CAPTURE_WINDOW,
-    NUMPY_WINDOW,
     MemberStream,
     array_member,
     npy_header,
@@ -41,24 +40,24 @@ def _arrays() -> dict[str, Any]:
     return {key: getattr(sample, key) for key in NPZ_KEYS}
 
 
-def _archive(arrays: dict[str, Any], level: int | None, window: tuple[int, int]) -> bytes:
+def _archive(arrays: dict[str, Any], level: int | None) -> bytes:
     handle = io.BytesIO()
-    write_archive(handle, [array_member(k, a, level, window) for k, a in arrays.items()])
+    write_archive(handle, [array_member(k, a, level) for k, a in arrays.items()])
     return handle.getvalue()
 
 
-def test_numpy_window_gives_numpy_bytes() -> None:
+def test_whole_members_give_numpy_bytes() -> None:
     arrays = _arrays()
     for level, save in ((6, np.savez_compressed), (None, np.savez)):
         handle = io.BytesIO()
         save(handle, **arrays)
-        assert _archive(arrays, level, NUMPY_WINDOW) == handle.getvalue()
+        assert _archive(arrays, level) == handle.getvalue()
 
 
 @pytest.mark.parametrize("level", [None, 0, 1, 6, 9])
-def test_capture_window_reads_back_at_every_level(level: int | None) -> None:
+def test_archives_read_back_at_every_level(level: int | None) -> None:
     arrays = _arrays()
-    data = _archive(arrays, level, CAPTURE_WINDOW)
+    data = _archive(arrays, level)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.testzip() is None  # every CRC and size checks out
     with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
@@ -68,16 +67,21 @@ def test_capture_window_reads_back_at_every_level(level: int | None) -> None:
             assert np.array_equal(loaded[key], arrays[key])
 
 
-def test_pieces_in_any_split_make_the_same_member() -> None:
+@pytest.mark.parametrize("level", [None, 1])
+def test_pieces_in_any_split_make_the_same_member(level: int | None) -> None:
     array = np.arange(4000, dtype=np.float32).reshape(40, 100)
-    whole = array_member("x", array, 1)
-    split = MemberStream("x", 1)
+    whole = array_member("x", array, level)
+    split = MemberStream("x", level)
     split.feed(npy_header(array))
     for start in range(0, 40, 7):
         split.feed_array(array[start : start + 7])
     split.finish()
     assert (split.crc, split.size) == (whole.crc, whole.size)
-    assert b"".join(split.pieces) == b"".join(whole.pieces)
+    joined, reference = b"".join(split.pieces), b"".join(whole.pieces)
+    if level is None:
+        assert joined == reference
+    else:  # each piece deflated on its own: other deflate bytes, the same member
+        assert zlib.decompress(joined, -15) == zlib.decompress(reference, -15)
 
 
 def test_sidecar_texts_equal_sidecar_json() -> None:

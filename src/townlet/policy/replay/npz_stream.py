@@ -2,23 +2,19 @@
 
 A capture knows a member's bytes (the ``.npy`` header, then the array's rows in order) tick by
 tick, long before the sample is complete. :class:`MemberStream` takes those pieces as they come:
-it deflates them into its own output (``zlib`` releases the GIL while it works, so a writer
-thread runs beside the stepping), keeps the running CRC-32 and the sizes, and
-:func:`write_archive` then writes the zip with every size known: local header, data, the
-central directory — the same records ``zipfile`` writes for ``numpy.savez`` (``force_zip64``,
-the 1980-01-01 timestamp, permissions 0600).
+it deflates each piece on its own, with a fresh compressor, into blocks that end on a byte
+boundary (deflate and CRC release the GIL, so a writer thread runs beside the stepping), keeps
+the running CRC-32 and the sizes, and :data:`~.deflate.FINAL_BLOCK` closes the chain at
+:meth:`MemberStream.finish`: one valid deflate stream, no compressor held open between pieces
+(2,048 open zlib streams held ~60 MiB), a few bytes more per piece. :func:`write_archive` then
+writes the zip with every size known: local header, data, the central directory — the same
+records ``zipfile`` writes for ``numpy.savez`` (``force_zip64``, the 1980-01-01 timestamp,
+permissions 0600).
 
-A capture streams its maps differently (``chunked``): each piece is deflated on its own by a
-fresh compressor into blocks that end on a byte boundary, and :data:`~.deflate.FINAL_BLOCK`
-closes the chain at :meth:`MemberStream.finish` — one valid deflate stream, no compressor held
-open between pieces (2,048 open zlib streams held ~60 MiB), a few bytes more per piece.
-
-Deflate's output does not depend on how its input is split, so with zlib's default window
-(:data:`NUMPY_WINDOW`) an archive is byte for byte what :func:`~.npz_write.write_npz` (and numpy
-at level 6) writes; a test holds that. A capture keeps one stream open per agent and member at
-a time, though, and the default window costs ~256 KiB of zlib state per stream (half a GiB at
-2048 agents), so captures use :data:`CAPTURE_WINDOW`: ~24 KiB per stream, the same file sizes
-on the town's maps within a percent, different deflate bytes, the same decoded arrays.
+:func:`array_member` encodes a complete array in one call; with zlib that is zlib's default
+window, so an archive of such members is byte for byte what :func:`~.npz_write.write_npz` (and
+numpy at level 6) writes; a test holds that. Chunked members decode to the same bytes with
+other deflate bytes.
 """
 
 from __future__ import annotations
@@ -26,7 +22,6 @@ from __future__ import annotations
 import functools
 import struct
 import zipfile
-import zlib
 from collections.abc import Sequence
 from typing import IO, Any
 
@@ -37,8 +32,6 @@ from numpy.typing import NDArray
 from townlet.policy.replay.deflate import FINAL_BLOCK, ZLIB, Codec
 from townlet.policy.replay.npz_write import _header_for, check_compress_level
 
-NUMPY_WINDOW = (15, 8)  # zlib's (wbits, memLevel) defaults, as zipfile and numpy use them
-CAPTURE_WINDOW = (12, 4)  # 4 KiB window; deflate state ~24 KiB instead of ~256 KiB
 _ZIP64_LIMIT = (1 << 31) - 1  # zipfile's threshold for zip64 records
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
 _LOCAL_FIXED = struct.Struct("<4s2B4HL2L2H")  # zipfile's structFileHeader
@@ -55,27 +48,15 @@ class MemberStream:
     """One npz member (``<name>.npy``) encoded as its bytes arrive: :meth:`feed` the pieces in
     order (the ``.npy`` header first), :meth:`finish`, then hand it to :func:`write_archive`.
     ``level`` None stores the bytes (the pieces are kept by reference, not copied); 0–9
-    deflates them with ``codec``, in one stream with ``window`` = (wbits, memLevel), or each
-    piece on its own when ``chunked`` (module docstring)."""
+    deflates each piece on its own with ``codec`` (module docstring)."""
 
-    __slots__ = ("_chunked", "_codec", "_pieces", "_z", "crc", "level", "name", "size")
+    __slots__ = ("_codec", "_open", "_pieces", "crc", "level", "name", "size")
 
-    def __init__(
-        self,
-        name: str,
-        level: int | None,
-        window: tuple[int, int] = CAPTURE_WINDOW,
-        *,
-        codec: Codec = ZLIB,
-        chunked: bool = False,
-    ) -> None:
+    def __init__(self, name: str, level: int | None, *, codec: Codec = ZLIB) -> None:
         self.name = name
         self.level = None if level is None else check_compress_level(level)
         self._codec = codec
-        self._chunked = chunked and self.level is not None
-        self._z: Any = None
-        if self.level is not None and not chunked:
-            self._z = codec.compressobj(self.level, zlib.DEFLATED, -window[0], window[1])
+        self._open = True
         self._pieces: list[Any] = []
         self.crc = 0
         self.size = 0
@@ -86,37 +67,29 @@ class MemberStream:
         view = memoryview(data).cast("B")
         self.crc = self._codec.crc32(view, self.crc)
         self.size += view.nbytes
-        if self._chunked:
-            assert self.level is not None
-            self._pieces.append(self._codec.block(view, self.level))
-        elif self._z is None:
+        if self.level is None:
             self._pieces.append(view)
         else:
-            out = self._z.compress(view)
-            if out:
-                self._pieces.append(out)
+            self._pieces.append(self._codec.block(view, self.level))
 
     def feed_array(self, array: NDArray[Any]) -> None:
         """Append the bytes of the C-contiguous ``array`` (kept by reference when stored)."""
         self.feed(memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
 
-    def deflate_whole(self, data: bytes) -> None:
-        """The member's whole content ``data``, deflated in one complete stream (a
-        ``chunked`` member that was fed nothing; then no :meth:`finish`)."""
-        assert self._chunked and self.level is not None and not self._pieces
-        self.crc = self._codec.crc32(data, 0)
-        self.size = len(data)
-        self._pieces.append(self._codec.whole(data, self.level))
-        self._chunked = False
+    @classmethod
+    def whole(cls, name: str, data: bytes, level: int, *, codec: Codec = ZLIB) -> MemberStream:
+        """A finished member whose whole content ``data`` is deflated in one call."""
+        member = cls(name, level, codec=codec)
+        member.crc, member.size = codec.crc32(data, 0), len(data)
+        member._pieces.append(codec.whole(data, level))
+        member._open = False
+        return member
 
     def finish(self) -> None:
         """End the deflate stream; no more :meth:`feed` after this."""
-        if self._chunked:
+        if self._open and self.level is not None:
             self._pieces.append(FINAL_BLOCK)
-            self._chunked = False
-        elif self._z is not None:
-            self._pieces.append(self._z.flush())
-            self._z = None
+        self._open = False
 
     def release(self) -> None:
         """Drop the member's data (once written); only its sizes and CRC remain."""
@@ -134,26 +107,20 @@ class MemberStream:
 
 
 def array_member(
-    name: str,
-    array: NDArray[Any],
-    level: int | None,
-    window: tuple[int, int] = CAPTURE_WINDOW,
-    *,
-    codec: Codec = ZLIB,
+    name: str, array: NDArray[Any], level: int | None, *, codec: Codec = ZLIB
 ) -> MemberStream:
-    """A finished member holding ``array`` as numpy saves it (header, then its bytes)."""
+    """A finished member holding ``array`` as numpy saves it (header, then its bytes): stored
+    pieces by reference, or deflated in one call (a capture's archives hold thousands of small
+    members)."""
     if array.dtype.hasobject:
         raise ValueError("object arrays cannot be saved (allow_pickle=False)")
     header, data = _header_for(np.asanyarray(array))
-    if level is None or (codec is ZLIB and window != NUMPY_WINDOW):
-        member = MemberStream(name, level, window, codec=codec)
-        member.feed(header)
-        member.feed_array(data)
-        member.finish()
-        return member
-    # One call: a capture's archives hold thousands of small members.
-    member = MemberStream(name, level, window, codec=codec, chunked=True)
-    member.deflate_whole(header + data.tobytes())
+    if level is not None:
+        return MemberStream.whole(name, header + data.tobytes(), level, codec=codec)
+    member = MemberStream(name, None, codec=codec)
+    member.feed(header)
+    member.feed_array(data)
+    member.finish()
     return member
 
 
@@ -256,11 +223,10 @@ def write_archive(handle: IO[bytes], members: Sequence[MemberStream]) -> None:
     records = []
     for member in members:
         header, record = _records(member, offset)
-        pieces = member.pieces
         handle.write(header)
-        for piece in pieces:
+        for piece in member.pieces:
             handle.write(piece)
-        offset += len(header) + sum(memoryview(p).nbytes for p in pieces)
+        offset += len(header) + member.compressed_size
         records.append(record)
     central = b"".join(records)
     handle.write(central)

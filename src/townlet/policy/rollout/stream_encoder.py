@@ -50,7 +50,6 @@ from townlet.errors import RolloutError
 from townlet.policy.replay import NPZ_KEYS, ReplaySample, sidecar_texts
 from townlet.policy.replay.deflate import ZLIB, codec_for
 from townlet.policy.replay.npz_stream import (
-    NUMPY_WINDOW,
     MemberStream,
     array_member,
     npy_header,
@@ -118,15 +117,14 @@ class SampleEncoder:
         self._created: Future[None] | None = None
         self._staging: Path | None = None
         self._stems: list[str] = []
-        self._locked = False
-        self._target: Path | None = None
+        self._target: Path | None = None  # the --out lock is held (the resolved directory)
         self._lanes: list[ThreadPoolExecutor] = []
         self._pending: list[deque[Future[None]]] = []
         if workers is not None:
             self._open_lanes(workers)
         self._recorder: FrameRecorder | None = None
-        self._streams: dict[str, list[MemberStream]] = {}
-        self._flat: dict[str, memoryview] = {}
+        self._maps: list[MemberStream] = []  # one per agent, when the source has maps
+        self._flat = memoryview(b"")  # the recording's maps as bytes
         self._fed = 0
         self._off = False
 
@@ -146,7 +144,6 @@ class SampleEncoder:
     def __enter__(self) -> SampleEncoder:
         if self.out is not None:
             self._target = self._held.enter_context(capture_target(self.out))  # fails early
-            self._locked = True
         return self
 
     def __exit__(
@@ -162,8 +159,8 @@ class SampleEncoder:
         if self._staging is not None:
             drop_staging(self._staging)  # not saved (or already moved into place: a no-op)
         self._held.close()
-        self._locked = False
-        self._streams, self._flat = {}, {}
+        self._target = None
+        self._maps, self._flat = [], memoryview(b"")
 
     def on_recorded(self, recorder: FrameRecorder) -> None:
         """The capture hook: hand out the rows finished since the last chunk."""
@@ -174,7 +171,7 @@ class SampleEncoder:
         if recorder is not self._recorder or recorder.live is not None:
             self._off = True  # agents come and go: samples pick live ticks, save_rollout writes
             self._drain()
-            self._streams, self._flat = {}, {}
+            self._maps, self._flat = [], memoryview(b"")
             return
         self._check_files()
         done, left = recorder.recorded, recorder.ticks - recorder.recorded
@@ -192,18 +189,15 @@ class SampleEncoder:
             blocks = [b for b in (recorder.maps, recorder.features) if b is not None]
             per_tick = sum(b.nbytes for b in blocks) // max(1, recorder.ticks)
             self._open_lanes(default_workers() if per_tick >= THREADS_FROM_BYTES_PER_TICK else 0)
-        for key, block in (("map", recorder.maps),):
-            if block is None:
-                continue
-            header = npy_header(block[0])
-            streams = [
-                MemberStream(key, self.level, codec=self.codec, chunked=True) for _ in range(n)
-            ]
-            for stream in streams:
+        if recorder.maps is not None:
+            header = npy_header(recorder.maps[0])
+            self._maps = [MemberStream("map", self.level, codec=self.codec) for _ in range(n)]
+            for stream in self._maps:
                 stream.feed(header)
-            self._streams[key] = streams
-            self._flat[key] = memoryview(block.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
-        if self._locked and self._lanes:  # under the lock: outside it, staging is a leftover
+            self._flat = memoryview(recorder.maps.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+        if (
+            self._target is not None and self._lanes
+        ):  # under the lock: outside it, staging is a leftover
             self._prepare_files(recorder)
 
     def _check_files(self) -> None:
@@ -269,12 +263,12 @@ class SampleEncoder:
     def _encode_rows(self, first: int, end: int, t0: int, t1: int) -> None:
         assert self._recorder is not None
         ticks = self._recorder.ticks
-        for key, streams in self._streams.items():
-            flat = self._flat[key]
-            row = flat.nbytes // (len(streams) * ticks)
-            for i in range(first, end):
-                start = (i * ticks + t0) * row
-                streams[i].feed(flat[start : start + (t1 - t0) * row])
+        if not self._maps:
+            return
+        row = self._flat.nbytes // (len(self._maps) * ticks)
+        for i in range(first, end):
+            start = (i * ticks + t0) * row
+            self._maps[i].feed(self._flat[start : start + (t1 - t0) * row])
 
     def save(
         self,
@@ -339,11 +333,10 @@ class SampleEncoder:
         members = []
         for key in NPZ_KEYS:
             array: Any = getattr(sample, key)
-            streams = self._streams.get(key)
-            if streams is None:
-                members.append(array_member(key, array, self.level, NUMPY_WINDOW, codec=self.codec))
+            if key != "map" or not self._maps:
+                members.append(array_member(key, array, self.level, codec=self.codec))
                 continue
-            member = streams[index]
+            member = self._maps[index]
             if member.size != len(npy_header(array)) + array.nbytes:
                 raise RuntimeError(f"{stem}: the streamed {key} rows are not the sample's")
             member.finish()
@@ -357,5 +350,5 @@ class SampleEncoder:
                 folder / f"{stem}.npz", lambda fh: write_archive(fh, members), sync=False
             )
             write_new_file(folder / f"{stem}.json", lambda fh: fh.write(text), sync=False)
-        for streams in self._streams.values():
-            streams[index].release()  # its deflated output is on disk now
+        if self._maps:
+            self._maps[index].release()  # its deflated output is on disk now
