@@ -82,7 +82,7 @@ ISAL = _isal()
 def check_choice(choice: str | None = None) -> str:
     """The codec choice ``choice`` (default: ``$TOWNLET_DEFLATE``, else ``auto``); raises
     ``ValueError`` for an unknown name, or for ``isal`` without the package."""
-    source = f"{ENV_VAR}" if choice is None else "deflate"
+    source = ENV_VAR if choice is None else "deflate"
     value = os.environ.get(ENV_VAR, "auto") if choice is None else choice
     if value not in CHOICES:
         raise ValueError(f"{source} must be one of {', '.join(CHOICES)}, got {value!r}")
